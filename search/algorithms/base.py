@@ -1,0 +1,103 @@
+"""The algorithm contract: propose from frozen history, decide on each report. Decisions are data.
+
+An algorithm never holds a storage or controller handle. The controller calls it from one thread.
+Whatever state it keeps must be rebuildable from ``History`` (the controller hands the full history
+to every call, so a resumed study proposes from everything it has seen); state that cannot be
+rebuilt that way goes through ``state_dict``/``load_state_dict`` into the typed state table.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from search.space import Space
+from storage.records import TERMINAL_STATES, TrialRecord, TrialState
+
+__all__ = ["Algorithm", "Proposal", "Decision", "History", "CONTINUE"]
+
+
+@dataclass(frozen=True)
+class History:
+    """A frozen snapshot of a study: every trial so far, in number order, and the objectives."""
+
+    trials: tuple[TrialRecord, ...]
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]
+
+    def completed(self) -> tuple[TrialRecord, ...]:
+        return tuple(t for t in self.trials if t.state == TrialState.COMPLETE)
+
+    def finished(self) -> tuple[TrialRecord, ...]:
+        return tuple(t for t in self.trials if t.state in TERMINAL_STATES)
+
+    def pending(self) -> tuple[TrialRecord, ...]:
+        return tuple(t for t in self.trials if t.state not in TERMINAL_STATES)
+
+    def signed_value(self, trial: TrialRecord, i: int = 0) -> float | None:
+        """Objective ``i`` as a loss: lower is better whatever the direction."""
+        if trial.values is None:
+            return None
+        v = trial.values[i]
+        return -v if self.directions[i] == "maximize" else v
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A configuration to run. ``parent`` (a trial number) and ``parent_step`` ask the controller to
+    start from that trial's checkpoint at that step (PBT exploit, freeze-thaw resume)."""
+
+    params: Mapping[str, Any]
+    parent: int | None = None
+    parent_step: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a running trial after a report: ``continue`` or ``stop`` (ends PRUNED)."""
+
+    action: str = "continue"
+    reason: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+CONTINUE = Decision()
+
+
+class Algorithm(ABC):
+    """Subclasses set ``name`` and implement ``propose``; the hooks default to no-ops.
+
+    ``__init__`` receives the space, the objectives, the seed and the study file's algorithm
+    options (everything under ``algorithm:`` but ``name`` and ``seed``).
+    """
+
+    name: str = ""
+
+    def __init__(self, space: Space, metrics: tuple[str, ...], directions: tuple[str, ...],
+                 seed: int | None = None, **options: Any) -> None:
+        self.space = space
+        self.metrics = metrics
+        self.directions = directions
+        self.seed = seed
+        if options:
+            raise ValueError(
+                f"algorithm {self.name!r} takes no option {sorted(options)[0]!r}"
+            )
+
+    @abstractmethod
+    def propose(self, history: History, n: int) -> list[Proposal]:
+        """Up to ``n`` new configurations. Fewer (even none) means "nothing more to try now";
+        an empty list while nothing is pending ends the study early (grid exhausted)."""
+
+    def on_report(self, history: History, trial: TrialRecord, step: int,
+                  metrics: Mapping[str, float]) -> Decision:
+        return CONTINUE
+
+    def on_complete(self, history: History, trial: TrialRecord) -> None:
+        """Called once per trial that reached a terminal state, ``history`` already includes it."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass

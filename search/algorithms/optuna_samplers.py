@@ -1,0 +1,143 @@
+"""Optuna's samplers behind the Algorithm contract, driven through ask/tell on the controller.
+
+Workers never call back for parameters: the controller asks, runs, and the history tells. The
+Optuna study lives in memory and is rebuilt from ``History`` (so a resumed study continues from
+everything it has seen). Proposals are consumed in order as the next trial numbers (the
+controller's contract), which is how asked Optuna trials are matched to our trials.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from search.algorithms.base import Algorithm, History, Proposal
+from storage.records import TrialRecord, TrialState
+
+__all__ = ["TPE", "CmaEs", "OptunaGP", "NSGA2"]
+
+
+def _distribution(param):
+    import optuna.distributions as d
+
+    from search.space import CategoricalParam, FloatParam
+
+    if isinstance(param, CategoricalParam):
+        return d.CategoricalDistribution(list(param.choices))
+    if isinstance(param, FloatParam):
+        return d.FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+    return d.IntDistribution(param.low, param.high, log=param.log, step=param.step)
+
+
+def _suggest(trial, param):
+    from search.space import CategoricalParam, FloatParam
+
+    if isinstance(param, CategoricalParam):
+        return trial.suggest_categorical(param.name, list(param.choices))
+    if isinstance(param, FloatParam):
+        return trial.suggest_float(param.name, param.low, param.high, log=param.log, step=param.step)
+    return trial.suggest_int(param.name, param.low, param.high, log=param.log, step=param.step)
+
+
+class _OptunaAlgorithm(Algorithm):
+    def __init__(self, space, metrics, directions, seed=None, **options: Any) -> None:
+        super().__init__(space, metrics, directions, seed)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            sampler = self._make_sampler(seed, **options)
+        except TypeError as exc:
+            raise ValueError(f"algorithm {self.name!r}: bad option: {exc}") from None
+        self._study = optuna.create_study(directions=list(directions), sampler=sampler)
+        self._dists = {p.name: _distribution(p) for p in space}
+        self._asked: deque = deque()  # asked, not yet matched to a trial number
+        self._by_number: dict[int, Any] = {}  # our trial number -> optuna trial (still open)
+        self._told: set[int] = set()
+        self._max_number = -1
+
+    def _make_sampler(self, seed, **options):
+        raise NotImplementedError
+
+    def _sync(self, history: History) -> None:
+        import optuna
+
+        for t in history.trials:
+            if t.number > self._max_number:
+                self._max_number = t.number
+                if self._asked:
+                    self._by_number[t.number] = self._asked.popleft()
+            if t.number in self._told or not t.is_finished:
+                continue
+            self._told.add(t.number)
+            ot = self._by_number.pop(t.number, None)
+            state, values = self._outcome(t)
+            if ot is not None:
+                self._study.tell(ot, values, state=state)
+            else:
+                params = {k: v for k, v in t.params.items() if k in self._dists}
+                self._study.add_trial(optuna.trial.create_trial(
+                    params=params, distributions={k: self._dists[k] for k in params},
+                    values=values, state=state))
+
+    @staticmethod
+    def _outcome(t: TrialRecord):
+        from optuna.trial import TrialState as OS
+
+        if t.state == TrialState.COMPLETE and t.values is not None:
+            return OS.COMPLETE, list(t.values)
+        if t.state == TrialState.PRUNED:
+            return OS.PRUNED, None
+        return OS.FAIL, None
+
+    def propose(self, history: History, n: int) -> list[Proposal]:
+        self._sync(history)
+        out = []
+        for _ in range(n):
+            ot = self._study.ask()
+            config: dict[str, Any] = {}
+            for p in self.space:
+                if self.space.is_active(p, config):
+                    config[p.name] = _suggest(ot, p)
+            self._asked.append(ot)
+            out.append(Proposal(config))
+        return out
+
+
+class TPE(_OptunaAlgorithm):
+    """Optuna's TPE; multivariate with constant liar by default, which handles parallel pending
+    trials. Options are passed to ``optuna.samplers.TPESampler``."""
+
+    name = "tpe"
+
+    def _make_sampler(self, seed, **options):
+        import optuna
+
+        kw = {"multivariate": True, "constant_liar": True, **options}
+        return optuna.samplers.TPESampler(seed=seed, **kw)
+
+
+class CmaEs(_OptunaAlgorithm):
+    name = "cmaes"
+
+    def _make_sampler(self, seed, **options):
+        import optuna
+
+        return optuna.samplers.CmaEsSampler(seed=seed, **options)
+
+
+class OptunaGP(_OptunaAlgorithm):
+    name = "gp"
+
+    def _make_sampler(self, seed, **options):
+        import optuna
+
+        return optuna.samplers.GPSampler(seed=seed, **options)
+
+
+class NSGA2(_OptunaAlgorithm):
+    name = "nsga2"
+
+    def _make_sampler(self, seed, **options):
+        import optuna
+
+        return optuna.samplers.NSGAIISampler(seed=seed, **options)

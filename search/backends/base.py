@@ -1,0 +1,41 @@
+"""The backend contract. The controller submits immutable specs and polls for events.
+
+Events are ``trials.TrialEvent``s: ``report``, ``checkpoint``, ``done``, plus ``lost`` when the
+worker running an attempt died (node loss, killed actor) and the attempt has no ``done``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from trials.api import TrialEvent, TrialSpec
+
+__all__ = ["Backend", "BackendError"]
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+class Backend(ABC):
+    @abstractmethod
+    def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
+        """Get ready to run ``parallel`` trials at once, each with these resources."""
+
+    @abstractmethod
+    def submit(self, spec: TrialSpec) -> None:
+        """Queue one attempt; never blocks on the trial itself."""
+
+    @abstractmethod
+    def request_stop(self, trial_id: int) -> None:
+        """Ask a running trial to stop at its next report (it ends with ``stopped=True``)."""
+
+    @abstractmethod
+    def poll(self, timeout: float) -> list[TrialEvent]:
+        """Events that arrived, waiting up to ``timeout`` seconds for the first one."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stop all workers; attempts still running are abandoned (the controller requeues them)."""
+
+    def describe(self) -> str:
+        return type(self).__name__

@@ -1,0 +1,314 @@
+"""The ``search`` command. Heavy modules are imported inside each verb so ``--help`` is instant.
+
+Exit codes: 0 success, 1 failure at run time, 2 invalid input (nothing written), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class InputError(Exception):
+    """Invalid input found by a verb: one line, exit 2."""
+
+
+def _storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="URL",
+                   help="SQLAlchemy URL (default: $SEARCH_STORAGE, then the URL in the file "
+                        "$SEARCH_STORAGE_FILE, then sqlite:///search.db)")
+
+
+def _trial_json(t) -> dict[str, Any]:
+    def ts(d):
+        return None if d is None else d.isoformat() + "Z"
+
+    return {
+        "number": t.number, "state": t.state, "params": t.params,
+        "metrics": t.metrics, "value": t.value,
+        "values": None if t.values is None else list(t.values),
+        "error": t.error, "attempt": t.attempt, "node": t.node, "last_step": t.last_step,
+        "started_at": ts(t.started_at), "finished_at": ts(t.finished_at),
+    }
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=None, default=str)
+    sys.stdout.write("\n")
+
+
+class _ProgressPrinter:
+    """One live status line on a terminal; a line every ``every`` seconds otherwise."""
+
+    def __init__(self, stream=sys.stderr, every: float = 10.0) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every = 0.2 if self.tty else every
+        self._last = 0.0
+
+    def __call__(self, p) -> None:
+        now = time.monotonic()
+        final = p.final
+        if not final and now - self._last < self.every:
+            return
+        self._last = now
+        best = "-" if p.best is None else f"{p.best:.6g}"
+        line = (f"trials {p.done}/{p.budget} done, {p.running} running, {p.failed} failed | "
+                f"best {best} | {p.elapsed_s:.0f}s")
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _summary_lines(summary, metrics: tuple[str, ...]) -> list[str]:
+    lines = [f"study {summary.study}: {summary.complete} complete, {summary.pruned} pruned, "
+             f"{summary.failed} failed in {summary.elapsed_s:.1f}s"]
+    if summary.requeued_at_start:
+        lines.append(f"resumed {summary.requeued_at_start} interrupted trial(s) from their last checkpoint")
+    if summary.best is not None:
+        b = summary.best
+        vals = ", ".join(f"{m}={v:.6g}" for m, v in zip(metrics, b.values or ()))
+        lines.append(f"best trial #{b.number}: {vals} params {json.dumps(b.params, default=str)}")
+    return lines
+
+
+def _finish_run(summary, args, metrics: tuple[str, ...]) -> int:
+    if args.json:
+        _print_json({"study": summary.study, "complete": summary.complete, "pruned": summary.pruned,
+                     "failed": summary.failed, "interrupted": summary.interrupted,
+                     "elapsed_s": summary.elapsed_s,
+                     "best": None if summary.best is None else _trial_json(summary.best)})
+    else:
+        print("\n".join(_summary_lines(summary, metrics)))
+    if summary.interrupted:
+        print(f"interrupted: run `search resume {summary.study}` to finish the study", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if summary.complete == 0 and summary.failed:
+        print(f"error: no trial completed ({summary.failed} failed); `search trials {summary.study}` shows why",
+              file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from search.study import load_config, run
+
+    config = load_config(args.file)
+    progress = None if args.quiet else _ProgressPrinter()
+    summary = run(config, storage=args.storage, backend=args.backend, on_progress=progress)
+    return _finish_run(summary, args, summary.metrics)
+
+
+def cmd_resume(args) -> int:
+    from search.study import resume
+
+    progress = None if args.quiet else _ProgressPrinter()
+    summary = resume(args.name, storage=args.storage, backend=args.backend, on_progress=progress)
+    return _finish_run(summary, args, summary.metrics)
+
+
+def cmd_studies(args) -> int:
+    from storage import open_storage
+
+    with open_storage(args.storage, create=False) as st:
+        studies = st.list_studies()
+        counts = st.count_trials()
+        rows = []
+        for s in studies:
+            c = counts.get(s.id, {})
+            best = st.best_trial(s.id, s.directions[0])
+            rows.append({
+                "name": s.name, "state": s.state, "algorithm": s.spec.get("algorithm", {}).get("name"),
+                "metric": s.metrics[0], "direction": s.directions[0],
+                "complete": c.get("COMPLETE", 0), "pruned": c.get("PRUNED", 0), "failed": c.get("FAILED", 0),
+                "running": c.get("RUNNING", 0), "waiting": c.get("WAITING", 0),
+                "best": None if best is None else best.value,
+                "created_at": s.created_at.isoformat() + "Z",
+            })
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no studies")
+        return EXIT_OK
+    print(f"{'name':<28} {'state':<12} {'algorithm':<9} {'done':>5} {'run':>4} {'fail':>4}  best")
+    for r in rows:
+        best = "-" if r["best"] is None else f"{r['best']:.6g} ({r['metric']}, {r['direction'][:3]})"
+        print(f"{r['name']:<28} {r['state']:<12} {str(r['algorithm']):<9} {r['complete'] + r['pruned']:>5} "
+              f"{r['running']:>4} {r['failed']:>4}  {best}")
+    return EXIT_OK
+
+
+def _load_trials(args):
+    from storage import open_storage
+
+    with open_storage(args.storage, create=False) as st:
+        study = st.get_study(args.name)
+        return study, st.get_trials(study.id)
+
+
+def cmd_trials(args) -> int:
+    study, trials = _load_trials(args)
+    if args.state:
+        trials = [t for t in trials if t.state == args.state.upper()]
+    if args.json:
+        _print_json([_trial_json(t) for t in trials])
+        return EXIT_OK
+    print(f"{'#':>5} {'state':<9} {study.metrics[0]:>14}  params")
+    for t in trials:
+        v = "-" if t.value is None else f"{t.value:.6g}"
+        extra = f"  error: {t.error}" if t.error and t.state == "FAILED" else ""
+        print(f"{t.number:>5} {t.state:<9} {v:>14}  {json.dumps(t.params, default=str)}{extra}")
+    return EXIT_OK
+
+
+def cmd_best(args) -> int:
+    from storage import open_storage
+
+    with open_storage(args.storage, create=False) as st:
+        study = st.get_study(args.name)
+        best = st.best_trial(study.id, study.directions[0])
+    if best is None:
+        print(f"error: study {args.name!r} has no completed trial yet", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.json:
+        _print_json(_trial_json(best))
+    else:
+        vals = ", ".join(f"{m}={v:.6g}" for m, v in zip(study.metrics, best.values or ()))
+        print(f"trial #{best.number}: {vals}\nparams {json.dumps(best.params, default=str)}")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    import pandas as pd
+
+    _study, trials = _load_trials(args)
+    rows = []
+    for t in trials:
+        row = {k: v for k, v in _trial_json(t).items() if k not in ("params", "metrics", "values")}
+        row.update({f"params_{k}": v for k, v in t.params.items()})
+        row.update({f"metrics_{k}": v for k, v in t.metrics.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    out = args.output
+    if args.format == "csv":
+        df.to_csv(out, index=False)
+    elif args.format == "json":
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump([_trial_json(t) for t in trials], f, indent=1, default=str)
+    else:
+        df.to_parquet(out, index=False)
+    print(f"wrote {len(trials)} trials to {out}")
+    return EXIT_OK
+
+
+def cmd_db(args) -> int:
+    from storage import open_storage, safe_url, resolve_url
+
+    if args.db_verb == "upgrade":
+        with open_storage(args.storage, upgrade=True) as st:
+            rev = st.schema_revision()
+        print(f"storage {safe_url(resolve_url(args.storage))} is at schema revision {rev}")
+    else:
+        with open_storage(args.storage, create=False) as st:
+            print(st.schema_revision())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="search", description="Hyperparameter and architecture search over real PyTorch trials.")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    p = sub.add_parser("run", help="create a study from a YAML file and run it")
+    p.add_argument("file", help="study file (YAML)")
+    _storage_arg(p)
+    p.add_argument("--backend", choices=["ray", "inprocess"], help="override the study's backend")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="finish an interrupted study")
+    p.add_argument("name")
+    _storage_arg(p)
+    p.add_argument("--backend", choices=["ray", "inprocess"], help="override the study's backend")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("studies", help="list studies")
+    _storage_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_studies)
+
+    p = sub.add_parser("trials", help="list a study's trials")
+    p.add_argument("name")
+    _storage_arg(p)
+    p.add_argument("--state", choices=["waiting", "running", "complete", "pruned", "failed"], type=str.lower)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_trials)
+
+    p = sub.add_parser("best", help="a study's best trial")
+    p.add_argument("name")
+    _storage_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("export", help="write a study's trials to a file")
+    p.add_argument("name")
+    _storage_arg(p)
+    p.add_argument("--format", choices=["csv", "json", "parquet"], required=True)
+    p.add_argument("-o", "--output", required=True, metavar="PATH")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("db", help="storage schema: `search db upgrade` migrates an older database")
+    p.add_argument("db_verb", choices=["upgrade", "current"])
+    _storage_arg(p)
+    p.set_defaults(func=cmd_db)
+    return parser
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from search.config import ConfigError
+    from storage import StorageError
+
+    errs: list[type[BaseException]] = [ConfigError, InputError, StorageError]
+    if "search.backends.base" in sys.modules:
+        from search.backends.base import BackendError
+
+        errs.append(BackendError)
+    return tuple(errs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="search: %(message)s", stream=sys.stderr)
+    func: Callable[[Any], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - mapped to an exit code and one line below
+        if isinstance(exc, _input_errors()):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        if os.environ.get("SEARCH_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set SEARCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The controller: the only writer of study state.
+
+    algorithm --proposals--> controller --specs--> backend --events--> controller --> storage
+
+It asks the algorithm for proposals, records trials, dispatches specs, receives events, records
+them, asks the algorithm for decisions, and reaps attempts that were interrupted. The budget is
+the study's: terminal trials in storage count, whichever process ran them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from search.algorithms.base import Algorithm, History, Proposal
+from search.backends.base import Backend
+from search.config import StudyConfig
+from storage.records import TERMINAL_STATES, StudyRecord, TrialRecord, TrialState
+from trials.api import TrialEvent, TrialSpec
+
+if TYPE_CHECKING:
+    from storage import Storage
+
+__all__ = ["Controller", "RunSummary", "trial_seed"]
+
+log = logging.getLogger("search.controller")
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    return (int(study_seed) * 1_000_003 + int(number)) % (2**31 - 1)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    study: str
+    metrics: tuple[str, ...]
+    complete: int
+    pruned: int
+    failed: int
+    interrupted: bool
+    best: TrialRecord | None
+    elapsed_s: float
+    requeued_at_start: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    running: int
+    failed: int
+    budget: int
+    best: float | None
+    elapsed_s: float
+    final: bool = False
+
+
+class Controller:
+    """Drives one study on a backend that is already started; shuts the backend down at the end."""
+
+    def __init__(self, config: StudyConfig, storage: Storage, backend: Backend, algorithm: Algorithm,
+                 study: StudyRecord, *, on_progress: Callable[[Progress], None] | None = None,
+                 heartbeat_s: float = 5.0) -> None:
+        self.config = config
+        self.storage = storage
+        self.backend = backend
+        self.algorithm = algorithm
+        self.study = study
+        self.on_progress = on_progress
+        self.heartbeat_s = heartbeat_s
+        self.artifacts = os.path.abspath(config.artifacts)
+        self._trials: dict[int, TrialRecord] = {}  # by number; insertion order is number order
+        self._running: dict[int, TrialRecord] = {}  # trial id -> record of the attempt in flight
+        self._waiting: deque[int] = deque()  # trial numbers to dispatch again
+        self._stop_requested: set[int] = set()
+        self._best: TrialRecord | None = None
+        self._start = time.monotonic()
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def _history(self) -> History:
+        return History(tuple(self._trials.values()), self.config.metrics, self.config.directions)
+
+    def _put(self, rec: TrialRecord) -> None:
+        self._trials[rec.number] = rec
+        if rec.state == TrialState.COMPLETE and rec.values is not None:
+            sign = -1.0 if self.config.directions[0] == "maximize" else 1.0
+            if self._best is None or sign * rec.values[0] < sign * self._best.values[0]:
+                self._best = rec
+
+    def _counts(self) -> tuple[int, int]:
+        finished = sum(1 for t in self._trials.values() if t.state in TERMINAL_STATES)
+        failed = sum(1 for t in self._trials.values() if t.state == TrialState.FAILED)
+        return finished, failed
+
+    def _progress(self, final: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        finished, failed = self._counts()
+        self.on_progress(Progress(done=finished, running=len(self._running), failed=failed,
+                                  budget=self.config.trials,
+                                  best=None if self._best is None else self._best.values[0],
+                                  elapsed_s=time.monotonic() - self._start, final=final))
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    def _spec(self, rec: TrialRecord, parent: tuple[int, int | None] | None = None) -> TrialSpec:
+        resume = None
+        if rec.attempt > 0:
+            resume = self.storage.latest_checkpoint(rec.id)
+        elif parent is not None:
+            parent_rec = self._trials[parent[0]]
+            cks = [c for c in self.storage.get_checkpoints(parent_rec.id)
+                   if parent[1] is None or c.step == parent[1]]
+            resume = cks[-1] if cks else None
+        cfg = self.config
+        return TrialSpec(
+            study=cfg.name, trial_id=rec.id, number=rec.number, attempt=rec.attempt,
+            entrypoint=cfg.entrypoint, config={**cfg.trial_params, **rec.params},
+            seed=trial_seed(cfg.seed, rec.number), objective_metrics=cfg.metrics,
+            checkpoint_dir=os.path.join(self.artifacts, cfg.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt}"),
+            resume_from=None if resume is None else resume.path,
+            resume_checksum=None if resume is None else resume.checksum,
+            cpus=cfg.cpus, gpus=cfg.gpus,
+        )
+
+    def _dispatch(self, rec: TrialRecord, parent: tuple[int, int | None] | None = None) -> None:
+        spec = self._spec(rec, parent)
+        self._running[rec.id] = rec
+        self.backend.submit(spec)
+
+    def _fill(self) -> None:
+        """Start trials (requeued ones first) until every slot is busy, the budget is covered,
+        or the algorithm has nothing more to propose right now."""
+        cfg = self.config
+        finished, _ = self._counts()
+        while len(self._running) < cfg.parallel and finished + len(self._running) < cfg.trials:
+            if self._waiting:
+                number = self._waiting.popleft()
+                rec = self.storage.start_trial(self._trials[number].id)
+                self._put(rec)
+                self._dispatch(rec)
+                continue
+            n = min(cfg.parallel - len(self._running), cfg.trials - finished - len(self._running))
+            proposals: list[Proposal] = self.algorithm.propose(self._history(), n)
+            if not proposals:
+                return
+            for p in proposals[:n]:
+                rec = self.storage.create_trial(self.study.id, dict(p.params))
+                self._put(rec)
+                self._dispatch(rec, None if p.parent is None else (p.parent, p.parent_step))
+
+    def _reload(self) -> None:
+        self._trials = {rec.number: rec for rec in self.storage.get_trials(self.study.id)}
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def _current(self, ev: TrialEvent) -> TrialRecord | None:
+        rec = self._running.get(ev.trial_id)
+        if rec is None or rec.attempt != ev.attempt:
+            log.warning("ignoring %s from trial id %s attempt %s: that attempt is no longer running",
+                        ev.kind, ev.trial_id, ev.attempt)
+            return None
+        return rec
+
+    def _handle(self, events: list[TrialEvent]) -> None:
+        reports: list[tuple[int, int, int, dict]] = []
+
+        def flush() -> None:
+            if reports:
+                self.storage.add_reports(reports)
+                reports.clear()
+
+        for ev in events:
+            rec = self._current(ev)
+            if rec is None:
+                continue
+            if ev.kind == "report":
+                reports.append((ev.trial_id, ev.attempt, int(ev.step or 0), dict(ev.metrics)))
+                if ev.trial_id not in self._stop_requested:
+                    decision = self.algorithm.on_report(self._history(), rec, int(ev.step or 0), ev.metrics)
+                    if decision.action == "stop":
+                        self._stop_requested.add(ev.trial_id)
+                        self.backend.request_stop(ev.trial_id)
+            elif ev.kind == "checkpoint":
+                flush()
+                self.storage.add_checkpoint(ev.trial_id, ev.attempt, int(ev.step or 0), ev.path or "", ev.checksum or "")
+            elif ev.kind == "done":
+                flush()
+                self._finish(rec, ev)
+            elif ev.kind == "lost":
+                flush()
+                self._lost(rec, ev.error or "worker lost")
+        flush()
+
+    def _finish(self, rec: TrialRecord, ev: TrialEvent) -> None:
+        metrics = dict(ev.metrics)
+        values = None
+        error = ev.error
+        if error is None and ev.stopped and rec.id in self._stop_requested:
+            state = TrialState.PRUNED
+        elif error is None:
+            vals = [metrics.get(m) for m in self.config.metrics]
+            bad = [m for m, v in zip(self.config.metrics, vals) if v is None or not math.isfinite(v)]
+            if bad:
+                state, error = TrialState.FAILED, f"objective metric {bad[0]!r} missing or not finite: {metrics.get(bad[0])!r}"
+            else:
+                state, values = TrialState.COMPLETE, [float(v) for v in vals]  # type: ignore[arg-type]
+        else:
+            state = TrialState.FAILED
+        done = self.storage.finish_trial(rec.id, rec.attempt, state=state, values=values, metrics=metrics,
+                                         error=error, last_step=ev.step, node=ev.node)
+        self._running.pop(rec.id, None)
+        self._stop_requested.discard(rec.id)
+        if done is None:
+            log.warning("trial %d attempt %d finished after it was reaped; result dropped", rec.number, rec.attempt)
+            self._reload()
+            return
+        if state == TrialState.FAILED:
+            log.warning("trial %d failed: %s", rec.number, error)
+        self._put(done)
+        self._completed(done)
+
+    def _completed(self, rec: TrialRecord) -> None:
+        self.algorithm.on_complete(self._history(), rec)
+        state = self.algorithm.state_dict()
+        if state:
+            self.storage.set_algorithm_state(self.study.id, "algorithm", state)
+
+    def _lost(self, rec: TrialRecord, reason: str) -> None:
+        self._running.pop(rec.id, None)
+        self._stop_requested.discard(rec.id)
+        for r in self.storage.requeue_running(self.study.id, reason=reason, trial_ids=[rec.id],
+                                              max_attempts=self.config.max_failures + 1):
+            self._put(r)
+            if r.state == TrialState.WAITING:
+                log.warning("trial %d lost (%s); retrying as attempt %d", r.number, reason, r.attempt)
+                self._waiting.append(r.number)
+            else:
+                log.warning("trial %d lost (%s); giving up", r.number, reason)
+                self._completed(r)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        cfg = self.config
+        reaped = self.storage.requeue_running(
+            self.study.id, reason="attempt interrupted (controller stopped while it ran)",
+            max_attempts=cfg.max_failures + 1)
+        self._reload()
+        self._waiting.extend(t.number for t in self._trials.values() if t.state == TrialState.WAITING)
+        for t in list(self._trials.values()):
+            self._put(t)  # recomputes the best trial
+        saved = self.storage.get_algorithm_state(self.study.id).get("algorithm")
+        if saved:
+            self.algorithm.load_state_dict(saved)
+        self.storage.set_study_state(self.study.id, "RUNNING")
+        interrupted = False
+        last_beat = time.monotonic()
+        try:
+            while True:
+                self._fill()
+                if not self._running:
+                    break  # budget covered, or the algorithm has nothing left to propose
+                self._handle(self.backend.poll(timeout=min(1.0, self.heartbeat_s)))
+                now = time.monotonic()
+                if now - last_beat >= self.heartbeat_s:
+                    self.storage.heartbeat(list(self._running))
+                    last_beat = now
+                self._progress()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            self.backend.shutdown()
+            if self._running:
+                self.storage.requeue_running(self.study.id, reason="attempt interrupted (run stopped)",
+                                             trial_ids=list(self._running))
+                self._running.clear()
+        finished, failed = self._counts()
+        self.storage.set_study_state(self.study.id, "INTERRUPTED" if interrupted else "COMPLETE")
+        self._progress(final=True)
+        return RunSummary(
+            study=cfg.name, metrics=cfg.metrics,
+            complete=sum(1 for t in self._trials.values() if t.state == TrialState.COMPLETE),
+            pruned=sum(1 for t in self._trials.values() if t.state == TrialState.PRUNED),
+            failed=failed, interrupted=interrupted, best=self._best,
+            elapsed_s=time.monotonic() - self._start, requeued_at_start=len(reaped),
+        )

@@ -1,0 +1,86 @@
+"""Run and resume studies: the one entry point behind both the CLI and the Python API."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping
+
+from search.config import StudyConfig, load_study_file, parse_study
+from search.controller import Controller, Progress, RunSummary
+
+__all__ = ["run", "resume", "load_config"]
+
+
+def load_config(study: StudyConfig | Mapping[str, Any] | str) -> StudyConfig:
+    """A study given as a validated config, plain data (the YAML's content) or a YAML path."""
+    if isinstance(study, StudyConfig):
+        return study
+    if isinstance(study, (str, os.PathLike)):
+        return load_study_file(os.fspath(study))
+    return parse_study(study)
+
+
+def _start_backend(config: StudyConfig, backend: str | None):
+    from search.backends import make_backend
+
+    backend_obj = make_backend(backend or config.backend, address=config.address)
+    backend_obj.start(parallel=config.parallel, cpus=config.cpus, gpus=config.gpus)
+    return backend_obj
+
+
+def _drive(config: StudyConfig, storage, record, backend_obj,
+           on_progress: Callable[[Progress], None] | None) -> RunSummary:
+    from search.algorithms import make_algorithm
+
+    algorithm = make_algorithm(config.algorithm, config.space, config.metrics, config.directions,
+                               seed=config.seed, **config.algorithm_options)
+    return Controller(config, storage, backend_obj, algorithm, record, on_progress=on_progress).run()
+
+
+def run(study: StudyConfig | Mapping[str, Any] | str, *, storage: str | None = None,
+        backend: str | None = None, on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+    """Create the study in ``storage`` (default: ``$SEARCH_STORAGE`` or ``sqlite:///search.db``)
+    and run it to the end of its budget. ``backend`` overrides the study's (``ray``/``inprocess``)."""
+    from storage import open_storage
+
+    config = load_config(study)
+    raw = dict(config.raw)
+    raw["artifacts"] = os.path.abspath(config.artifacts)
+    config = parse_study(raw)
+    from storage import StudyNotFound
+
+    st = open_storage(storage)
+    try:
+        try:
+            st.get_study(config.name)
+        except StudyNotFound:
+            pass
+        else:
+            from storage import StudyExists
+
+            raise StudyExists(f"study {config.name!r} already exists; run `search resume {config.name}` "
+                              "or change name:")
+        # The backend starts (and checks its resources) before anything is written.
+        backend_obj = _start_backend(config, backend)
+        try:
+            record = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=raw)
+        except BaseException:
+            backend_obj.shutdown()
+            raise
+        return _drive(config, st, record, backend_obj, on_progress)
+    finally:
+        st.close()
+
+
+def resume(name: str, *, storage: str | None = None, backend: str | None = None,
+           on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+    """Finish a study that was interrupted: completed trials are kept, interrupted ones re-run
+    from their last checkpoint, and the budget is the study's."""
+    from storage import open_storage
+
+    st = open_storage(storage, create=False)
+    try:
+        record = st.get_study(name)
+        config = parse_study(record.spec)
+        return _drive(config, st, record, _start_backend(config, backend), on_progress)
+    finally:
+        st.close()

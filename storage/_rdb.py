@@ -1,0 +1,434 @@
+"""The relational storage: SQLite (embedded default) or any SQLAlchemy URL such as PostgreSQL.
+
+Thread-safety: a ``Storage`` may be shared by threads; each call opens its own short session and
+commits before returning. Every record returned is an immutable snapshot.
+
+The write set is narrow on purpose (create/start/finish trials, add reports and checkpoints,
+requeue, heartbeat, algorithm state); everything else is a read derived from the tables.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import create_engine, event, func, insert, inspect, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ReportRow, StudyRow,
+                             TrialRow)
+from storage.records import (TERMINAL_STATES, CheckpointRecord, ReportRecord, StudyRecord,
+                             TrialRecord, TrialState)
+
+__all__ = ["Storage", "StorageError", "StudyNotFound", "StudyExists", "SchemaOutdated", "safe_url"]
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
+VERSION_TABLE = "search_alembic_version"
+
+
+class StorageError(RuntimeError):
+    """The storage cannot be used (unreachable, wrong URL, schema too old)."""
+
+
+class StudyNotFound(StorageError):
+    pass
+
+
+class StudyExists(StorageError):
+    pass
+
+
+class SchemaOutdated(StorageError):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials part
+        return url.split("@")[-1]
+
+
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    # JSON has no NaN/inf and PostgreSQL rejects them; store them as null so both databases agree.
+    out: dict[str, float | None] = {}
+    for k, v in metrics.items():
+        f = float(v)
+        out[str(k)] = f if math.isfinite(f) else None
+    return out
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS_DIR)
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS_DIR)
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+class Storage:
+    """Open with ``Storage(url)``; a new database is created at the newest schema, an older
+    schema must be upgraded explicitly with ``upgrade()`` (``search db upgrade``)."""
+
+    def __init__(self, url: str, *, create: bool = True, upgrade: bool = False) -> None:
+        self.url = url
+        self.engine = self._make_engine(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._prepare(create=create, upgrade=upgrade)
+
+    # -- connection -------------------------------------------------------------------------
+
+    @staticmethod
+    def _make_engine(url: str) -> Engine:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StorageError(
+                f"storage URL {url!r} is not a valid SQLAlchemy URL; use e.g. sqlite:///search.db "
+                "or postgresql://user@host/db"
+            ) from None
+        backend = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"future": True}
+        if backend == "sqlite":
+            kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+            db = parsed.database
+            if db and db != ":memory:" and not os.path.isdir(os.path.dirname(os.path.abspath(db))):
+                raise StorageError(
+                    f"storage {safe_url(url)}: folder {os.path.dirname(os.path.abspath(db))!r} does not exist; "
+                    "create it or point --storage elsewhere"
+                )
+        else:
+            kwargs["pool_pre_ping"] = True
+            if backend == "postgresql" and parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+                kwargs["connect_args"] = {"connect_timeout": 10}
+        try:
+            engine = create_engine(parsed, **kwargs)
+        except (ImportError, SQLAlchemyError) as exc:
+            raise StorageError(f"storage {safe_url(url)}: {exc.__class__.__name__}: {exc}") from None
+        if backend == "sqlite":
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+        return engine
+
+    def _prepare(self, *, create: bool, upgrade: bool) -> None:
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+
+        try:
+            with self.engine.connect() as conn:
+                ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+                current = ctx.get_current_revision()
+                head = _head_revision()
+                if current == head:
+                    return
+                if current is None and inspect(conn).has_table("studies"):
+                    raise SchemaOutdated(
+                        f"storage {safe_url(self.url)} has search tables but no {VERSION_TABLE} table; "
+                        "it was not made by this program"
+                    )
+                if current is not None and not upgrade:
+                    raise SchemaOutdated(
+                        f"storage {safe_url(self.url)} has schema revision {current}, this version needs "
+                        f"{head}; run `search db upgrade --storage URL` first"
+                    )
+                if current is None and not create:
+                    raise StorageError(f"storage {safe_url(self.url)} holds no search database")
+            with self.engine.begin() as conn:
+                command.upgrade(_alembic_config(conn), "head")
+        except StorageError:
+            raise
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StorageError(
+                f"cannot connect to storage {safe_url(self.url)}: {reason}; check --storage or SEARCH_STORAGE"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise StorageError(f"storage {safe_url(self.url)}: {exc.__class__.__name__}: {exc}") from None
+
+    def schema_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Storage":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- conversion ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _study(row: StudyRow) -> StudyRecord:
+        return StudyRecord(
+            id=row.id, name=row.name, directions=tuple(row.directions), metrics=tuple(row.metrics),
+            spec=dict(row.spec), state=row.state, created_at=row.created_at, finished_at=row.finished_at,
+        )
+
+    @staticmethod
+    def _trial(row: TrialRow) -> TrialRecord:
+        return TrialRecord(
+            id=row.id, study_id=row.study_id, number=row.number, state=row.state,
+            params=dict(row.params), values=None if row.values is None else tuple(row.values),
+            metrics=dict(row.metrics or {}), error=row.error, attempt=row.attempt, worker=row.worker,
+            node=row.node, last_step=row.last_step, created_at=row.created_at,
+            started_at=row.started_at, finished_at=row.finished_at, heartbeat_at=row.heartbeat_at,
+        )
+
+    # -- studies ------------------------------------------------------------------------------
+
+    def create_study(self, name: str, *, metrics: Sequence[str], directions: Sequence[str],
+                     spec: Mapping[str, Any]) -> StudyRecord:
+        if not name or len(name) > NAME_MAX:
+            raise ValueError(f"study name must have 1 to {NAME_MAX} characters, got {len(name)}")
+        for d in directions:
+            if d not in ("minimize", "maximize"):
+                raise ValueError(f"direction must be 'minimize' or 'maximize', got {d!r}")
+        row = StudyRow(name=name, directions=list(directions), metrics=list(metrics), spec=dict(spec),
+                       state="RUNNING", created_at=_now())
+        try:
+            with self._session.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            raise StudyExists(f"study {name!r} already exists; run `search resume {name}` or pick another name") from None
+        return self._study(row)
+
+    def get_study(self, name: str) -> StudyRecord:
+        with self._session() as s:
+            row = s.scalar(select(StudyRow).where(StudyRow.name == name))
+            if row is None:
+                raise StudyNotFound(f"no study named {name!r} in {safe_url(self.url)}; `search studies` lists them")
+            return self._study(row)
+
+    def list_studies(self) -> list[StudyRecord]:
+        with self._session() as s:
+            return [self._study(r) for r in s.scalars(select(StudyRow).order_by(StudyRow.id))]
+
+    def set_study_state(self, study_id: int, state: str) -> None:
+        finished = _now() if state == "COMPLETE" else None
+        with self._session.begin() as s:
+            s.execute(update(StudyRow).where(StudyRow.id == study_id).values(state=state, finished_at=finished))
+
+    def count_trials(self, study_id: int | None = None) -> dict[int, dict[str, int]]:
+        """{study_id: {state: count}} for one study or all."""
+        q = select(TrialRow.study_id, TrialRow.state, func.count()).group_by(TrialRow.study_id, TrialRow.state)
+        if study_id is not None:
+            q = q.where(TrialRow.study_id == study_id)
+        out: dict[int, dict[str, int]] = {}
+        with self._session() as s:
+            for sid, state, n in s.execute(q):
+                out.setdefault(sid, {})[state] = n
+        return out
+
+    # -- trials -------------------------------------------------------------------------------
+
+    def create_trial(self, study_id: int, params: Mapping[str, Any], *, state: str = TrialState.RUNNING,
+                     worker: str | None = None) -> TrialRecord:
+        """Insert a trial with the next free number. Numbers are unique by constraint; a concurrent
+        writer that takes the same number makes this retry with the next one."""
+        if state not in (TrialState.RUNNING, TrialState.WAITING):
+            raise ValueError(f"a new trial is RUNNING or WAITING, got {state!r}")
+        for attempt in range(50):
+            now = _now()
+            try:
+                with self._session.begin() as s:
+                    number = s.scalar(
+                        select(func.coalesce(func.max(TrialRow.number), -1) + 1).where(TrialRow.study_id == study_id)
+                    )
+                    row = TrialRow(
+                        study_id=study_id, number=number, state=state, params=dict(params), metrics={},
+                        attempt=0, worker=worker, created_at=now,
+                        started_at=now if state == TrialState.RUNNING else None,
+                        heartbeat_at=now if state == TrialState.RUNNING else None,
+                    )
+                    s.add(row)
+                return self._trial(row)
+            except IntegrityError:
+                time.sleep(0.001 * (attempt + 1))
+        raise StorageError(f"could not allocate a trial number for study {study_id} after 50 tries")
+
+    def start_trial(self, trial_id: int, *, worker: str | None = None) -> TrialRecord:
+        """WAITING -> RUNNING (a requeued trial being dispatched again)."""
+        now = _now()
+        with self._session.begin() as s:
+            res = s.execute(
+                update(TrialRow).where(TrialRow.id == trial_id, TrialRow.state == TrialState.WAITING)
+                .values(state=TrialState.RUNNING, started_at=now, heartbeat_at=now, worker=worker)
+            )
+            if res.rowcount != 1:
+                raise StorageError(f"trial {trial_id} is not WAITING; it cannot be started")
+            return self._trial(s.get(TrialRow, trial_id))
+
+    def finish_trial(self, trial_id: int, attempt: int, *, state: str, values: Sequence[float] | None = None,
+                     metrics: Mapping[str, float] | None = None, error: str | None = None,
+                     last_step: int | None = None, node: str | None = None) -> TrialRecord | None:
+        """RUNNING -> COMPLETE/PRUNED/FAILED for this ``attempt`` only. Returns None (and writes
+        nothing) when the attempt is stale: the trial was reaped or finished already."""
+        if state not in TERMINAL_STATES:
+            raise ValueError(f"finish_trial needs a terminal state, got {state!r}")
+        vals = None if values is None else [float(v) for v in values]
+        with self._session.begin() as s:
+            res = s.execute(
+                update(TrialRow)
+                .where(TrialRow.id == trial_id, TrialRow.attempt == attempt, TrialRow.state == TrialState.RUNNING)
+                .values(state=state, values=vals, value=None if vals is None else vals[0],
+                        metrics=_finite(metrics or {}), error=error, last_step=last_step,
+                        finished_at=_now(), **({"node": node} if node else {}))
+            )
+            if res.rowcount != 1:
+                return None
+            return self._trial(s.get(TrialRow, trial_id))
+
+    def requeue_running(self, study_id: int, *, reason: str, trial_ids: Iterable[int] | None = None,
+                        max_attempts: int | None = None) -> list[TrialRecord]:
+        """Interrupted RUNNING trials go back to WAITING with ``attempt + 1``, so a late report from
+        the old attempt is rejected. A trial already at ``max_attempts`` ends FAILED instead."""
+        out: list[TrialRecord] = []
+        with self._session.begin() as s:
+            q = select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.state == TrialState.RUNNING)
+            if trial_ids is not None:
+                q = q.where(TrialRow.id.in_(list(trial_ids)))
+            for row in s.scalars(q.with_for_update()):
+                if max_attempts is not None and row.attempt + 1 >= max_attempts:
+                    row.state = TrialState.FAILED
+                    row.finished_at = _now()
+                    row.error = f"{reason}; gave up after {row.attempt + 1} attempts"
+                else:
+                    row.state = TrialState.WAITING
+                    row.attempt = row.attempt + 1
+                    row.error = reason
+                row.heartbeat_at = None
+                out.append(row)
+            s.flush()
+            return [self._trial(r) for r in out]
+
+    def heartbeat(self, trial_ids: Sequence[int]) -> None:
+        if not trial_ids:
+            return
+        with self._session.begin() as s:
+            s.execute(update(TrialRow).where(TrialRow.id.in_(list(trial_ids)), TrialRow.state == TrialState.RUNNING)
+                      .values(heartbeat_at=_now()))
+
+    def get_trials(self, study_id: int, states: Sequence[str] | None = None) -> list[TrialRecord]:
+        q = select(TrialRow).where(TrialRow.study_id == study_id).order_by(TrialRow.number)
+        if states:
+            q = q.where(TrialRow.state.in_(list(states)))
+        with self._session() as s:
+            return [self._trial(r) for r in s.scalars(q)]
+
+    def get_trial(self, study_id: int, number: int) -> TrialRecord:
+        with self._session() as s:
+            row = s.scalar(select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number))
+            if row is None:
+                raise KeyError(f"study {study_id} has no trial number {number}")
+            return self._trial(row)
+
+    def best_trial(self, study_id: int, direction: str) -> TrialRecord | None:
+        order = TrialRow.value.desc() if direction == "maximize" else TrialRow.value.asc()
+        with self._session() as s:
+            row = s.scalar(
+                select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.state == TrialState.COMPLETE,
+                                       TrialRow.value.is_not(None))
+                .order_by(order, TrialRow.number).limit(1)
+            )
+            return None if row is None else self._trial(row)
+
+    # -- reports and checkpoints ---------------------------------------------------------------
+
+    def add_reports(self, reports: Sequence[tuple[int, int, int, Mapping[str, float]]]) -> None:
+        """Batch insert of (trial_id, attempt, step, metrics)."""
+        if not reports:
+            return
+        rows = [{"trial_id": t, "attempt": a, "step": int(st), "metrics": _finite(m)} for t, a, st, m in reports]
+        last: dict[int, int] = {}
+        for t, _a, st, _m in reports:
+            last[t] = max(last.get(t, st), st)
+        with self._session.begin() as s:
+            s.execute(insert(ReportRow), rows)
+            for t, st in last.items():
+                s.execute(update(TrialRow).where(TrialRow.id == t).values(last_step=st, heartbeat_at=_now()))
+
+    def get_reports(self, trial_id: int) -> list[ReportRecord]:
+        with self._session() as s:
+            rows = s.scalars(select(ReportRow).where(ReportRow.trial_id == trial_id).order_by(ReportRow.step, ReportRow.id))
+            return [ReportRecord(trial_id=r.trial_id, step=r.step, metrics=dict(r.metrics), attempt=r.attempt) for r in rows]
+
+    def add_checkpoint(self, trial_id: int, attempt: int, step: int, path: str, checksum: str) -> CheckpointRecord:
+        row = CheckpointRow(trial_id=trial_id, attempt=attempt, step=int(step), path=path, checksum=checksum,
+                            created_at=_now())
+        with self._session.begin() as s:
+            s.add(row)
+        return CheckpointRecord(id=row.id, trial_id=trial_id, step=row.step, path=path, checksum=checksum,
+                                attempt=attempt, created_at=row.created_at)
+
+    def get_checkpoints(self, trial_id: int) -> list[CheckpointRecord]:
+        with self._session() as s:
+            rows = s.scalars(select(CheckpointRow).where(CheckpointRow.trial_id == trial_id)
+                             .order_by(CheckpointRow.step, CheckpointRow.id))
+            return [CheckpointRecord(id=r.id, trial_id=r.trial_id, step=r.step, path=r.path, checksum=r.checksum,
+                                     attempt=r.attempt, created_at=r.created_at) for r in rows]
+
+    def latest_checkpoint(self, trial_id: int) -> CheckpointRecord | None:
+        """The newest checkpoint whose file still exists."""
+        for ck in reversed(self.get_checkpoints(trial_id)):
+            if os.path.exists(ck.path):
+                return ck
+        return None
+
+    # -- algorithm state ----------------------------------------------------------------------
+
+    def set_algorithm_state(self, study_id: int, key: str, value: Mapping[str, Any]) -> None:
+        with self._session.begin() as s:
+            row = s.get(AlgorithmStateRow, (study_id, key))
+            if row is None:
+                s.add(AlgorithmStateRow(study_id=study_id, key=key, value=dict(value), updated_at=_now()))
+            else:
+                row.value = dict(value)
+                row.updated_at = _now()
+
+    def get_algorithm_state(self, study_id: int) -> dict[str, dict[str, Any]]:
+        with self._session() as s:
+            rows = s.scalars(select(AlgorithmStateRow).where(AlgorithmStateRow.study_id == study_id))
+            return {r.key: dict(r.value) for r in rows}
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Bring the schema to the newest revision; returns (before, after)."""
+        from alembic import command
+
+        before = self.schema_revision()
+        with self.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+        return before, self.schema_revision()

@@ -1,0 +1,212 @@
+"""The contract between the controller and a trial worker: an immutable spec in, events out."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+__all__ = ["TrialSpec", "TrialEvent", "Reporter", "file_checksum", "snapshot"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a worker needs to run one attempt of one trial. Immutable and picklable.
+
+    ``config`` is the study's fixed ``trial.params`` merged with this trial's sampled parameters.
+    ``resume_from`` names a checkpoint file (with its ``resume_checksum``) to continue from: the
+    trial's own last checkpoint after a crash, or a parent's when PBT exploits.
+    """
+
+    study: str
+    trial_id: int
+    number: int
+    attempt: int
+    entrypoint: str
+    config: Mapping[str, Any]
+    seed: int
+    objective_metrics: tuple[str, ...]
+    checkpoint_dir: str
+    resume_from: str | None = None
+    resume_checksum: str | None = None
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """One message from a worker. ``kind`` is ``report``, ``checkpoint`` or ``done``.
+
+    - report: ``step`` and ``metrics``.
+    - checkpoint: ``step``, ``path`` and ``checksum`` of a file that is already durable.
+    - done: final ``metrics`` (empty on failure), ``error`` (None on success), ``stopped`` when the
+      trial ended because the controller asked it to, and ``step`` the last step reported.
+    """
+
+    kind: str
+    trial_id: int
+    attempt: int
+    step: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    path: str | None = None
+    checksum: str | None = None
+    error: str | None = None
+    stopped: bool = False
+    node: str | None = None
+
+
+def file_checksum(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def snapshot(state: Any) -> Any:
+    """A copy of ``state`` that training can no longer change: tensors cloned to CPU, containers
+    rebuilt, other leaves deep-copied. This is the only part of a checkpoint the trainer waits for."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, Mapping):
+        return {k: snapshot(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        items = [snapshot(v) for v in state]
+        return items if isinstance(state, list) else tuple(items)
+    return copy.deepcopy(state)
+
+
+def _write_durably(state: Any, path: str) -> None:
+    """``torch.save`` to a temporary name, fsync, atomic rename, fsync the folder: after this
+    returns, the file survives a crash, and a reader never sees a half-written one."""
+    import torch
+
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(os.path.dirname(path) or ".", os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Reporter:
+    """Handed to an objective: report metrics, save and load checkpoints, learn when to stop.
+
+    ``report`` returns True once the controller has asked this trial to stop; a cooperative
+    objective returns then. Not thread-safe: one trial, one thread.
+
+    Checkpoints are written lazily and asynchronously (the DataStates-LLM pattern): ``save_checkpoint``
+    only snapshots the state to CPU memory and returns; a background thread writes the file and
+    emits the ``checkpoint`` event once it is durable. At most one write is in flight, so memory
+    holds at most two snapshots. ``flush`` waits for pending writes; ``run_trial`` calls it before
+    the ``done`` event, so every checkpoint event precedes ``done``.
+    """
+
+    def __init__(
+        self,
+        spec: TrialSpec,
+        emit: Callable[[TrialEvent], None],
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.spec = spec
+        self._emit = emit
+        self._stop_requested = stop_requested
+        self.last_step: int | None = None
+        self.last_metrics: dict[str, float] = {}
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+
+    @property
+    def should_stop(self) -> bool:
+        return self._stop_requested()
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    def report(self, step: int, **metrics: float) -> bool:
+        clean = {str(k): float(v) for k, v in metrics.items()}
+        self.last_step = int(step)
+        self.last_metrics.update(clean)
+        self._emit(TrialEvent("report", self.spec.trial_id, self.spec.attempt, step=int(step), metrics=clean))
+        return self._stop_requested()
+
+    def checkpoint_path(self, step: int) -> str:
+        return os.path.join(self.spec.checkpoint_dir, f"step-{int(step):08d}.pt")
+
+    def save_checkpoint(self, state: Mapping[str, Any], step: int) -> str:
+        """Snapshot ``state`` and write it with ``torch.save`` in the background; returns the path
+        the file will have. The ``checkpoint`` event follows once the file is durable. A failed
+        write is raised by the next ``save_checkpoint`` or ``flush``."""
+        path = self.checkpoint_path(step)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        frozen = snapshot(dict(state))
+        self._wait_pending()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-{self.spec.trial_id}")
+        self._pending = self._writer.submit(self._write_and_record, frozen, path, int(step))
+        return path
+
+    def _write_and_record(self, state: dict[str, Any], path: str, step: int) -> None:
+        _write_durably(state, path)
+        self.record_checkpoint(path, step)
+
+    def _wait_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def flush(self) -> None:
+        """Block until every checkpoint handed to ``save_checkpoint`` is durable and recorded;
+        re-raise a failed write. Idempotent; a later ``save_checkpoint`` starts a new writer."""
+        try:
+            self._wait_pending()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+
+    def record_checkpoint(self, path: str, step: int) -> None:
+        """Tell the controller about a checkpoint file that is already durable on disk."""
+        self._emit(
+            TrialEvent(
+                "checkpoint", self.spec.trial_id, self.spec.attempt, step=int(step),
+                path=os.path.abspath(path), checksum=file_checksum(path),
+            )
+        )
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The state to resume from, or None for a fresh start. Verifies the recorded checksum."""
+        if not self.spec.resume_from:
+            return None
+        import torch
+
+        if not os.path.isfile(self.spec.resume_from):
+            raise FileNotFoundError(
+                f"resume_from {self.spec.resume_from!r} does not exist; resume from a checkpoint "
+                f"path recorded by a checkpoint event"
+            )
+        if self.spec.resume_checksum is not None:
+            got = file_checksum(self.spec.resume_from)
+            if got != self.spec.resume_checksum:
+                raise RuntimeError(
+                    f"checkpoint {self.spec.resume_from} is corrupt: checksum {got} != recorded "
+                    f"{self.spec.resume_checksum}"
+                )
+        return torch.load(self.spec.resume_from, map_location="cpu", weights_only=False)

@@ -1,0 +1,1 @@
+"""Built-in trainers, reachable as ``builtin:NAME`` entrypoints."""
