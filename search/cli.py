@@ -71,7 +71,7 @@ def _summary_lines(summary, metrics: tuple[str, ...]) -> list[str]:
     lines = [f"study {summary.study}: {summary.complete} complete, {summary.pruned} pruned, "
              f"{summary.failed} failed in {summary.elapsed_s:.1f}s"]
     if summary.requeued_at_start:
-        lines.append(f"resumed {summary.requeued_at_start} interrupted trial(s) from their last checkpoint")
+        lines.append(f"re-ran {summary.requeued_at_start} interrupted trial(s), from their last checkpoint where one existed")
     if summary.best is not None:
         b = summary.best
         vals = ", ".join(f"{m}={v:.6g}" for m, v in zip(metrics, b.values or ()))

@@ -92,6 +92,10 @@ class Storage:
 
     def __init__(self, url: str, *, create: bool = True, upgrade: bool = False) -> None:
         self.url = url
+        if not create:
+            db = make_url(url).database if url.startswith("sqlite") else None
+            if db and db != ":memory:" and not os.path.exists(db):
+                raise StorageError(f"no database file at {db!r}; run a study first or check --storage")
         self.engine = self._make_engine(url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._prepare(create=create, upgrade=upgrade)

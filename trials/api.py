@@ -129,12 +129,17 @@ class Reporter:
         self._stop_requested = stop_requested
         self.last_step: int | None = None
         self.last_metrics: dict[str, float] = {}
+        # True once the objective has been told to stop: only then does its end count as stopped
+        # (a trial that finished all its steps before the request arrived completed normally).
+        self.stop_seen = False
         self._writer: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
 
     @property
     def should_stop(self) -> bool:
-        return self._stop_requested()
+        if self._stop_requested():
+            self.stop_seen = True
+        return self.stop_seen
 
     @property
     def seed(self) -> int:
@@ -145,7 +150,7 @@ class Reporter:
         self.last_step = int(step)
         self.last_metrics.update(clean)
         self._emit(TrialEvent("report", self.spec.trial_id, self.spec.attempt, step=int(step), metrics=clean))
-        return self._stop_requested()
+        return self.should_stop
 
     def checkpoint_path(self, step: int) -> str:
         return os.path.join(self.spec.checkpoint_dir, f"step-{int(step):08d}.pt")

@@ -106,7 +106,7 @@ def run_trial(
             raise ValueError(f"objective metric {m!r} must be a finite number, got {got}")
         done = TrialEvent(
             "done", spec.trial_id, spec.attempt, step=reporter.last_step, metrics=metrics,
-            stopped=stop_requested(), node=node,
+            stopped=reporter.stop_seen, node=node,
         )
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, not a worker crash
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -118,7 +118,7 @@ def run_trial(
             pass
         done = TrialEvent(
             "done", spec.trial_id, spec.attempt, step=reporter.last_step,
-            metrics=dict(reporter.last_metrics), error=_one_line(exc), stopped=stop_requested(), node=node,
+            metrics=dict(reporter.last_metrics), error=_one_line(exc), stopped=reporter.stop_seen, node=node,
         )
     emit(done)
     return done

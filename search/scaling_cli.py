@@ -1,0 +1,300 @@
+"""`search scaling ...`: fit scaling laws to runs, predict losses, allocate compute, pick lr and batch size.
+
+numpy, scipy, pandas and matplotlib are imported inside `run` so that `search --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any
+
+FORMS = ("chinchilla", "kaplan-n", "kaplan-d", "kaplan-c")
+_COLUMN_FLAGS = (
+    ("--params-col", "params", "column with the parameter count N"),
+    ("--tokens-col", "tokens", "column with training tokens D (optional when FLOPs are given)"),
+    ("--loss-col", "loss", "column with the final loss"),
+    ("--flops-col", "flops", "column with training FLOPs C (default 6*N*D)"),
+    ("--lr-col", "lr", "column with the learning rate (hparams only)"),
+    ("--bs-col", "batch_size", "column with the batch size in tokens (hparams only)"),
+)
+
+
+def _source_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("source", metavar="SOURCE", help="CSV of runs, or a study name read from --storage")
+    parent.add_argument("--storage", default=None, help="storage URL for a study SOURCE (default: the local database)")
+    for flag, default, text in _COLUMN_FLAGS:
+        parent.add_argument(flag, default=default, help=f"{text} (default: {default})")
+    parent.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    return parent
+
+
+def _fit_parent(forms: tuple[str, ...]) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--form", choices=forms, default="chinchilla", help="functional form (default: chinchilla)")
+    parent.add_argument("--drop-highest-loss", type=int, default=0, metavar="K", help="drop the K highest-loss runs before fitting (Epoch AI drop 5)")
+    parent.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap refits for 95%% intervals (default: 200)")
+    parent.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parent.add_argument("--starts", type=_starts, default=100, metavar="K|all", help="Chinchilla: optimise from the K best of Epoch AI's 4,500 grid starts, or all (default: 100)")
+    parent.add_argument("--all-points", action="store_true", help="Kaplan forms: fit every run, not only the lower envelope")
+    return parent
+
+
+def _starts(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the `scaling` command and its verbs to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "scaling",
+        help="fit scaling laws (Chinchilla, Kaplan, Step Law) to runs",
+        description="Fit scaling laws to a table of runs and use them to predict and allocate.",
+    )
+    verbs = parser.add_subparsers(dest="scaling_verb", metavar="VERB", required=True)
+    source = _source_parent()
+
+    fit = verbs.add_parser("fit", parents=[source, _fit_parent(FORMS)], help="fit a loss law and print parameters with intervals")
+    fit.add_argument("--plot", metavar="PATH", default=None, help="write the fit, the runs and the extrapolation band as a PNG")
+    holdout = fit.add_mutually_exclusive_group()
+    holdout.add_argument("--validate-largest", type=int, default=None, metavar="K", help="also refit without the K largest-compute runs and report the errors predicting them")
+    holdout.add_argument("--validate-above", type=float, default=None, metavar="C", help="also refit on runs up to C FLOPs and report the errors predicting the rest")
+
+    predict = verbs.add_parser("predict", parents=[source, _fit_parent(FORMS)], help="predict the loss of a run")
+    predict.add_argument("--params", type=float, default=None, metavar="N", help="parameter count")
+    predict.add_argument("--tokens", type=float, default=None, metavar="D", help="training tokens")
+    predict.add_argument("--compute", type=float, default=None, metavar="C", help="training FLOPs (instead of --tokens: D = C/(6N))")
+
+    optimal = verbs.add_parser("optimal", parents=[source, _fit_parent(("chinchilla",))], help="compute-optimal (or inference-aware) N and D")
+    goal = optimal.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--compute", type=float, metavar="C", help="training FLOPs budget")
+    goal.add_argument("--target-loss", type=float, metavar="L", help="loss to reach (needs --inference-tokens)")
+    optimal.add_argument("--inference-tokens", type=float, default=None, metavar="T", help="tokens served over the model's life (2N FLOPs each)")
+
+    hparams = verbs.add_parser("hparams", parents=[source], help="Step Law learning rate and batch size for N and D")
+    hparams.add_argument("--params", type=float, required=True, metavar="N", help="parameter count")
+    hparams.add_argument("--tokens", type=float, required=True, metavar="D", help="training tokens")
+    hparams.add_argument("--critical-tolerance", type=float, default=0.01, metavar="X", help="loss tolerance of the critical batch size estimate (default: 0.01)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a `scaling` verb; returns the exit code (2 on bad input, with one `error:` line on stderr)."""
+    try:
+        out, summary = _VERBS[args.scaling_verb](args)
+    except ValueError as exc:  # ScalingDataError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(_jsonable(out), allow_nan=False))
+    else:
+        print(summary)
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from surrogates.scaling import ScalingDataError, load_runs
+
+    columns = dict(
+        params_col=args.params_col, tokens_col=args.tokens_col, loss_col=args.loss_col,
+        flops_col=args.flops_col, lr_col=args.lr_col, bs_col=args.bs_col,
+    )
+    if os.path.isfile(args.source):
+        return load_runs(args.source, **columns)
+    try:
+        from search._runs import load_study_runs
+    except ImportError as exc:
+        raise ScalingDataError(f"SOURCE {args.source!r} is not a file, and studies cannot be read here ({exc})") from None
+    try:
+        frame = load_study_runs(args.source, args.storage)
+    except (LookupError, OSError) as exc:
+        raise ScalingDataError(f"SOURCE {args.source!r} is neither a file nor a readable study: {exc}") from None
+    return load_runs(frame, **columns)
+
+
+def _fit(args: argparse.Namespace, runs: Any) -> Any:
+    from surrogates.scaling import fit_chinchilla, fit_kaplan
+
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    common = dict(n_bootstrap=args.bootstrap, seed=args.seed, drop_highest_loss=args.drop_highest_loss)
+    if args.form == "chinchilla":
+        return fit_chinchilla(runs, n_starts=args.starts, **common)
+    return fit_kaplan(runs, args.form.removeprefix("kaplan-").upper(), frontier=not args.all_points, **common)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _param_lines(fit: Any) -> str:
+    return "\n".join(
+        f"  {k:>8} = {_fmt(v)}  [95% {_fmt(fit.intervals[k][0])}, {_fmt(fit.intervals[k][1])}]"
+        for k, v in fit.params.items()
+    )
+
+
+def _cmd_fit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    runs = _load(args)
+    fit = _fit(args, runs)
+    out = fit.to_dict()
+    dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in fit.n_dropped.items() if v) or "none"
+    summary = f"{out['form']} fit, {fit.n_points} runs kept (dropped: {dropped}): {out['formula']}\n{_param_lines(fit)}"
+    if args.form == "chinchilla":
+        c_max = float(runs.C.max())
+        opt = fit.compute_optimal(c_max)
+        out["compute_optimal_at_max_compute"] = opt
+        summary += f"\n  compute-optimal at C={_fmt(c_max)}: N={_fmt(opt['N'])}, D={_fmt(opt['D'])}, {opt['tokens_per_param']:.1f} tokens/param"
+    if args.validate_largest is not None or args.validate_above is not None:
+        from surrogates.scaling import leave_largest_out
+
+        options = {"n_starts": args.starts} if args.form == "chinchilla" else {"frontier": not args.all_points}
+        check = leave_largest_out(
+            runs, k=args.validate_largest, max_compute=args.validate_above, form=args.form,
+            drop_highest_loss=args.drop_highest_loss, n_bootstrap=0, **options,
+        )
+        out["leave_largest_out"] = check
+        summary += (
+            f"\n  refit on {check['n_train']} runs up to C={_fmt(check['train_max_compute'])}: predicts the "
+            f"{check['n_held_out']} larger runs with {check['mean_abs_rel_error']:.2%} mean, "
+            f"{check['max_abs_rel_error']:.2%} worst relative error"
+        )
+    if args.plot:
+        _plot(fit, runs, args)
+        out["plot"] = args.plot
+        summary += f"\n  plot written to {args.plot}"
+    return out, summary
+
+
+def _cmd_predict(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    need = {"chinchilla": "--params and --tokens (or --compute)", "kaplan-n": "--params", "kaplan-d": "--tokens (or --params and --compute)", "kaplan-c": "--compute (or --params and --tokens)"}[args.form]
+    n, d, c = args.params, args.tokens, args.compute
+    if d is None and n is not None and c is not None:
+        d = c / (6.0 * n)
+    if c is None and n is not None and d is not None:
+        c = 6.0 * n * d
+    x = {"chinchilla": d if n is not None else None, "kaplan-n": n, "kaplan-d": d, "kaplan-c": c}[args.form]
+    if x is None:
+        raise ValueError(f"--form {args.form} needs {need}")
+    fit = _fit(args, _load(args))
+    if args.form == "chinchilla":
+        loss, low, high = fit.predict(n, d)
+    else:
+        loss, low, high = fit.predict(x)
+    out = {"form": args.form, "N": n, "D": d, "C": c, "loss": loss, "low": low, "high": high, "params": fit.params}
+    return out, f"predicted loss {_fmt(loss)} [95% {_fmt(low)}, {_fmt(high)}] ({args.form}, N={n}, D={d}, C={c})"
+
+
+def _cmd_optimal(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    if args.target_loss is not None and args.inference_tokens is None:
+        raise ValueError("--target-loss needs --inference-tokens (use 0 for training cost alone)")
+    fit = _fit(args, _load(args))
+    if args.inference_tokens is None:
+        out = fit.compute_optimal(args.compute)
+        iv = out["intervals"]
+        summary = (
+            f"compute-optimal at C={_fmt(args.compute)} FLOPs: N={_fmt(out['N'])} [95% {_fmt(iv['N'][0])}, {_fmt(iv['N'][1])}], "
+            f"D={_fmt(out['D'])} [95% {_fmt(iv['D'][0])}, {_fmt(iv['D'][1])}], loss={_fmt(out['loss'])}, "
+            f"{out['tokens_per_param']:.1f} tokens/param"
+        )
+    else:
+        out = fit.inference_aware_optimal(
+            inference_tokens=args.inference_tokens, train_compute=args.compute, target_loss=args.target_loss
+        )
+        summary = (
+            f"inference-aware optimum for loss {_fmt(out['loss'])} with {_fmt(args.inference_tokens)} inference tokens: "
+            f"N={_fmt(out['N'])}, D={_fmt(out['D'])} ({out['tokens_per_param']:.1f} tokens/param), "
+            f"total {_fmt(out['total_flops'])} FLOPs vs {_fmt(out['chinchilla_total_flops'])} for the Chinchilla-optimal model"
+        )
+    out["fit"] = fit.to_dict()
+    return out, summary
+
+
+def _cmd_hparams(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from surrogates.scaling import fit_step_law
+
+    law = fit_step_law(_load(args), critical_tolerance=args.critical_tolerance)
+    pred = law.predict(args.params, args.tokens)
+    fallback = sum(c.method == "grid" for c in law.cells)
+    out = {"N": args.params, "D": args.tokens, **pred, "fit": law.to_dict()}
+    k = law.constants
+    summary = (
+        f"lr={_fmt(pred['lr'])}, batch_size={_fmt(pred['batch_size'])} tokens for N={_fmt(args.params)}, D={_fmt(args.tokens)}\n"
+        f"  lr = {_fmt(k['lr_coef'])} * N^{k['lr_N_exp']:.3f} * D^{k['lr_D_exp']:.3f}; "
+        f"batch_size = {_fmt(k['bs_coef'])} * D^{k['bs_D_exp']:.3f}\n"
+        f"  {len(law.cells)} (N, D) cells, {len(law.cells) - fallback} optimum from a quadratic fit, {fallback} from the best swept point"
+    )
+    return out, summary
+
+
+_VERBS = {"fit": _cmd_fit, "predict": _cmd_predict, "optimal": _cmd_optimal, "hparams": _cmd_hparams}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: numpy scalars and arrays to Python, NaN (an interval from zero refits) to null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _plot(fit: Any, runs: Any, args: argparse.Namespace) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if args.form == "chinchilla":
+        points = ax.scatter(runs.C, runs.loss, c=np.log10(runs.N), s=12, cmap="viridis")
+        fig.colorbar(points, ax=ax, label="log10 parameters")
+        c = np.geomspace(runs.C.min(), runs.C.max() * 100, 200)
+        opt = fit.compute_optimal(c)
+        mean = opt["loss"]
+        low, high = opt["intervals"]["loss"]
+        ax.set_xlabel("training FLOPs C")
+        label = "compute-optimal L(N*(C), D*(C))"
+        x, x_max = c, runs.C.max()
+    else:
+        var = args.form.removeprefix("kaplan-").upper()
+        values = {"N": runs.N, "D": runs.D, "C": runs.C}[var]
+        ax.scatter(values, runs.loss, s=12, color="0.6", label="runs")
+        x = np.geomspace(values.min(), values.max() * 100, 200)
+        mean, low, high = fit.predict(x)
+        ax.set_xlabel({"N": "parameters N", "D": "tokens D", "C": "training FLOPs C"}[var])
+        label = f"L({var}) = ({var}c/{var})^alpha"
+        x_max = values.max()
+    ax.plot(x, mean, color="C3", label=label)
+    if np.all(np.isfinite(low)):
+        ax.fill_between(x, low, high, color="C3", alpha=0.25, label="bootstrap 95% band")
+    ax.axvline(x_max, color="0.3", linestyle=":", label="largest run (extrapolation beyond)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    try:
+        fig.savefig(args.plot, dpi=120)
+    except OSError as exc:
+        raise ValueError(f"cannot write --plot {args.plot!r}: {exc}") from None
+    finally:
+        plt.close(fig)

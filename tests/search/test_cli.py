@@ -1,0 +1,150 @@
+"""The `search` CLI: verbs, JSON output, exit codes, and bad input that writes nothing."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from search.cli import main
+
+STUDY = {
+    "name": "cli",
+    "objective": {"metric": "loss", "direction": "minimize"},
+    "trial": {"entrypoint": "search_test_objectives:quadratic"},
+    "space": {"x": {"type": "float", "low": 0.0, "high": 1.0},
+              "kind": {"type": "categorical", "choices": ["a", "b"]}},
+    "algorithm": {"name": "random", "seed": 3},
+    "budget": {"trials": 6, "parallel": 2},
+    "backend": {"name": "inprocess"},
+}
+
+
+def write(tmp_path, data, name="study.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return str(p)
+
+
+def run_json(capsys, argv):
+    code = main(argv)
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def test_run_then_read_verbs(tmp_path, capsys, storage_url):
+    path = write(tmp_path, STUDY)
+    assert main(["run", path, "--storage", storage_url, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "study cli: 6 complete, 0 pruned, 0 failed" in out
+
+    code, trials = run_json(capsys, ["trials", "cli", "--storage", storage_url, "--json"])
+    assert code == 0 and [t["number"] for t in trials] == list(range(6))
+    for t in trials:
+        assert t["state"] == "COMPLETE" and set(t["params"]) == {"x", "kind"}
+        assert t["metrics"]["loss"] == pytest.approx(t["value"])
+    code, best = run_json(capsys, ["best", "cli", "--storage", storage_url, "--json"])
+    assert code == 0 and best["value"] == min(t["value"] for t in trials)
+
+    code, studies = run_json(capsys, ["studies", "--storage", storage_url, "--json"])
+    assert studies[0]["name"] == "cli" and studies[0]["complete"] == 6 and studies[0]["state"] == "COMPLETE"
+    assert studies[0]["best"] == pytest.approx(best["value"])
+
+    for fmt in ("csv", "json", "parquet"):
+        out_path = tmp_path / f"t.{fmt}"
+        assert main(["export", "cli", "--storage", storage_url, "--format", fmt, "-o", str(out_path)]) == 0
+        import pandas as pd
+
+        df = {"csv": pd.read_csv, "parquet": pd.read_parquet, "json": pd.read_json}[fmt](out_path)
+        assert len(df) == 6
+    capsys.readouterr()
+
+    # Running the same study again is an input error that points at resume.
+    assert main(["run", path, "--storage", storage_url, "--quiet"]) == 2
+    assert "search resume cli" in capsys.readouterr().err
+
+
+BAD = [
+    ("malformed", "name: [oops\n", "malformed YAML"),
+    ("unknown key", {**STUDY, "colour": 1}, "colour: unknown key"),
+    ("low > high", {**STUDY, "space": {"x": {"type": "float", "low": 2, "high": 1}}}, "low <= high must hold"),
+    ("log low<=0", {**STUDY, "space": {"x": {"type": "float", "low": 0, "high": 1, "log": True}}}, "needs low > 0"),
+    ("empty choices", {**STUDY, "space": {"x": {"type": "categorical", "choices": []}}}, "non-empty list"),
+    ("unknown algorithm", {**STUDY, "algorithm": {"name": "nope"}}, "unknown algorithm"),
+    ("unknown entrypoint", {**STUDY, "trial": {"entrypoint": "builtin:nope"}}, "unknown built-in trainer"),
+    ("empty name", {**STUDY, "name": ""}, "name:"),
+    ("long name", {**STUDY, "name": "n" * 200}, "at most 128 characters"),
+]
+
+
+@pytest.mark.parametrize("label, content, expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_exit_2_one_line_nothing_written(tmp_path, capsys, label, content, expected):
+    p = tmp_path / "bad.yaml"
+    p.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    db = tmp_path / "search.db"
+    assert main(["run", str(p), "--storage", f"sqlite:///{db}", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and expected in err and "\n" not in err, err
+    assert not db.exists()
+
+
+def test_unreachable_storage_exit_2_without_password(tmp_path, capsys):
+    path = write(tmp_path, STUDY)
+    assert main(["run", path, "--storage", "postgresql://u:hunter2@127.0.0.1:1/x", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot connect to storage" in err and "hunter2" not in err and "***" in err
+
+
+def test_unknown_study_exit_2(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["studies", "--storage", url]) == 2
+    assert "no database file at" in capsys.readouterr().err and not (tmp_path / "s.db").exists()
+    from storage import open_storage
+
+    open_storage(url).close()
+    for verb in (["best", "nope"], ["trials", "nope"], ["resume", "nope"]):
+        assert main(verb + ["--storage", url]) == 2
+        assert "no study named 'nope'" in capsys.readouterr().err
+
+
+def test_failing_objective_is_data_not_a_crash(tmp_path, capsys, sqlite_url):
+    data = {**STUDY, "name": "flaky", "trial": {"entrypoint": "search_test_objectives:flaky"},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}, "budget": {"trials": 12, "parallel": 2}}
+    assert main(["run", write(tmp_path, data), "--storage", sqlite_url, "--quiet"]) == 0
+    capsys.readouterr()
+    code, trials = run_json(capsys, ["trials", "flaky", "--storage", sqlite_url, "--json"])
+    assert len(trials) == 12
+    for t in trials:
+        x = t["params"]["x"]
+        if x > 0.8:
+            assert t["state"] == "FAILED" and "RuntimeError: boom" in t["error"]
+        elif x > 0.6:
+            assert t["state"] == "FAILED" and "'loss'" in t["error"] and "finite" in t["error"]
+        else:
+            assert t["state"] == "COMPLETE" and t["value"] == pytest.approx(x)
+    assert {t["state"] for t in trials} == {"FAILED", "COMPLETE"}  # seed 3 draws both kinds
+
+
+def test_all_failed_is_exit_1(tmp_path, capsys, sqlite_url):
+    data = {**STUDY, "name": "allfail", "trial": {"entrypoint": "search_test_objectives:flaky"},
+            "space": {"x": {"type": "float", "low": 0.9, "high": 1.0}}, "budget": {"trials": 2, "parallel": 1}}
+    assert main(["run", write(tmp_path, data), "--storage", sqlite_url, "--quiet"]) == 1
+    assert "no trial completed" in capsys.readouterr().err
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, search.cli\n"
+            "try:\n    search.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'ray', 'sqlalchemy', 'optuna', 'pandas', 'sklearn') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out and "usage: search" in out
+
+
+def test_console_script_installed():
+    out = subprocess.run(["search", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "run" in out.stdout and "resume" in out.stdout
+    assert os.path.basename(sys.executable)  # same interpreter family as the tests

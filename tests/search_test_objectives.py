@@ -1,0 +1,72 @@
+"""Objectives used by the tests. Plain functions: importable by Ray workers and CLI subprocesses."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+
+def quadratic(config):
+    """Minimum 0 at x=0.3, y=-1 (y optional); categorical 'kind' adds 0 for 'a', 1 for 'b'."""
+    y = config.get("y", -1.0)
+    return (config["x"] - 0.3) ** 2 + (y + 1.0) ** 2 + (1.0 if config.get("kind") == "b" else 0.0)
+
+
+def noop(config):
+    return 0.0
+
+
+def metrics_dict(config):
+    return {"loss": config["x"] ** 2, "size": 10.0 * config["x"]}
+
+
+def flaky(config):
+    """Raises for x > 0.8, returns NaN for 0.6 < x <= 0.8, else x."""
+    if config["x"] > 0.8:
+        raise RuntimeError(f"boom at x={config['x']:.3f}")
+    if config["x"] > 0.6:
+        return float("nan")
+    return config["x"]
+
+
+def stepper(config, reporter):
+    """Reports ``steps`` steps, ``sleep`` seconds each, writing a small checkpoint every step.
+    Resumes from the checkpoint it is given; the result depends only on the config."""
+    steps = int(config.get("steps", 5))
+    start = 0
+    state = reporter.load_checkpoint()
+    if state is not None:
+        start = int(state["step"])
+    log = config.get("log")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"number": reporter.spec.number, "attempt": reporter.spec.attempt, "start": start}) + "\n")
+    loss = 0.0
+    for step in range(start + 1, steps + 1):
+        time.sleep(float(config.get("sleep", 0.0)))
+        loss = (config["x"] - 0.5) ** 2 + 1.0 / step
+        reporter.save_checkpoint({"step": step}, step)
+        if reporter.report(step, loss=loss):
+            break
+    return {"loss": loss}
+
+
+def crash_once(config, reporter):
+    """Kills its own worker process on attempt 0 after a checkpoint (Ray backend tests)."""
+    state = reporter.load_checkpoint()
+    if reporter.spec.attempt == 0:
+        reporter.save_checkpoint({"step": 1}, 1)
+        reporter.report(1, loss=1.0)
+        time.sleep(0.5)
+        os._exit(1)
+    return {"loss": 0.5, "resumed_from": float(state["step"]) if state else -1.0}
+
+
+def finite_check(config):
+    return math.sqrt(config["x"])
+
+
+def pid(config):
+    """Reports the worker's process id, to check that actors are reused across trials."""
+    return {"loss": config["x"], "pid": float(os.getpid())}

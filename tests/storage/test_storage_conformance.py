@@ -1,0 +1,177 @@
+"""One conformance suite over every storage: SQLite and the machine's PostgreSQL."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from storage import (SchemaOutdated, StorageError, StudyExists, StudyNotFound, TrialState,
+                     open_storage, safe_url)
+
+
+@pytest.fixture
+def st(storage_url):
+    s = open_storage(storage_url)
+    yield s
+    s.close()
+
+
+def _study(st, name="s1", directions=("minimize",)):
+    return st.create_study(name, metrics=[f"m{i}" for i in range(len(directions))], directions=list(directions),
+                           spec={"name": name})
+
+
+def test_schema_is_alembic_managed_with_own_version_table(st):
+    from sqlalchemy import inspect
+
+    assert st.schema_revision() == "0001"
+    tables = set(inspect(st.engine).get_table_names())
+    assert {"studies", "trials", "reports", "checkpoints", "algorithm_state", "search_alembic_version"} <= tables
+    assert "alembic_version" not in tables
+
+
+def test_study_roundtrip_and_unique_name(st):
+    s = _study(st, "alpha", ("maximize", "minimize"))
+    got = st.get_study("alpha")
+    assert got.id == s.id and got.directions == ("maximize", "minimize") and got.metrics == ("m0", "m1")
+    assert got.spec == {"name": "alpha"} and got.state == "RUNNING"
+    with pytest.raises(StudyExists, match="already exists"):
+        _study(st, "alpha")
+    with pytest.raises(StudyNotFound, match="no study named 'beta'"):
+        st.get_study("beta")
+    assert [x.name for x in st.list_studies()] == ["alpha"]
+
+
+@pytest.mark.parametrize("name", ["", "x" * 129])
+def test_bad_study_names_rejected_the_same_everywhere(st, name):
+    with pytest.raises(ValueError, match="1 to 128 characters"):
+        _study(st, name)
+    assert st.list_studies() == []
+
+
+def test_trial_numbers_dense_and_unique_under_concurrency(st, storage_url):
+    s = _study(st)
+    errors = []
+
+    def worker():
+        try:
+            local = open_storage(storage_url)
+            for _ in range(15):
+                local.create_trial(s.id, {"x": 1})
+            local.close()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    numbers = [t.number for t in st.get_trials(s.id)]
+    assert numbers == list(range(90))
+
+
+def test_unique_constraint_is_enforced_by_the_database(st):
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from storage._schema import TrialRow
+
+    s = _study(st)
+    st.create_trial(s.id, {})
+    import datetime
+
+    with pytest.raises(IntegrityError):
+        with st.engine.begin() as conn:
+            conn.execute(insert(TrialRow).values(study_id=s.id, number=0, state="RUNNING", params={}, metrics={},
+                                                 attempt=0, created_at=datetime.datetime(2026, 1, 1)))
+
+
+def test_finish_trial_only_for_the_live_attempt(st):
+    s = _study(st)
+    t = st.create_trial(s.id, {"x": 0.5})
+    assert t.state == TrialState.RUNNING and t.attempt == 0
+    [w] = st.requeue_running(s.id, reason="controller restarted")
+    assert w.state == TrialState.WAITING and w.attempt == 1 and w.error == "controller restarted"
+    # A late result from attempt 0 is rejected and changes nothing.
+    assert st.finish_trial(t.id, 0, state=TrialState.COMPLETE, values=[1.0]) is None
+    assert st.get_trial(s.id, 0).state == TrialState.WAITING
+    r = st.start_trial(t.id)
+    assert r.state == TrialState.RUNNING and r.attempt == 1
+    done = st.finish_trial(t.id, 1, state=TrialState.COMPLETE, values=[2.0], metrics={"m0": 2.0, "bad": float("nan")},
+                           last_step=7)
+    assert done.state == TrialState.COMPLETE and done.values == (2.0,) and done.value == 2.0
+    assert done.metrics == {"m0": 2.0, "bad": None} and done.last_step == 7
+    assert st.finish_trial(t.id, 1, state=TrialState.FAILED) is None  # finished already
+    with pytest.raises(StorageError, match="not WAITING"):
+        st.start_trial(t.id)
+
+
+def test_requeue_gives_up_after_max_attempts(st):
+    s = _study(st)
+    t = st.create_trial(s.id, {})
+    for attempt in range(2):
+        [w] = st.requeue_running(s.id, reason="lost", max_attempts=3)
+        assert w.state == TrialState.WAITING and w.attempt == attempt + 1
+        st.start_trial(t.id)
+    [f] = st.requeue_running(s.id, reason="lost", max_attempts=3)
+    assert f.state == TrialState.FAILED and "gave up after 3 attempts" in f.error
+    assert st.get_trials(s.id, states=[TrialState.RUNNING]) == []
+
+
+def test_best_trial_respects_direction(st):
+    for direction, expected in (("minimize", 1.0), ("maximize", 3.0)):
+        s = _study(st, f"s-{direction}", (direction,))
+        for v in (2.0, 1.0, 3.0):
+            t = st.create_trial(s.id, {"v": v})
+            st.finish_trial(t.id, 0, state=TrialState.COMPLETE, values=[v])
+        t = st.create_trial(s.id, {"v": None})
+        st.finish_trial(t.id, 0, state=TrialState.FAILED, error="x")
+        assert st.best_trial(s.id, direction).value == expected
+
+
+def test_reports_checkpoints_and_counts(st, tmp_path):
+    s = _study(st)
+    t = st.create_trial(s.id, {})
+    st.add_reports([(t.id, 0, 1, {"loss": 1.0}), (t.id, 0, 2, {"loss": float("inf")})])
+    reps = st.get_reports(t.id)
+    assert [(r.step, r.metrics) for r in reps] == [(1, {"loss": 1.0}), (2, {"loss": None})]
+    assert st.get_trial(s.id, 0).last_step == 2
+    p1, p2 = tmp_path / "a.pt", tmp_path / "b.pt"
+    p1.write_bytes(b"1")
+    st.add_checkpoint(t.id, 0, 1, str(p1), "sha256:1")
+    st.add_checkpoint(t.id, 0, 2, str(p2), "sha256:2")  # file never written: not usable
+    assert st.latest_checkpoint(t.id).step == 1
+    p2.write_bytes(b"2")
+    assert st.latest_checkpoint(t.id).step == 2
+    assert st.count_trials(s.id) == {s.id: {"RUNNING": 1}}
+
+
+def test_algorithm_state_roundtrip(st):
+    s = _study(st)
+    assert st.get_algorithm_state(s.id) == {}
+    st.set_algorithm_state(s.id, "algorithm", {"population": [1, 2], "gen": 3})
+    st.set_algorithm_state(s.id, "algorithm", {"population": [1, 2, 3], "gen": 4})
+    assert st.get_algorithm_state(s.id) == {"algorithm": {"population": [1, 2, 3], "gen": 4}}
+
+
+def test_unreachable_and_malformed_urls_fail_with_one_line():
+    with pytest.raises(StorageError, match="cannot connect to storage postgresql"):
+        open_storage("postgresql://bob:secret@127.0.0.1:1/nope")
+    with pytest.raises(StorageError, match="not a valid SQLAlchemy URL"):
+        open_storage("not a url")
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage("sqlite:////nonexistent-dir/x/search.db")
+    assert "secret" not in safe_url("postgresql://bob:secret@host/db")
+
+
+def test_schema_outdated_detected(sqlite_url):
+    from sqlalchemy import text
+
+    st = open_storage(sqlite_url)
+    with st.engine.begin() as conn:
+        conn.execute(text("UPDATE search_alembic_version SET version_num='0000old'"))
+    st.close()
+    with pytest.raises(SchemaOutdated, match="search db upgrade"):
+        open_storage(sqlite_url)
