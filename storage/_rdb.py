@@ -24,6 +24,8 @@ from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ReportR
 from storage.records import (TERMINAL_STATES, CheckpointRecord, ReportRecord, StudyRecord,
                              TrialRecord, TrialState)
 
+_T = TrialRow.__table__
+
 __all__ = ["Storage", "StorageError", "StudyNotFound", "StudyExists", "SchemaOutdated", "safe_url"]
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
@@ -260,23 +262,23 @@ class Storage:
     def create_trial(self, study_id: int, params: Mapping[str, Any], *, state: str = TrialState.RUNNING,
                      worker: str | None = None) -> TrialRecord:
         """Insert a trial with the next free number. Numbers are unique by constraint; a concurrent
-        writer that takes the same number makes this retry with the next one."""
+        writer that takes the same number makes this retry with the next one. (Core statements
+        with RETURNING: this and ``finish_trial`` are the per-trial hot path.)"""
         if state not in (TrialState.RUNNING, TrialState.WAITING):
             raise ValueError(f"a new trial is RUNNING or WAITING, got {state!r}")
+        running = state == TrialState.RUNNING
         for attempt in range(50):
             now = _now()
             try:
-                with self._session.begin() as s:
-                    number = s.scalar(
-                        select(func.coalesce(func.max(TrialRow.number), -1) + 1).where(TrialRow.study_id == study_id)
+                with self.engine.begin() as conn:
+                    number = conn.scalar(
+                        select(func.coalesce(func.max(_T.c.number), -1) + 1).where(_T.c.study_id == study_id)
                     )
-                    row = TrialRow(
+                    row = conn.execute(insert(_T).values(
                         study_id=study_id, number=number, state=state, params=dict(params), metrics={},
-                        attempt=0, worker=worker, created_at=now,
-                        started_at=now if state == TrialState.RUNNING else None,
-                        heartbeat_at=now if state == TrialState.RUNNING else None,
-                    )
-                    s.add(row)
+                        attempt=0, worker=worker, created_at=now, started_at=now if running else None,
+                        heartbeat_at=now if running else None,
+                    ).returning(*_T.c)).one()
                 return self._trial(row)
             except IntegrityError:
                 time.sleep(0.001 * (attempt + 1))
@@ -285,14 +287,15 @@ class Storage:
     def start_trial(self, trial_id: int, *, worker: str | None = None) -> TrialRecord:
         """WAITING -> RUNNING (a requeued trial being dispatched again)."""
         now = _now()
-        with self._session.begin() as s:
-            res = s.execute(
-                update(TrialRow).where(TrialRow.id == trial_id, TrialRow.state == TrialState.WAITING)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(_T).where(_T.c.id == trial_id, _T.c.state == TrialState.WAITING)
                 .values(state=TrialState.RUNNING, started_at=now, heartbeat_at=now, worker=worker)
-            )
-            if res.rowcount != 1:
-                raise StorageError(f"trial {trial_id} is not WAITING; it cannot be started")
-            return self._trial(s.get(TrialRow, trial_id))
+                .returning(*_T.c)
+            ).one_or_none()
+        if row is None:
+            raise StorageError(f"trial {trial_id} is not WAITING; it cannot be started")
+        return self._trial(row)
 
     def finish_trial(self, trial_id: int, attempt: int, *, state: str, values: Sequence[float] | None = None,
                      metrics: Mapping[str, float] | None = None, error: str | None = None,
@@ -302,17 +305,16 @@ class Storage:
         if state not in TERMINAL_STATES:
             raise ValueError(f"finish_trial needs a terminal state, got {state!r}")
         vals = None if values is None else [float(v) for v in values]
-        with self._session.begin() as s:
-            res = s.execute(
-                update(TrialRow)
-                .where(TrialRow.id == trial_id, TrialRow.attempt == attempt, TrialRow.state == TrialState.RUNNING)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(_T)
+                .where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
                 .values(state=state, values=vals, value=None if vals is None else vals[0],
                         metrics=_finite(metrics or {}), error=error, last_step=last_step,
                         finished_at=_now(), **({"node": node} if node else {}))
-            )
-            if res.rowcount != 1:
-                return None
-            return self._trial(s.get(TrialRow, trial_id))
+                .returning(*_T.c)
+            ).one_or_none()
+        return None if row is None else self._trial(row)
 
     def requeue_running(self, study_id: int, *, reason: str, trial_ids: Iterable[int] | None = None,
                         max_attempts: int | None = None) -> list[TrialRecord]:
@@ -378,10 +380,11 @@ class Storage:
         last: dict[int, int] = {}
         for t, _a, st, _m in reports:
             last[t] = max(last.get(t, st), st)
-        with self._session.begin() as s:
-            s.execute(insert(ReportRow), rows)
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(insert(ReportRow.__table__), rows)
             for t, st in last.items():
-                s.execute(update(TrialRow).where(TrialRow.id == t).values(last_step=st, heartbeat_at=_now()))
+                conn.execute(update(_T).where(_T.c.id == t).values(last_step=st, heartbeat_at=now))
 
     def get_reports(self, trial_id: int) -> list[ReportRecord]:
         with self._session() as s:
