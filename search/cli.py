@@ -97,10 +97,21 @@ def _finish_run(summary, args, metrics: tuple[str, ...]) -> int:
     return EXIT_OK
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`) stops a run like Ctrl-C: running trials are requeued."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_run(args) -> int:
     from search.study import load_config, run
 
     config = load_config(args.file)
+    _interrupt_on_sigterm()
     progress = None if args.quiet else _ProgressPrinter()
     summary = run(config, storage=args.storage, backend=args.backend, on_progress=progress)
     return _finish_run(summary, args, summary.metrics)
@@ -109,6 +120,7 @@ def cmd_run(args) -> int:
 def cmd_resume(args) -> int:
     from search.study import resume
 
+    _interrupt_on_sigterm()
     progress = None if args.quiet else _ProgressPrinter()
     summary = resume(args.name, storage=args.storage, backend=args.backend, on_progress=progress)
     return _finish_run(summary, args, summary.metrics)
@@ -268,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json", "parquet"], required=True)
     p.add_argument("-o", "--output", required=True, metavar="PATH")
     p.set_defaults(func=cmd_export)
+
+    from search import scaling_cli
+
+    scaling_cli.add_parser(sub)
+    sub.choices["scaling"].set_defaults(func=scaling_cli.run)
 
     p = sub.add_parser("db", help="storage schema: `search db upgrade` migrates an older database")
     p.add_argument("db_verb", choices=["upgrade", "current"])

@@ -139,10 +139,12 @@ def _fmt(x: float) -> str:
 
 
 def _param_lines(fit: Any) -> str:
-    return "\n".join(
-        f"  {k:>8} = {_fmt(v)}  [95% {_fmt(fit.intervals[k][0])}, {_fmt(fit.intervals[k][1])}]"
-        for k, v in fit.params.items()
-    )
+    lines = []
+    for k, v in fit.params.items():
+        low, high = fit.intervals[k]
+        band = f"  [95% {_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else ""
+        lines.append(f"  {k:>8} = {_fmt(v)}{band}")
+    return "\n".join(lines)
 
 
 def _cmd_fit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -264,8 +266,12 @@ def _plot(fit: Any, runs: Any, args: argparse.Namespace) -> None:
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    dropped = np.zeros(len(runs), bool)
+    if args.drop_highest_loss:
+        dropped[np.argsort(runs.loss, kind="stable")[len(runs) - args.drop_highest_loss :]] = True
     if args.form == "chinchilla":
-        points = ax.scatter(runs.C, runs.loss, c=np.log10(runs.N), s=12, cmap="viridis")
+        points = ax.scatter(runs.C[~dropped], runs.loss[~dropped], c=np.log10(runs.N[~dropped]), s=12, cmap="viridis", label="runs")
+        ax.scatter(runs.C[dropped], runs.loss[dropped], marker="x", color="k", s=20, label="dropped (highest loss)")
         fig.colorbar(points, ax=ax, label="log10 parameters")
         c = np.geomspace(runs.C.min(), runs.C.max() * 100, 200)
         opt = fit.compute_optimal(c)
@@ -277,7 +283,8 @@ def _plot(fit: Any, runs: Any, args: argparse.Namespace) -> None:
     else:
         var = args.form.removeprefix("kaplan-").upper()
         values = {"N": runs.N, "D": runs.D, "C": runs.C}[var]
-        ax.scatter(values, runs.loss, s=12, color="0.6", label="runs")
+        ax.scatter(values[~dropped], runs.loss[~dropped], s=12, color="0.6", label="runs")
+        ax.scatter(values[dropped], runs.loss[dropped], marker="x", color="k", s=20, label="dropped (highest loss)")
         x = np.geomspace(values.min(), values.max() * 100, 200)
         mean, low, high = fit.predict(x)
         ax.set_xlabel({"N": "parameters N", "D": "tokens D", "C": "training FLOPs C"}[var])

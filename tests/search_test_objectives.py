@@ -70,3 +70,9 @@ def finite_check(config):
 def pid(config):
     """Reports the worker's process id, to check that actors are reused across trials."""
     return {"loss": config["x"], "pid": float(os.getpid())}
+
+
+def chinchilla_toy(config):
+    """A run whose loss follows L = 1.8 + 400/N^0.34 + 2000/D^0.37 exactly (for scaling tests)."""
+    n, d = float(config["n"]), float(config["d"])
+    return {"loss": 1.8 + 400.0 / n**0.34 + 2000.0 / d**0.37, "params": n, "tokens": d, "flops": 6 * n * d}

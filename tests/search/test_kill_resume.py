@@ -111,3 +111,32 @@ def test_kill9_resume_postgres(tmp_path, pg_url):
 @pytest.mark.ray
 def test_kill9_resume_on_ray(tmp_path):
     _kill_then_resume(tmp_path, f"sqlite:///{tmp_path / 'search.db'}", "ray")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_requeues_running_trials(tmp_path, sig):
+    """Ctrl-C (or SIGTERM) stops the run cleanly: exit 130, no trial left RUNNING, and resume
+    finishes the budget."""
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(_study(tmp_path, "inprocess", tmp_path / "log.jsonl")))
+    env = cli_env()
+    proc = subprocess.Popen(["search", "run", str(path), "--storage", url, "--quiet"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while _counts(url).get("COMPLETE", 0) < 4:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "search resume killme" in err
+    c = _counts(url)
+    assert c.get("RUNNING", 0) == 0 and c.get("WAITING", 0) >= 1, c
+    with open_storage(url) as st:
+        assert st.get_study("killme").state == "INTERRUPTED"
+    out = subprocess.run(["search", "resume", "killme", "--storage", url, "--quiet"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert _counts(url) == {"COMPLETE": 30}

@@ -1,0 +1,927 @@
+"""Scaling-law fits: Chinchilla and Kaplan loss laws, Step Law hyperparameter laws.
+
+Every fit records what the (Mis)Fitting survey (Li et al. 2024) asks to be reported with a law:
+the functional form, the fitting loss, the optimiser, the initialisation and which points were
+kept or dropped. Intervals come from a seeded bootstrap over runs (rows resampled with
+replacement); they are confidence intervals of the fitted law, not prediction intervals for a
+single new run, which would also carry run-to-run noise.
+
+Units: N is the parameter count, D the number of training tokens, C the training compute in
+FLOPs (6·N·D when not given), loss in nats per token, batch size in tokens per optimiser step
+(as in Step Law).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize, minimize_scalar
+
+__all__ = [
+    "ChinchillaFit",
+    "KaplanFit",
+    "Runs",
+    "STEP_LAW_PUBLISHED",
+    "ScalingDataError",
+    "StepLawFit",
+    "fit_chinchilla",
+    "fit_kaplan",
+    "fit_step_law",
+    "leave_largest_out",
+    "load_runs",
+]
+
+CHINCHILLA_MIN_POINTS = 5
+KAPLAN_MIN_POINTS = 3
+KAPLAN_VARIABLES = ("N", "D", "C")
+
+# Epoch AI's initialisation grid for the log-parametrised Chinchilla fit (4,500 starts).
+_GRID_ALPHA_BETA = (0.0, 0.5, 1.0, 1.5, 2.0)
+_GRID_E = (-1.0, -0.5, 0.0, 0.5, 1.0)
+_GRID_A_B = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+
+
+class ScalingDataError(ValueError):
+    """A table of runs cannot be used for the requested fit; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Validated runs as float arrays of equal length; lr and batch_size are None when absent."""
+
+    N: np.ndarray
+    D: np.ndarray
+    C: np.ndarray
+    loss: np.ndarray
+    lr: np.ndarray | None = None
+    batch_size: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.N.shape[0])
+
+    def subset(self, mask_or_index: np.ndarray) -> Runs:
+        pick = np.asarray(mask_or_index)
+        return Runs(
+            N=self.N[pick],
+            D=self.D[pick],
+            C=self.C[pick],
+            loss=self.loss[pick],
+            lr=None if self.lr is None else self.lr[pick],
+            batch_size=None if self.batch_size is None else self.batch_size[pick],
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _numeric_column(df: pd.DataFrame, col: str) -> np.ndarray:
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    unparsable = df[col].notna().to_numpy() & np.isnan(values)
+    if unparsable.any():
+        rows = np.flatnonzero(unparsable)
+        raise ScalingDataError(
+            f"column '{col}' must be numeric, got {rows.size} non-numeric value(s) "
+            f"(first at row {rows[0]}: {df[col].iloc[rows[0]]!r})"
+        )
+    return values
+
+
+def _require_positive(values: np.ndarray, col: str) -> None:
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ScalingDataError(
+            f"column '{col}' must be positive and finite in every row, got {rows.size} bad "
+            f"row(s) (first at row {rows[0]}: {values[rows[0]]!r}); fix or drop those rows"
+        )
+
+
+def _missing(df: pd.DataFrame, what: str, col: str, flag: str) -> ScalingDataError:
+    found = ", ".join(repr(str(c)) for c in df.columns) or "none"
+    return ScalingDataError(
+        f"no column '{col}' for {what} (columns found: {found}); name the right one with {flag}"
+    )
+
+
+def load_runs(
+    source: str | pd.DataFrame,
+    *,
+    params_col: str = "params",
+    tokens_col: str = "tokens",
+    loss_col: str = "loss",
+    flops_col: str = "flops",
+    lr_col: str = "lr",
+    bs_col: str = "batch_size",
+) -> Runs:
+    """Read runs from a CSV path or a DataFrame and validate them.
+
+    Tokens may be absent when FLOPs are given (D = C / (6N)); FLOPs default to 6·N·D. The lr and
+    batch-size columns are optional here; `fit_step_law` requires and validates them. Raises
+    `ScalingDataError` with one line naming the column, the bad rows and the fix.
+    """
+    if isinstance(source, pd.DataFrame):
+        df = source
+    else:
+        try:
+            df = pd.read_csv(source)
+        except FileNotFoundError:
+            raise ScalingDataError(f"runs file {source!r} does not exist") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ScalingDataError(f"cannot read {source!r} as CSV: {exc}".splitlines()[0]) from None
+    if len(df) == 0:
+        raise ScalingDataError("the runs table has no rows")
+
+    if params_col not in df.columns:
+        raise _missing(df, "model size N", params_col, "params_col= / --params-col")
+    if loss_col not in df.columns:
+        raise _missing(df, "the loss", loss_col, "loss_col= / --loss-col")
+    has_tokens = tokens_col in df.columns
+    has_flops = flops_col in df.columns
+    if not has_tokens and not has_flops:
+        found = ", ".join(repr(str(c)) for c in df.columns)
+        raise ScalingDataError(
+            f"need a tokens column '{tokens_col}' or a FLOPs column '{flops_col}' "
+            f"(columns found: {found}); name one with --tokens-col or --flops-col"
+        )
+
+    n = _numeric_column(df, params_col)
+    _require_positive(n, params_col)
+    if has_flops:
+        c = _numeric_column(df, flops_col)
+        _require_positive(c, flops_col)
+    if has_tokens:
+        d = _numeric_column(df, tokens_col)
+        _require_positive(d, tokens_col)
+    else:
+        d = c / (6.0 * n)
+    if not has_flops:
+        c = 6.0 * n * d
+
+    loss = _numeric_column(df, loss_col)
+    nan_rows = np.flatnonzero(np.isnan(loss))
+    if nan_rows.size:
+        shown = ", ".join(str(r) for r in nan_rows[:5]) + (", ..." if nan_rows.size > 5 else "")
+        raise ScalingDataError(
+            f"column '{loss_col}' has NaN in {nan_rows.size} of {len(loss)} rows (rows {shown}); "
+            "drop or fill those runs"
+        )
+    _require_positive(loss, loss_col)
+
+    # Only the Step Law fit uses these, and it validates them: a loss-law fit should not fail
+    # because some runs lack a learning rate.
+    lr = pd.to_numeric(df[lr_col], errors="coerce").to_numpy(dtype=float) if lr_col in df.columns else None
+    bs = pd.to_numeric(df[bs_col], errors="coerce").to_numpy(dtype=float) if bs_col in df.columns else None
+    return Runs(N=n, D=d, C=c, loss=loss, lr=lr, batch_size=bs)
+
+
+def _drop_highest_loss(runs: Runs, k: int) -> Runs:
+    """Runs without the k highest-loss points (Epoch AI drop 5 such outliers before refitting)."""
+    if k < 0:
+        raise ValueError(f"drop_highest_loss must be >= 0, got {k}")
+    if k >= len(runs):
+        raise ScalingDataError(f"cannot drop the {k} highest-loss points from {len(runs)} runs")
+    if k == 0:
+        return runs
+    keep = np.sort(np.argsort(runs.loss, kind="stable")[: len(runs) - k])
+    return runs.subset(keep)
+
+
+def _percentile_interval(samples: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    low, high = np.nanpercentile(samples, [2.5, 97.5], axis=axis)
+    return low, high
+
+
+def _as_output(value: np.ndarray, scalar: bool) -> Any:
+    return float(np.asarray(value).reshape(-1)[0]) if scalar else value
+
+
+# --------------------------------------------------------------------------- Chinchilla
+
+
+def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def _chinchilla_objective(
+    theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
+    """Sum of Huber(LSE(a - α log N, b - β log D, e) - log L) and its exact gradient."""
+    a, b, e, alpha, beta = theta
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
+    top = terms.max(axis=0)
+    weights = np.exp(terms - top)
+    total = weights.sum(axis=0)
+    lse = top + np.log(total)
+    weights /= total
+    r = lse - log_loss
+    dr = np.clip(r, -delta, delta)
+    grad = np.array(
+        [
+            np.dot(dr, weights[0]),
+            np.dot(dr, weights[1]),
+            np.dot(dr, weights[2]),
+            -np.dot(dr * weights[0], log_n),
+            -np.dot(dr * weights[1], log_d),
+        ]
+    )
+    return float(_huber(r, delta).sum()), grad
+
+
+def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
+    """L-BFGS-B calls BLAS on 5-vectors; multithreaded OpenBLAS makes each step ~20x slower.
+
+    threadpoolctl ships with scikit-learn, a dependency of the project; without it the limit is
+    skipped (slower, same result).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _lbfgs(theta0: np.ndarray, args: tuple, *, tight: bool = False) -> Any:
+    # The summed Huber objective is ~1e-3 at the optimum, so scipy's default tolerances stop
+    # while the exponents still move in the fourth decimal, and a bootstrap refit started at the
+    # full-data optimum would not move at all. Grid starts only need to find the right basin.
+    options = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000} if tight else {}
+    return minimize(_chinchilla_objective, theta0, args=args, jac=True, method="L-BFGS-B", options=options)
+
+
+def _theta_to_params(theta: np.ndarray) -> np.ndarray:
+    """(a, b, e, α, β) -> (E, A, B, α, β)."""
+    a, b, e, alpha, beta = np.moveaxis(np.asarray(theta), -1, 0)
+    return np.stack([np.exp(e), np.exp(a), np.exp(b), alpha, beta], axis=-1)
+
+
+_CHINCHILLA_NAMES = ("E", "A", "B", "alpha", "beta")
+
+
+def _chinchilla_loss(p: np.ndarray, n: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Loss for parameter rows p[..., (E, A, B, α, β)] broadcast against n and d."""
+    e, a, b, alpha, beta = (p[..., i, None] for i in range(5))
+    return e + a / n**alpha + b / d**beta
+
+
+def _compute_optimal_nd(p: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e, a, b, alpha, beta = (p[..., i, None] for i in range(5))
+    g = (alpha * a / (beta * b)) ** (1.0 / (alpha + beta))
+    n_opt = g * (c / 6.0) ** (beta / (alpha + beta))
+    return n_opt, c / (6.0 * n_opt)
+
+
+def _inference_aware(
+    p: np.ndarray, target_loss: float, inference_tokens: float
+) -> tuple[float, float]:
+    """(N, D) minimising 6·N·D + 2·N·T subject to L(N, D) = target_loss; NaN when unreachable."""
+    e, a, b, alpha, beta = p
+    headroom = target_loss - e
+    if not headroom > 0:
+        return float("nan"), float("nan")
+    # Below n_min the model term alone exceeds the headroom, so no D reaches the target.
+    log_n_min = np.log(a / headroom) / alpha
+
+    def log_cost(u: np.ndarray) -> np.ndarray:
+        rest = headroom - a * np.exp(-alpha * u)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_d = (np.log(b) - np.log(rest)) / beta
+            cost = np.logaddexp(np.log(6.0) + u + log_d, np.log(2.0 * inference_tokens) + u)
+        return np.where(rest > 0, cost, np.inf)
+
+    grid = log_n_min + np.geomspace(1e-9, 40.0, 4000)
+    i = int(np.argmin(log_cost(grid)))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    res = minimize_scalar(
+        lambda u: float(log_cost(np.array([u]))[0]), bounds=(lo, hi), method="bounded",
+        options={"xatol": 1e-10},
+    )
+    n_opt = float(np.exp(res.x))
+    d_opt = float((b / (headroom - a * n_opt**-alpha)) ** (1.0 / beta))
+    return n_opt, d_opt
+
+
+@dataclass(frozen=True)
+class ChinchillaFit:
+    """L(N, D) = E + A/N^alpha + B/D^beta fitted as Hoffmann et al. (Approach 3) and Epoch AI.
+
+    `bootstrap_params` holds one (E, A, B, alpha, beta) row per bootstrap refit; every interval
+    is its 2.5-97.5 percentile range (NaN when the fit was made with n_bootstrap=0).
+    """
+
+    params: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    bootstrap_params: np.ndarray
+    objective: float
+    converged: bool
+    n_points: int
+    n_dropped: dict[str, int]
+    huber_delta: float
+    n_starts: int
+    grid_size: int
+    seed: int
+
+    @property
+    def _p(self) -> np.ndarray:
+        return np.array([self.params[k] for k in _CHINCHILLA_NAMES])
+
+    def predict(self, N: Any, D: Any) -> tuple[Any, Any, Any]:
+        """Predicted loss with its bootstrap 95% interval: (mean, low, high)."""
+        n, d = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+        scalar = n.ndim == 0
+        n, d = np.atleast_1d(n), np.atleast_1d(d)
+        _check_positive_inputs(N=n, D=d)
+        mean = _chinchilla_loss(self._p, n, d)
+        low, high = self._band(lambda p: _chinchilla_loss(p, n, d), n.shape)
+        return tuple(_as_output(v, scalar) for v in (mean, low, high))  # type: ignore[return-value]
+
+    def _band(self, fn: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        if self.bootstrap_params.shape[0] == 0:
+            return np.full(shape, np.nan), np.full(shape, np.nan)
+        return _percentile_interval(fn(self.bootstrap_params))
+
+    def compute_optimal(self, C: Any) -> dict[str, Any]:
+        """Closed-form compute-optimal allocation at training compute C (FLOPs, C = 6·N·D).
+
+        N* = G·(C/6)^(β/(α+β)) with G = (αA/(βB))^(1/(α+β)), D* = C/(6N*). Returns N, D, loss
+        and tokens_per_param, and `intervals` for each from the bootstrap refits.
+        """
+        c = np.asarray(C, float)
+        scalar = c.ndim == 0
+        c = np.atleast_1d(c)
+        _check_positive_inputs(C=c)
+
+        def quantities(p: np.ndarray) -> dict[str, np.ndarray]:
+            n_opt, d_opt = _compute_optimal_nd(p, c)
+            return {
+                "N": n_opt,
+                "D": d_opt,
+                "loss": _chinchilla_loss(p, n_opt, d_opt),
+                "tokens_per_param": d_opt / n_opt,
+            }
+
+        point = {k: v[0] for k, v in quantities(self._p[None, :]).items()}
+        out: dict[str, Any] = {"compute": _as_output(c, scalar)}
+        out.update({k: _as_output(v, scalar) for k, v in point.items()})
+        intervals: dict[str, Any] = {}
+        boot = quantities(self.bootstrap_params) if self.bootstrap_params.shape[0] else None
+        for k in point:
+            if boot is None:
+                low, high = np.full(c.shape, np.nan), np.full(c.shape, np.nan)
+            else:
+                low, high = _percentile_interval(boot[k])
+            intervals[k] = (_as_output(low, scalar), _as_output(high, scalar))
+        out["intervals"] = intervals
+        return out
+
+    def inference_aware_optimal(
+        self,
+        *,
+        inference_tokens: float,
+        train_compute: float | None = None,
+        target_loss: float | None = None,
+    ) -> dict[str, Any]:
+        """Allocation minimising lifetime FLOPs, in the sense of Sardana et al. ("Beyond
+        Chinchilla-Optimal").
+
+        Solves  min over (N, D) of  6·N·D + 2·N·T  subject to  L(N, D) = ℓ,  where T is
+        `inference_tokens` (tokens served over the model's life, 2·N FLOPs each) and ℓ is either
+        `target_loss` or the loss of the Chinchilla-optimal model at `train_compute`. Give exactly
+        one of the two. On the constraint D(N) = (B / (ℓ − E − A/N^α))^(1/β), so the problem is
+        one-dimensional in log N (dense grid, then bounded Brent). With T = 0 it returns the
+        Chinchilla-optimal allocation. Intervals repeat the solve for every bootstrap refit (with
+        its own ℓ when `train_compute` is given); refits that cannot reach ℓ are left out.
+        """
+        if (train_compute is None) == (target_loss is None):
+            raise ValueError("give exactly one of train_compute or target_loss")
+        if not (np.isfinite(inference_tokens) and inference_tokens >= 0):
+            raise ValueError(f"inference_tokens must be >= 0, got {inference_tokens}")
+        if train_compute is not None:
+            _check_positive_inputs(train_compute=np.atleast_1d(float(train_compute)))
+
+        def solve(p: np.ndarray) -> dict[str, float]:
+            if train_compute is not None:
+                n_c, d_c = _compute_optimal_nd(p[None, :], np.array([float(train_compute)]))
+                loss = float(_chinchilla_loss(p[None, :], n_c[0], d_c[0])[0, 0])
+            else:
+                loss = float(target_loss)  # type: ignore[arg-type]
+            n_opt, d_opt = _inference_aware(p, loss, float(inference_tokens))
+            n_ref, d_ref = _inference_aware(p, loss, 0.0)
+            return {
+                "N": n_opt,
+                "D": d_opt,
+                "loss": loss,
+                "tokens_per_param": d_opt / n_opt,
+                "train_flops": 6.0 * n_opt * d_opt,
+                "inference_flops": 2.0 * n_opt * inference_tokens,
+                "total_flops": 6.0 * n_opt * d_opt + 2.0 * n_opt * inference_tokens,
+                "chinchilla_N": n_ref,
+                "chinchilla_D": d_ref,
+                "chinchilla_total_flops": 6.0 * n_ref * d_ref + 2.0 * n_ref * inference_tokens,
+            }
+
+        point = solve(self._p)
+        if not np.isfinite(point["N"]):
+            raise ValueError(
+                f"target loss {point['loss']:.4g} must exceed the fitted irreducible loss "
+                f"E={self.params['E']:.4g}; no model reaches it"
+            )
+        out: dict[str, Any] = {"inference_tokens": float(inference_tokens), **point}
+        keys = ("N", "D", "loss", "tokens_per_param", "total_flops")
+        if self.bootstrap_params.shape[0]:
+            rows = [solve(p) for p in self.bootstrap_params]
+            samples = np.array([[r[k] for k in keys] for r in rows])
+            low, high = _percentile_interval(samples)
+            out["intervals"] = {k: (float(lo), float(hi)) for k, lo, hi in zip(keys, low, high)}
+        else:
+            out["intervals"] = {k: (float("nan"), float("nan")) for k in keys}
+        out["solves"] = (
+            "min 6*N*D + 2*N*inference_tokens s.t. L(N, D) = loss, where loss = "
+            + ("target_loss" if target_loss is not None else "L at the Chinchilla-optimal (N, D) for train_compute")
+        )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "form": "chinchilla",
+            "formula": "L(N, D) = E + A / N**alpha + B / D**beta",
+            "params": dict(self.params),
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "interval_method": f"bootstrap percentile 95% over {self.bootstrap_params.shape[0]} row resamples, seed {self.seed}",
+            "fitting_loss": f"sum of Huber(delta={self.huber_delta:g}) of log-sum-exp(a - alpha*log N, b - beta*log D, e) - log L",
+            "optimizer": (
+                f"scipy L-BFGS-B from the best of {self.n_starts} starts, pre-screened by objective on "
+                f"Epoch AI's {self.grid_size}-point grid; bootstrap refits start at the full-data optimum"
+            ),
+            "objective": self.objective,
+            "converged": self.converged,
+            "n_points": self.n_points,
+            "n_dropped": dict(self.n_dropped),
+        }
+
+
+def _check_positive_inputs(**arrays: np.ndarray) -> None:
+    for name, values in arrays.items():
+        if not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError(f"{name} must be positive and finite, got {values.tolist()}")
+
+
+def _epoch_grid() -> np.ndarray:
+    return np.array(
+        list(itertools.product(_GRID_A_B, _GRID_A_B, _GRID_E, _GRID_ALPHA_BETA, _GRID_ALPHA_BETA))
+    )
+
+
+def _grid_objectives(grid: np.ndarray, args: tuple) -> np.ndarray:
+    log_n, log_d, log_loss, delta = args
+    a, b, e, alpha, beta = (grid[:, i, None] for i in range(5))
+    lse = np.logaddexp(np.logaddexp(a - alpha * log_n, b - beta * log_d), e)
+    return _huber(lse - log_loss, delta).sum(axis=1)
+
+
+def fit_chinchilla(
+    runs: Runs,
+    *,
+    huber_delta: float = 1e-3,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    n_starts: int | None = 100,
+    drop_highest_loss: int = 0,
+) -> ChinchillaFit:
+    """Fit L(N, D) = E + A/N^α + B/D^β as Hoffmann et al. and Epoch AI's replication do.
+
+    The parameters are (a, b, e, α, β) with A = e^a, B = e^b, E = e^e; the objective is the sum
+    of Huber(δ) of LSE(a − α log N, b − β log D, e) − log L, minimised with L-BFGS-B. Starts come
+    from Epoch AI's grid (α, β ∈ {0, .5, …, 2}, e ∈ {−1, …, 1}, a, b ∈ {0, 5, …, 25}); with
+    `n_starts` set, only that many grid points with the lowest objective are optimised (on the
+    Epoch data the best 20 already find the same optimum as all 4,500), `None` runs all. The best
+    optimum wins. Each bootstrap refit resamples rows and starts from the full-data optimum.
+    """
+    if huber_delta <= 0:
+        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    if n_starts is not None and n_starts < 1:
+        raise ValueError(f"n_starts must be >= 1 or None, got {n_starts}")
+    kept = _drop_highest_loss(runs, drop_highest_loss)
+    if len(kept) < CHINCHILLA_MIN_POINTS:
+        raise ScalingDataError(
+            f"the Chinchilla form has 5 parameters and needs at least {CHINCHILLA_MIN_POINTS} "
+            f"runs, got {len(kept)}" + (f" after dropping {drop_highest_loss}" if drop_highest_loss else "")
+        )
+    args = (np.log(kept.N), np.log(kept.D), np.log(kept.loss), huber_delta)
+
+    with _single_threaded_blas():
+        best, n_tried, grid_size, boot = _fit_chinchilla_theta(kept, args, n_starts, n_bootstrap, seed)
+    point = _theta_to_params(best.x)
+    params = {k: float(v) for k, v in zip(_CHINCHILLA_NAMES, point)}
+    if n_bootstrap:
+        low, high = _percentile_interval(boot)
+        intervals = {k: (float(lo), float(hi)) for k, lo, hi in zip(_CHINCHILLA_NAMES, low, high)}
+    else:
+        intervals = {k: (float("nan"), float("nan")) for k in _CHINCHILLA_NAMES}
+    return ChinchillaFit(
+        params=params,
+        intervals=intervals,
+        bootstrap_params=boot,
+        objective=float(best.fun),
+        converged=bool(best.success),
+        n_points=len(kept),
+        n_dropped={"highest_loss": drop_highest_loss},
+        huber_delta=huber_delta,
+        n_starts=n_tried,
+        grid_size=grid_size,
+        seed=seed,
+    )
+
+
+def _fit_chinchilla_theta(
+    kept: Runs, args: tuple, n_starts: int | None, n_bootstrap: int, seed: int
+) -> tuple[Any, int, int, np.ndarray]:
+    """Best-of-grid L-BFGS-B optimum (scipy result) and the bootstrap (E, A, B, α, β) rows."""
+    grid = _epoch_grid()
+    if n_starts is not None:
+        grid_values = _grid_objectives(grid, args)
+        starts = grid[np.argsort(grid_values, kind="stable")[:n_starts]]
+    else:
+        starts = grid
+    best = None
+    for theta0 in starts:
+        res = _lbfgs(theta0, args)
+        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+            best = res
+    assert best is not None  # grid points always give a finite objective
+    best = _lbfgs(best.x, args, tight=True)
+
+    rng = np.random.default_rng(seed)
+    boot = np.empty((n_bootstrap, 5))
+    n = len(kept)
+    for i in range(n_bootstrap):
+        idx = rng.integers(0, n, size=n)
+        res = _lbfgs(best.x, (args[0][idx], args[1][idx], args[2][idx], args[3]), tight=True)
+        boot[i] = _theta_to_params(res.x)
+    return best, len(starts), len(grid), boot
+
+
+# --------------------------------------------------------------------------- Kaplan
+
+
+def _variable(runs: Runs, variable: str) -> np.ndarray:
+    if variable not in KAPLAN_VARIABLES:
+        raise ValueError(f"variable must be one of {KAPLAN_VARIABLES}, got {variable!r}")
+    return {"N": runs.N, "D": runs.D, "C": runs.C}[variable]
+
+
+def _lower_envelope(x: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Mask of points with lower loss than every point at smaller or equal x."""
+    order = np.lexsort((loss, x))
+    keep = np.zeros(x.shape, bool)
+    best = np.inf
+    for i in order:
+        if loss[i] < best:
+            keep[i] = True
+            best = loss[i]
+    return keep
+
+
+@dataclass(frozen=True)
+class KaplanFit:
+    """L(X) = (Xc / X)^alpha_X for X in N, D or C (Kaplan et al. 2020), fitted in log space."""
+
+    variable: str
+    params: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    bootstrap_params: np.ndarray  # rows of (log Xc, alpha_X)
+    log_xc: float
+    alpha: float
+    frontier: bool
+    n_points: int
+    n_dropped: dict[str, int]
+    rmse_log: float
+    seed: int
+
+    def predict(self, X: Any) -> tuple[Any, Any, Any]:
+        x = np.asarray(X, float)
+        scalar = x.ndim == 0
+        x = np.atleast_1d(x)
+        _check_positive_inputs(**{self.variable: x})
+        mean = np.exp(self.alpha * (self.log_xc - np.log(x)))
+        if self.bootstrap_params.shape[0]:
+            b = self.bootstrap_params
+            low, high = _percentile_interval(np.exp(b[:, 1:2] * (b[:, 0:1] - np.log(x))))
+        else:
+            low, high = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
+        return tuple(_as_output(v, scalar) for v in (mean, low, high))  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.variable
+        return {
+            "form": f"kaplan-{v.lower()}",
+            "formula": f"L({v}) = ({v}c / {v})**alpha_{v}",
+            "params": dict(self.params),
+            "intervals": {k: list(val) for k, val in self.intervals.items()},
+            "interval_method": f"bootstrap percentile 95% over {self.bootstrap_params.shape[0]} row resamples, seed {self.seed}",
+            "fitting_loss": "least squares on log L = alpha*log(Xc) - alpha*log X",
+            "optimizer": "closed-form linear least squares",
+            "points": (
+                f"lower envelope in {v} (each kept point beats every point with smaller or equal {v})"
+                if self.frontier else "all points"
+            ),
+            "rmse_log_loss": self.rmse_log,
+            "n_points": self.n_points,
+            "n_dropped": dict(self.n_dropped),
+        }
+
+
+def _loglinear(log_x: np.ndarray, log_loss: np.ndarray) -> tuple[float, float]:
+    slope, intercept = np.polyfit(log_x, log_loss, 1)
+    alpha = -slope
+    return intercept / alpha, alpha
+
+
+def fit_kaplan(
+    runs: Runs,
+    variable: str = "N",
+    *,
+    frontier: bool = True,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    drop_highest_loss: int = 0,
+) -> KaplanFit:
+    """Fit Kaplan's single-variable law L(X) = (Xc/X)^alpha_X by least squares on log L.
+
+    Kaplan's laws hold where the other factors do not bottleneck: L(N) for models trained to
+    convergence, L(D) for large models, L(C) on the compute-efficient frontier. With
+    `frontier=True` (default) only the lower envelope in X is fitted, which approximates those
+    conditions on a general table; `frontier=False` fits every point.
+    """
+    x_all = _variable(runs, variable)
+    kept = _drop_highest_loss(runs, drop_highest_loss)
+    x = _variable(kept, variable)
+    n_off = 0
+    if frontier:
+        mask = _lower_envelope(x, kept.loss)
+        n_off = int((~mask).sum())
+        kept = kept.subset(mask)
+        x = x[mask]
+    if len(kept) < KAPLAN_MIN_POINTS or np.unique(x).size < 2:
+        raise ScalingDataError(
+            f"the Kaplan L({variable}) form has 2 parameters and needs at least {KAPLAN_MIN_POINTS} "
+            f"runs with at least 2 distinct {variable} values, got {len(kept)} runs"
+            + (" on the lower envelope (pass frontier=False / --all-points to fit every run)" if frontier else "")
+            + f" of {len(x_all)}"
+        )
+    log_x, log_loss = np.log(x), np.log(kept.loss)
+    log_xc, alpha = _loglinear(log_x, log_loss)
+    rmse = float(np.sqrt(np.mean((alpha * (log_xc - log_x) - log_loss) ** 2)))
+
+    rng = np.random.default_rng(seed)
+    boot = []
+    n = len(kept)
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, n, size=n)
+        if np.unique(log_x[idx]).size < 2:
+            continue  # a resample with one distinct X cannot determine a slope
+        boot.append(_loglinear(log_x[idx], log_loss[idx]))
+    boot_arr = np.array(boot).reshape(-1, 2)
+    names = (f"{variable}c", f"alpha_{variable}")
+    params = {names[0]: float(np.exp(log_xc)), names[1]: float(alpha)}
+    if boot_arr.shape[0]:
+        low, high = _percentile_interval(np.column_stack([np.exp(boot_arr[:, 0]), boot_arr[:, 1]]))
+        intervals = {k: (float(lo), float(hi)) for k, lo, hi in zip(names, low, high)}
+    else:
+        intervals = {k: (float("nan"), float("nan")) for k in names}
+    return KaplanFit(
+        variable=variable,
+        params=params,
+        intervals=intervals,
+        bootstrap_params=boot_arr,
+        log_xc=float(log_xc),
+        alpha=float(alpha),
+        frontier=frontier,
+        n_points=n,
+        n_dropped={"highest_loss": drop_highest_loss, "off_frontier": n_off},
+        rmse_log=rmse,
+        seed=seed,
+    )
+
+
+# --------------------------------------------------------------------------- leave-largest-out
+
+
+def leave_largest_out(
+    runs: Runs,
+    *,
+    k: int | None = None,
+    max_compute: float | None = None,
+    form: str = "chinchilla",
+    **fit_kwargs: Any,
+) -> dict[str, Any]:
+    """Refit without the largest-compute runs and report the errors of predicting them.
+
+    Hold out either the `k` largest-compute runs or every run above `max_compute` FLOPs (give
+    exactly one). `fit_kwargs` go to the fit; `drop_highest_loss` is applied to the whole table
+    before the split. `form` is "chinchilla" or "kaplan-n" / "kaplan-d" / "kaplan-c"; for Kaplan forms
+    with the default frontier, the held-out runs are the largest-compute points of the full
+    table's lower envelope (a Kaplan law says nothing about points off it). Errors are relative:
+    (predicted − observed) / observed.
+    """
+    if (k is None) == (max_compute is None):
+        raise ValueError("give exactly one of k or max_compute")
+    runs = _drop_highest_loss(runs, fit_kwargs.pop("drop_highest_loss", 0))
+    if form.startswith("kaplan-"):
+        variable = form.removeprefix("kaplan-").upper()
+        if fit_kwargs.pop("frontier", True):
+            runs = runs.subset(_lower_envelope(_variable(runs, variable), runs.loss))
+        fit_kwargs["frontier"] = False
+    elif form != "chinchilla":
+        raise ValueError(f"form must be chinchilla, kaplan-n, kaplan-d or kaplan-c, got {form!r}")
+    if k is not None:
+        if not 1 <= k < len(runs):
+            raise ValueError(f"k must be in [1, {len(runs) - 1}] for {len(runs)} runs, got {k}")
+        held = np.zeros(len(runs), bool)
+        held[np.argsort(runs.C, kind="stable")[len(runs) - k :]] = True
+    else:
+        held = runs.C > float(max_compute)  # type: ignore[arg-type]
+        if not held.any():
+            raise ValueError(f"no run has compute above max_compute={max_compute:g}")
+    train, test = runs.subset(~held), runs.subset(held)
+    if form == "chinchilla":
+        fit: ChinchillaFit | KaplanFit = fit_chinchilla(train, **fit_kwargs)
+        predicted = fit.predict(test.N, test.D)[0]
+    else:
+        fit = fit_kaplan(train, variable, **fit_kwargs)
+        predicted = fit.predict(_variable(test, variable))[0]
+    rel = (predicted - test.loss) / test.loss
+    return {
+        "form": form,
+        "n_train": len(train),
+        "n_held_out": len(test),
+        "train_max_compute": float(train.C.max()),
+        "held_out_compute": [float(test.C.min()), float(test.C.max())],
+        "params": fit.params,
+        "mean_abs_rel_error": float(np.mean(np.abs(rel))),
+        "max_abs_rel_error": float(np.max(np.abs(rel))),
+        "held_out": [
+            {"N": float(n), "D": float(d), "C": float(c), "loss": float(l), "predicted": float(p), "rel_error": float(r)}
+            for n, d, c, l, p, r in zip(test.N, test.D, test.C, test.loss, predicted, rel)
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- Step Law
+
+
+# Li et al. 2025, "Predictable Scale" (batch size in tokens).
+STEP_LAW_PUBLISHED = {"lr_coef": 1.79, "lr_N_exp": -0.713, "lr_D_exp": 0.307, "bs_coef": 0.58, "bs_D_exp": 0.571}
+
+
+@dataclass(frozen=True)
+class StepLawCell:
+    """The optimum of one (N, D) learning-rate × batch-size sweep."""
+
+    N: float
+    D: float
+    lr: float
+    batch_size: float
+    loss: float
+    method: str  # "quadratic" or "grid"
+    reason: str
+    n_points: int
+    critical_batch_size: float
+    critical_batch_size_censored: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class StepLawFit:
+    """Step Law (Li et al. 2025): lr* = c·N^a·D^b and batch size* = d·D^e (tokens per step)."""
+
+    constants: dict[str, float]
+    cells: tuple[StepLawCell, ...] = ()
+    critical_tolerance: float = 0.01
+    rmse_log_lr: float = float("nan")
+    rmse_log_bs: float = float("nan")
+
+    @classmethod
+    def from_constants(cls, lr_coef: float, lr_N_exp: float, lr_D_exp: float, bs_coef: float, bs_D_exp: float) -> StepLawFit:
+        """A law from given constants, e.g. the published ones in `STEP_LAW_PUBLISHED`."""
+        return cls(constants={"lr_coef": lr_coef, "lr_N_exp": lr_N_exp, "lr_D_exp": lr_D_exp, "bs_coef": bs_coef, "bs_D_exp": bs_D_exp})
+
+    def predict(self, N: Any, D: Any) -> dict[str, Any]:
+        n, d = np.asarray(N, float), np.asarray(D, float)
+        _check_positive_inputs(N=np.atleast_1d(n), D=np.atleast_1d(d))
+        k = self.constants
+        lr = k["lr_coef"] * n ** k["lr_N_exp"] * d ** k["lr_D_exp"]
+        bs = k["bs_coef"] * d ** k["bs_D_exp"]
+        scalar = lr.ndim == 0
+        return {"lr": _as_output(lr, scalar), "batch_size": _as_output(np.broadcast_to(bs, lr.shape), scalar)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "form": "step-law",
+            "formula": "lr = lr_coef * N**lr_N_exp * D**lr_D_exp; batch_size = bs_coef * D**bs_D_exp",
+            "constants": dict(self.constants),
+            "fitting_loss": "least squares on log lr* and log batch_size* over the per-(N, D) optima",
+            "cell_optimum": "least-squares quadratic in (log lr, log batch_size) per cell; best swept point when not convex or optimum outside the sweep",
+            "rmse_log_lr": self.rmse_log_lr,
+            "rmse_log_batch_size": self.rmse_log_bs,
+            "critical_batch_size": (
+                f"largest swept batch size whose lr-tuned loss is within {self.critical_tolerance:.1%} of the "
+                "cell's best loss at the same tokens; censored=true means the largest swept size still was"
+            ),
+            "cells": [c.to_dict() for c in self.cells],
+        }
+
+
+def _cell_optimum(x: np.ndarray, y: np.ndarray, loss: np.ndarray) -> tuple[float, float, float, str, str]:
+    """(log lr*, log bs*, loss*, method, reason) for one sweep."""
+    best = int(np.argmin(loss))
+    grid_answer = (float(x[best]), float(y[best]), float(loss[best]))
+    pairs = np.unique(np.column_stack([x, y]), axis=0)
+    if pairs.shape[0] < 6 or np.unique(x).size < 3 or np.unique(y).size < 3:
+        return *grid_answer, "grid", "fewer than 6 distinct points or 3 values per axis for a quadratic"
+    xc, yc = x - x.mean(), y - y.mean()
+    design = np.column_stack([np.ones_like(xc), xc, yc, xc * xc, xc * yc, yc * yc])
+    coef, *_ = np.linalg.lstsq(design, loss, rcond=None)
+    _, gx, gy, cxx, cxy, cyy = coef
+    hess = np.array([[2 * cxx, cxy], [cxy, 2 * cyy]])
+    if np.any(np.linalg.eigvalsh(hess) <= 0):
+        return *grid_answer, "grid", "quadratic fit is not convex"
+    dx, dy = np.linalg.solve(hess, -np.array([gx, gy]))
+    ox, oy = dx + x.mean(), dy + y.mean()
+    if not (x.min() <= ox <= x.max() and y.min() <= oy <= y.max()):
+        return *grid_answer, "grid", "quadratic optimum lies outside the swept range"
+    loss_opt = float(coef @ np.array([1.0, dx, dy, dx * dx, dx * dy, dy * dy]))
+    return float(ox), float(oy), loss_opt, "quadratic", ""
+
+
+def _critical_batch_size(bs: np.ndarray, loss: np.ndarray, tolerance: float) -> tuple[float, bool]:
+    sizes = np.unique(bs)
+    tuned = np.array([loss[bs == s].min() for s in sizes])
+    within = sizes[tuned <= tuned.min() * (1.0 + tolerance)]
+    largest = float(within.max())
+    return largest, largest == float(sizes.max())
+
+
+def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
+    """Fit Step Law's hyperparameter laws from per-(N, D) sweeps over lr × batch size.
+
+    Each (N, D) cell's optimum comes from a least-squares quadratic in (log lr, log batch size)
+    (Step Law finds the landscape convex around its optimum); when the quadratic is not convex,
+    cannot be fitted, or puts the optimum outside the sweep, the best swept point is used and
+    the cell says so. Then log lr* = log c + a log N + b log D and log bs* = log d + e log D are
+    fitted by least squares. Each cell also carries a critical-batch-size estimate (see
+    `StepLawFit.to_dict`); it is not fitted as a law because censored cells only bound it.
+    """
+    if runs.lr is None or runs.batch_size is None:
+        missing = [name for name, v in (("lr", runs.lr), ("batch_size", runs.batch_size)) if v is None]
+        raise ScalingDataError(
+            f"fit_step_law needs learning-rate and batch-size columns, missing: {', '.join(missing)}; "
+            "name them with --lr-col / --bs-col"
+        )
+    for name, values in (("lr", runs.lr), ("batch_size", runs.batch_size)):
+        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+        if bad.size:
+            raise ScalingDataError(
+                f"the Step Law fit needs a positive, finite {name} in every run, got {bad.size} bad "
+                f"row(s) (first at row {bad[0]}: {values[bad[0]]!r}); fix or drop those runs"
+            )
+    keys = np.column_stack([runs.N, runs.D])
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    cells = []
+    for j, (n, d) in enumerate(uniq):
+        sel = inverse == j
+        lr, bs, loss = runs.lr[sel], runs.batch_size[sel], runs.loss[sel]
+        ox, oy, lo, method, reason = _cell_optimum(np.log(lr), np.log(bs), loss)
+        cbs, censored = _critical_batch_size(bs, loss, critical_tolerance)
+        cells.append(StepLawCell(float(n), float(d), float(np.exp(ox)), float(np.exp(oy)), lo, method, reason, int(sel.sum()), cbs, censored))
+
+    log_n = np.log([c.N for c in cells])
+    log_d = np.log([c.D for c in cells])
+    log_lr = np.log([c.lr for c in cells])
+    log_bs = np.log([c.batch_size for c in cells])
+    design_lr = np.column_stack([np.ones_like(log_n), log_n, log_d])
+    if len(cells) < 3 or np.linalg.matrix_rank(design_lr) < 3:
+        raise ScalingDataError(
+            f"the lr law c*N^a*D^b needs at least 3 (N, D) cells in which N and D vary independently, "
+            f"got {len(cells)} cell(s) with {np.unique(log_n).size} distinct N and {np.unique(log_d).size} distinct D"
+        )
+    (lc, a, b), *_ = np.linalg.lstsq(design_lr, log_lr, rcond=None)
+    design_bs = np.column_stack([np.ones_like(log_d), log_d])
+    (bc, e), *_ = np.linalg.lstsq(design_bs, log_bs, rcond=None)
+    return StepLawFit(
+        constants={"lr_coef": float(np.exp(lc)), "lr_N_exp": float(a), "lr_D_exp": float(b), "bs_coef": float(np.exp(bc)), "bs_D_exp": float(e)},
+        cells=tuple(cells),
+        critical_tolerance=critical_tolerance,
+        rmse_log_lr=float(np.sqrt(np.mean((design_lr @ np.array([lc, a, b]) - log_lr) ** 2))),
+        rmse_log_bs=float(np.sqrt(np.mean((design_bs @ np.array([bc, e]) - log_bs) ** 2))),
+    )
