@@ -173,7 +173,12 @@ def _param(name: str, spec: Any, declared: list[str]) -> Param:
         if len({repr(c) for c in choices}) != len(choices):
             raise _err(f"{path}.choices", "choices must be distinct")
         return CategoricalParam(name, tuple(choices), when=when)
-    raise _err(f"{path}.type", f"must be float, int or categorical, got {kind!r}")
+    from search.arch_spaces import ARCH_TYPES
+
+    if kind in ARCH_TYPES:
+        return ARCH_TYPES[kind](name, spec, when, path)
+    raise _err(f"{path}.type", f"must be float, int, categorical or an architecture space "
+                               f"({', '.join(sorted(ARCH_TYPES))}), got {kind!r}")
 
 
 def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:

@@ -71,7 +71,7 @@ def test_missing_seed_is_drawn_and_recorded():
     ({"space__hidden__low": -1}, "space.hidden", "log: true needs low > 0"),
     ({"space__optimizer__choices": []}, "space.optimizer.choices", "non-empty list"),
     ({"space__optimizer__choices": ["a", "a"]}, "space.optimizer.choices", "distinct"),
-    ({"space__lr__type": "double"}, "space.lr.type", "float, int or categorical"),
+    ({"space__lr__type": "double"}, "space.lr.type", "float, int, categorical"),
     ({"space__lr__lo": 1}, "space.lr.lo", "unknown key"),
     ({"space__hidden__low": 1.5}, "space.hidden.low", "expected an integer"),
     ({"space__lr__high": DELETE}, "space.lr.high", "missing"),
