@@ -16,8 +16,8 @@ __all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "NAME
 
 NAME_MAX = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-TOP_KEYS = {"name", "objective", "trial", "space", "algorithm", "budget", "resources", "backend",
-            "artifacts", "description"}
+TOP_KEYS = {"name", "objective", "trial", "space", "algorithm", "scheduler", "budget", "resources",
+            "backend", "artifacts", "description"}
 
 
 class ConfigError(ValueError):
@@ -47,6 +47,7 @@ class StudyConfig:
     gpus: float
     backend: str = "ray"
     address: str | None = None
+    scheduler: Mapping[str, Any] = field(default_factory=dict)
     artifacts: str = "search-artifacts"
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -251,14 +252,23 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     backend = _mapping(data.get("backend"), "backend")
     _no_unknown(backend, {"name", "address"}, "backend")
     backend_name = backend.get("name", "ray")
-    if backend_name not in ("ray", "inprocess"):
-        raise _err("backend.name", f"must be ray or inprocess, got {backend_name!r}")
+    if backend_name not in ("ray", "inprocess", "simulated"):
+        raise _err("backend.name", f"must be ray, inprocess or simulated, got {backend_name!r}")
     address = backend.get("address")
     if address is not None and not isinstance(address, str):
         raise _err("backend.address", f"must be a string such as ray://head:10001 or auto, got {address!r}")
     artifacts = data.get("artifacts", "search-artifacts")
     if not isinstance(artifacts, str) or not artifacts:
         raise _err("artifacts", "must be a folder path")
+
+    scheduler = _mapping(data.get("scheduler"), "scheduler")
+    if scheduler:
+        from search.schedulers import make_scheduler
+
+        try:
+            make_scheduler(scheduler, tuple(o.metric for o in objectives), tuple(o.direction for o in objectives))
+        except ValueError as exc:
+            raise _err("scheduler", str(exc)) from None
 
     raw = dict(data)
     raw["algorithm"] = {"name": algo_name, "seed": seed, **algo}
@@ -272,7 +282,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         name=name, objectives=objectives, entrypoint=entrypoint, trial_params=trial_params, space=space,
         algorithm=algo_name, seed=seed, algorithm_options=algo, trials=n_trials, parallel=parallel,
         max_failures=max_failures, cpus=cpus, gpus=gpus, backend=backend_name, address=address,
-        artifacts=artifacts, raw=raw,
+        artifacts=artifacts, scheduler=scheduler, raw=raw,
     )
 
 

@@ -78,6 +78,9 @@ class Controller:
         self._stop_requested: set[int] = set()
         self._best: TrialRecord | None = None
         self._start = time.monotonic()
+        from search.schedulers import make_scheduler
+
+        self.scheduler = make_scheduler(config.scheduler, config.metrics, config.directions, seed=config.seed)
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -181,7 +184,10 @@ class Controller:
             if ev.kind == "report":
                 reports.append((ev.trial_id, ev.attempt, int(ev.step or 0), dict(ev.metrics)))
                 if ev.trial_id not in self._stop_requested:
-                    decision = self.algorithm.on_report(self._history(), rec, int(ev.step or 0), ev.metrics)
+                    step = int(ev.step or 0)
+                    decision = self.algorithm.on_report(self._history(), rec, step, ev.metrics)
+                    if decision.action != "stop" and self.scheduler is not None:
+                        decision = self.scheduler.on_report(rec.number, step, ev.metrics)
                     if decision.action == "stop":
                         self._stop_requested.add(ev.trial_id)
                         self.backend.request_stop(ev.trial_id)
@@ -254,6 +260,11 @@ class Controller:
         self._waiting.extend(t.number for t in self._trials.values() if t.state == TrialState.WAITING)
         for t in list(self._trials.values()):
             self._put(t)  # recomputes the best trial
+        if self.scheduler is not None:
+            # A scheduler decides from every report so far: replay the stored ones first.
+            for t in self._trials.values():
+                for r in self.storage.get_reports(t.id):
+                    self.scheduler.observe(t.number, r.step, {k: v for k, v in r.metrics.items() if v is not None})
         saved = self.storage.get_algorithm_state(self.study.id).get("algorithm")
         if saved:
             self.algorithm.load_state_dict(saved)

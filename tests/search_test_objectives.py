@@ -76,3 +76,14 @@ def chinchilla_toy(config):
     """A run whose loss follows L = 1.8 + 400/N^0.34 + 2000/D^0.37 exactly (for scaling tests)."""
     n, d = float(config["n"]), float(config["d"])
     return {"loss": 1.8 + 400.0 / n**0.34 + 2000.0 / d**0.37, "params": n, "tokens": d, "flops": 6 * n * d}
+
+
+def curve(config, reporter):
+    """A scripted learning curve: loss = q + 1/step, so a lower q is better at every step."""
+    steps = int(config.get("steps", 27))
+    loss = float("inf")
+    for step in range(1, steps + 1):
+        loss = config["q"] + 1.0 / step
+        if reporter.report(step, loss=loss):
+            break
+    return {"loss": loss}

@@ -11,8 +11,12 @@ def make_backend(name: str, **kwargs) -> Backend:
         from search.backends.ray_backend import RayBackend
 
         return RayBackend(**kwargs)
+    if name == "simulated":
+        from search.backends.simulated import SimulatedBackend
+
+        return SimulatedBackend()
     if name == "inprocess":
         from search.backends.inprocess import InProcessBackend
 
         return InProcessBackend(**{k: v for k, v in kwargs.items() if k != "address"})
-    raise ValueError(f"unknown backend {name!r}; use ray or inprocess")
+    raise ValueError(f"unknown backend {name!r}; use ray, inprocess or simulated")
