@@ -19,6 +19,9 @@ class TrialSpec:
     ``config`` is the study's fixed ``trial.params`` merged with this trial's sampled parameters.
     ``resume_from`` names a checkpoint file (with its ``resume_checksum``) to continue from: the
     trial's own last checkpoint after a crash, or a parent's when PBT exploits.
+    ``seed`` is this trial's own seed (weights, batch order); ``data_seed`` seeds what every trial of
+    a study must share, the train/validation split, so their validation metrics compare. The
+    controller sets it to the study's seed; None falls back to ``seed``.
     """
 
     study: str
@@ -34,6 +37,7 @@ class TrialSpec:
     resume_checksum: str | None = None
     cpus: float = 1.0
     gpus: float = 0.0
+    data_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,11 @@ class Reporter:
     @property
     def seed(self) -> int:
         return self.spec.seed
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the train/validation split: the study's, shared by all its trials."""
+        return self.spec.seed if self.spec.data_seed is None else self.spec.data_seed
 
     def report(self, step: int, **metrics: float) -> bool:
         clean = {str(k): float(v) for k, v in metrics.items()}

@@ -15,6 +15,7 @@ __all__ = ["run_trial", "resolve_entrypoint", "EntrypointError"]
 BUILTINS = {
     "classifier": "trials.builtin.classifier:train",
     "lm": "trials.builtin.lm:train",
+    "tabular": "trials.builtin.tabular:run",
 }
 
 

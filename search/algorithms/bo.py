@@ -224,7 +224,7 @@ class BayesOpt(Algorithm):
         from surrogates.gp import GaussianProcess
         gp = GaussianProcess(input_warping=self.input_warping,
                              warp_columns=self._encoder.numeric_columns, normalize_inputs=False,
-                             max_fit_samples=128, random_state=int(rng.integers(2**31 - 1)))
+                             max_fit_samples=100, random_state=int(rng.integers(2**31 - 1)))
         return _GPModel(gp.fit(X, y))
 
     def _model_based(self, X, Y, feasible, X_pend, m, rng) -> np.ndarray:

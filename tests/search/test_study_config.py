@@ -92,7 +92,7 @@ def test_missing_seed_is_drawn_and_recorded():
     ({"budget__trials": "many"}, "budget.trials", "expected a number"),
     ({"resources__cpus": 0}, "resources.cpus", "> 0"),
     ({"resources__gpus": -1}, "resources.gpus", ">= 0"),
-    ({"backend": {"name": "k8s"}}, "backend.name", "ray or inprocess"),
+    ({"backend": {"name": "k8s"}}, "backend.name", "ray, inprocess or simulated"),
     ({"trial__params__lr": 0.1}, "space.lr", "also fixed in trial.params"),
     ({"space__lr__when": {"later": "x"}}, "space.lr.when.later", "declared earlier"),
 ])
