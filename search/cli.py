@@ -198,6 +198,28 @@ def cmd_best(args) -> int:
     return EXIT_OK
 
 
+def cmd_lineage(args) -> int:
+    from search.lineage import lineage_report
+    from storage import open_storage
+
+    with open_storage(args.storage, create=False) as st:
+        study = st.get_study(args.name)
+        trials = st.get_trials(study.id)
+        report = lineage_report(trials, st.get_exploits(study.id), st.best_trial(study.id, study.directions[0]))
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    print(f"{len(report['exploits'])} exploits")
+    for e in report["exploits"]:
+        print(f"  step {e['step']:>6}: trial {e['child']} <- trial {e['parent']} (its step {e['parent_step']}) "
+              f"{json.dumps(e['params_after'], default=str)}")
+    if report["best"]:
+        print(f"best trial #{report['best']['number']} schedule:")
+        for seg in report["best"]["schedule"]:
+            print(f"  from step {seg['from_step']:>6}: {json.dumps(seg['params'], default=str)}")
+    return EXIT_OK
+
+
 def cmd_export(args) -> int:
     import pandas as pd
 
@@ -273,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("lineage", help="PBT exploits and every member's hyperparameter schedule")
+    p.add_argument("name")
+    _storage_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("export", help="write a study's trials to a file")
     p.add_argument("name")

@@ -261,6 +261,9 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     if not isinstance(artifacts, str) or not artifacts:
         raise _err("artifacts", "must be a folder path")
 
+    if algo_name == "pbt":
+        # The population is the study's trials unless said otherwise (issue: defaults to budget).
+        algo.setdefault("population", n_trials)
     scheduler = _mapping(data.get("scheduler"), "scheduler")
     if scheduler:
         from search.schedulers import make_scheduler

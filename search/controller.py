@@ -76,6 +76,8 @@ class Controller:
         self._running: dict[int, TrialRecord] = {}  # trial id -> record of the attempt in flight
         self._waiting: deque[int] = deque()  # trial numbers to dispatch again
         self._stop_requested: set[int] = set()
+        self._exploits: dict[int, tuple[dict, int]] = {}  # trial id -> (decision.extra, step)
+        self._resumed_at: dict[int, int] = {}  # trial id -> step of the checkpoint it resumed from
         self._best: TrialRecord | None = None
         self._start = time.monotonic()
         from search.schedulers import make_scheduler
@@ -123,7 +125,7 @@ class Controller:
         return TrialSpec(
             study=cfg.name, trial_id=rec.id, number=rec.number, attempt=rec.attempt,
             entrypoint=cfg.entrypoint, config={**cfg.trial_params, **rec.params},
-            seed=trial_seed(cfg.seed, rec.number), objective_metrics=cfg.metrics,
+            seed=trial_seed(cfg.seed, rec.number), data_seed=cfg.seed, objective_metrics=cfg.metrics,
             checkpoint_dir=os.path.join(self.artifacts, cfg.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt}"),
             resume_from=None if resume is None else resume.path,
             resume_checksum=None if resume is None else resume.checksum,
@@ -132,6 +134,10 @@ class Controller:
 
     def _dispatch(self, rec: TrialRecord, parent: tuple[int, int | None] | None = None) -> None:
         spec = self._spec(rec, parent)
+        if spec.resume_from is not None:
+            ck = next((c for c in self.storage.get_checkpoints(rec.id) if c.path == spec.resume_from), None)
+            if ck is not None:
+                self._resumed_at[rec.id] = ck.step
         self._running[rec.id] = rec
         self.backend.submit(spec)
 
@@ -186,9 +192,12 @@ class Controller:
                 if ev.trial_id not in self._stop_requested:
                     step = int(ev.step or 0)
                     decision = self.algorithm.on_report(self._history(), rec, step, ev.metrics)
-                    if decision.action != "stop" and self.scheduler is not None:
+                    if decision.action == "continue" and self.scheduler is not None:
                         decision = self.scheduler.on_report(rec.number, step, ev.metrics)
-                    if decision.action == "stop":
+                    if decision.action in ("stop", "exploit"):
+                        if decision.action == "exploit":
+                            self._exploits[ev.trial_id] = (dict(decision.extra), step)
+                            self._save_algorithm_state()
                         self._stop_requested.add(ev.trial_id)
                         self.backend.request_stop(ev.trial_id)
             elif ev.kind == "checkpoint":
@@ -203,6 +212,9 @@ class Controller:
         flush()
 
     def _finish(self, rec: TrialRecord, ev: TrialEvent) -> None:
+        exploit = self._exploits.pop(rec.id, None)
+        if exploit is not None and ev.error is None and ev.stopped and self._exploit(rec, ev, *exploit):
+            return
         metrics = dict(ev.metrics)
         values = None
         error = ev.error
@@ -217,8 +229,11 @@ class Controller:
                 state, values = TrialState.COMPLETE, [float(v) for v in vals]  # type: ignore[arg-type]
         else:
             state = TrialState.FAILED
+        # A trial resumed from a checkpoint at its final step reports nothing more: it ended there.
+        last_step = ev.step if ev.step is not None else self._resumed_at.get(rec.id)
+        self._resumed_at.pop(rec.id, None)
         done = self.storage.finish_trial(rec.id, rec.attempt, state=state, values=values, metrics=metrics,
-                                         error=error, last_step=ev.step, node=ev.node)
+                                         error=error, last_step=last_step, node=ev.node)
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
         if done is None:
@@ -232,15 +247,52 @@ class Controller:
 
     def _completed(self, rec: TrialRecord) -> None:
         self.algorithm.on_complete(self._history(), rec)
+        self._save_algorithm_state()
+
+    def _save_algorithm_state(self) -> None:
         state = self.algorithm.state_dict()
         if state:
             self.storage.set_algorithm_state(self.study.id, "algorithm", state)
+
+    def _exploit(self, rec: TrialRecord, ev: TrialEvent, extra: dict, step: int) -> bool:
+        """Restart member ``rec`` from its parent's newest checkpoint with the explored params.
+        The checkpoint is copied into the member's next attempt folder (so retention of the
+        parent's files can never pull it away) and recorded as the member's own. False when the
+        parent has no checkpoint yet: the member then simply ends as it stopped."""
+        import shutil
+
+        from trials.api import file_checksum
+
+        parent = self._trials.get(int(extra["parent"]))
+        ck = None if parent is None else self.storage.latest_checkpoint(parent.id)
+        if ck is None:
+            log.warning("trial %d: exploit of %s skipped, the parent has no checkpoint yet", rec.number, extra["parent"])
+            return False
+        dest_dir = os.path.join(self.artifacts, self.config.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt + 1}")
+        os.makedirs(dest_dir, exist_ok=True)
+        dest = os.path.join(dest_dir, f"from-trial-{parent.number:05d}-step-{ck.step:08d}.pt")
+        shutil.copyfile(ck.path, dest)
+        checksum = file_checksum(dest)
+        if checksum != ck.checksum:
+            log.warning("trial %d: parent checkpoint %s is corrupt; exploit skipped", rec.number, ck.path)
+            return False
+        new = self.storage.restart_trial(rec.id, rec.attempt, params=dict(extra["params"]))
+        if new is None:
+            return False
+        self.storage.add_checkpoint(rec.id, new.attempt, ck.step, dest, checksum)
+        self.storage.add_exploit(self.study.id, rec.id, number=rec.number, parent_number=parent.number,
+                                 step=ev.step if ev.step is not None else step, parent_step=ck.step,
+                                 params_before=rec.params, params_after=new.params)
+        self._stop_requested.discard(rec.id)
+        self._put(new)
+        self._dispatch(new)
+        return True
 
     def _lost(self, rec: TrialRecord, reason: str) -> None:
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
         for r in self.storage.requeue_running(self.study.id, reason=reason, trial_ids=[rec.id],
-                                              max_attempts=self.config.max_failures + 1):
+                                              max_retries=self.config.max_failures):
             self._put(r)
             if r.state == TrialState.WAITING:
                 log.warning("trial %d lost (%s); retrying as attempt %d", r.number, reason, r.attempt)
@@ -254,8 +306,7 @@ class Controller:
     def run(self) -> RunSummary:
         cfg = self.config
         reaped = self.storage.requeue_running(
-            self.study.id, reason="attempt interrupted (controller stopped while it ran)",
-            max_attempts=cfg.max_failures + 1)
+            self.study.id, reason="attempt interrupted (controller stopped while it ran)")
         self._reload()
         self._waiting.extend(t.number for t in self._trials.values() if t.state == TrialState.WAITING)
         for t in list(self._trials.values()):

@@ -19,10 +19,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ReportRow, StudyRow,
-                             TrialRow)
-from storage.records import (TERMINAL_STATES, CheckpointRecord, ReportRecord, StudyRecord,
-                             TrialRecord, TrialState)
+from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ExploitRow, ReportRow,
+                             StudyRow, TrialRow)
+from storage.records import (TERMINAL_STATES, CheckpointRecord, ExploitRecord, ReportRecord,
+                             StudyRecord, TrialRecord, TrialState)
 
 _T = TrialRow.__table__
 
@@ -207,7 +207,8 @@ class Storage:
         return TrialRecord(
             id=row.id, study_id=row.study_id, number=row.number, state=row.state,
             params=dict(row.params), values=None if row.values is None else tuple(row.values),
-            metrics=dict(row.metrics or {}), error=row.error, attempt=row.attempt, worker=row.worker,
+            metrics=dict(row.metrics or {}), error=row.error, attempt=row.attempt, failures=row.failures,
+            worker=row.worker,
             node=row.node, last_step=row.last_step, created_at=row.created_at,
             started_at=row.started_at, finished_at=row.finished_at, heartbeat_at=row.heartbeat_at,
         )
@@ -317,27 +318,58 @@ class Storage:
         return None if row is None else self._trial(row)
 
     def requeue_running(self, study_id: int, *, reason: str, trial_ids: Iterable[int] | None = None,
-                        max_attempts: int | None = None) -> list[TrialRecord]:
+                        max_retries: int | None = None) -> list[TrialRecord]:
         """Interrupted RUNNING trials go back to WAITING with ``attempt + 1``, so a late report from
-        the old attempt is rejected. A trial already at ``max_attempts`` ends FAILED instead."""
+        the old attempt is rejected. With ``max_retries`` the retry counts as a failure (a lost
+        worker), and a trial that already failed that often ends FAILED instead; without it (the
+        controller itself stopped) nothing is counted against the trial."""
         out: list[TrialRecord] = []
         with self._session.begin() as s:
             q = select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.state == TrialState.RUNNING)
             if trial_ids is not None:
                 q = q.where(TrialRow.id.in_(list(trial_ids)))
             for row in s.scalars(q.with_for_update()):
-                if max_attempts is not None and row.attempt + 1 >= max_attempts:
+                if max_retries is not None and row.failures >= max_retries:
                     row.state = TrialState.FAILED
                     row.finished_at = _now()
-                    row.error = f"{reason}; gave up after {row.attempt + 1} attempts"
+                    row.error = f"{reason}; gave up after {row.failures + 1} failed attempts"
                 else:
                     row.state = TrialState.WAITING
                     row.attempt = row.attempt + 1
+                    row.failures = row.failures + (1 if max_retries is not None else 0)
                     row.error = reason
                 row.heartbeat_at = None
                 out.append(row)
             s.flush()
             return [self._trial(r) for r in out]
+
+    def restart_trial(self, trial_id: int, attempt: int, *, params: Mapping[str, Any]) -> TrialRecord | None:
+        """A RUNNING attempt continues as attempt + 1 with new ``params`` (a PBT exploit). None if
+        that attempt is no longer the live one."""
+        now = _now()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(_T).where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
+                .values(attempt=attempt + 1, params=dict(params), started_at=now, heartbeat_at=now)
+                .returning(*_T.c)
+            ).one_or_none()
+        return None if row is None else self._trial(row)
+
+    def add_exploit(self, study_id: int, trial_id: int, *, number: int, parent_number: int, step: int,
+                    parent_step: int, params_before: Mapping[str, Any], params_after: Mapping[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(ExploitRow.__table__).values(
+                study_id=study_id, trial_id=trial_id, number=number, parent_number=parent_number, step=int(step),
+                parent_step=int(parent_step), params_before=dict(params_before), params_after=dict(params_after),
+                created_at=_now()))
+
+    def get_exploits(self, study_id: int) -> list[ExploitRecord]:
+        """Every exploit of the study, oldest first."""
+        with self._session() as s:
+            rows = s.scalars(select(ExploitRow).where(ExploitRow.study_id == study_id).order_by(ExploitRow.id))
+            return [ExploitRecord(id=r.id, number=r.number, parent_number=r.parent_number, step=r.step,
+                                  parent_step=r.parent_step, params_before=dict(r.params_before),
+                                  params_after=dict(r.params_after), created_at=r.created_at) for r in rows]
 
     def heartbeat(self, trial_ids: Sequence[int]) -> None:
         if not trial_ids:
@@ -407,8 +439,9 @@ class Storage:
                                      attempt=r.attempt, created_at=r.created_at) for r in rows]
 
     def latest_checkpoint(self, trial_id: int) -> CheckpointRecord | None:
-        """The newest checkpoint whose file still exists."""
-        for ck in reversed(self.get_checkpoints(trial_id)):
+        """The most recently recorded checkpoint whose file still exists (after a PBT exploit that
+        is the parent's copied checkpoint, whatever its step)."""
+        for ck in sorted(self.get_checkpoints(trial_id), key=lambda c: c.id, reverse=True):
             if os.path.exists(ck.path):
                 return ck
         return None

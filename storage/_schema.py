@@ -46,6 +46,7 @@ class TrialRow(Base):
     metrics: Mapped[dict] = mapped_column(JSON, nullable=False)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     worker: Mapped[str | None] = mapped_column(String(256), nullable=True)
     node: Mapped[str | None] = mapped_column(String(256), nullable=True)
     last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -76,6 +77,25 @@ class CheckpointRow(Base):
     step: Mapped[int] = mapped_column(Integer, nullable=False)
     path: Mapped[str] = mapped_column(Text, nullable=False)
     checksum: Mapped[str] = mapped_column(String(80), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class ExploitRow(Base):
+    """One PBT exploit: member ``number`` restarted from ``parent_number``'s checkpoint at
+    ``parent_step`` with ``params_after`` (it had ``params_before`` and was at ``step``)."""
+
+    __tablename__ = "exploits"
+    __table_args__ = (Index("ix_exploits_study", "study_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), nullable=False)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), nullable=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    parent_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    parent_step: Mapped[int] = mapped_column(Integer, nullable=False)
+    params_before: Mapped[dict] = mapped_column(JSON, nullable=False)
+    params_after: Mapped[dict] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = [
     "TrialState", "StudyRecord", "TrialRecord", "ReportRecord", "CheckpointRecord",
-    "TERMINAL_STATES",
+    "ExploitRecord", "TERMINAL_STATES",
 ]
 
 
@@ -49,6 +49,7 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     attempt: int = 0
+    failures: int = 0
     worker: str | None = None
     node: str | None = None
     last_step: int | None = None
@@ -83,4 +84,19 @@ class CheckpointRecord:
     path: str
     checksum: str
     attempt: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ExploitRecord:
+    """PBT: member ``number`` continued from ``parent_number``'s checkpoint at ``parent_step`` with
+    ``params_after`` instead of ``params_before``; it was at ``step`` when it exploited."""
+
+    id: int
+    number: int
+    parent_number: int
+    step: int
+    parent_step: int
+    params_before: dict[str, Any]
+    params_after: dict[str, Any]
     created_at: datetime | None = None

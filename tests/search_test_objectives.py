@@ -87,3 +87,26 @@ def curve(config, reporter):
         if reporter.report(step, loss=loss):
             break
     return {"loss": loss}
+
+
+def pbt_toy(config, reporter):
+    """A member whose best learning rate changes over training (0.1 for steps <= 10, then 0.01).
+    Its checkpoint carries the learning rate used at every step so far, so the final checkpoint's
+    history is the schedule the weights really saw."""
+    steps = int(config.get("steps", 20))
+    state = reporter.load_checkpoint() or {"step": 0, "loss": 10.0, "history": []}
+    step, loss, history = int(state["step"]), float(state["loss"]), [list(h) for h in state["history"]]
+    lr = float(config["lr"])
+    while step < steps:
+        step += 1
+        target = 0.1 if step <= 10 else 0.01
+        loss -= 0.5 * math.exp(-(math.log10(lr / target)) ** 2)
+        history.append([step, lr])
+        reporter.save_checkpoint({"step": step, "loss": loss, "history": history}, step)
+        if reporter.report(step, loss=loss):
+            return {"loss": loss}
+    log = config.get("log")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"number": reporter.spec.number, "history": history}) + "\n")
+    return {"loss": loss}

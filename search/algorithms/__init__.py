@@ -19,6 +19,7 @@ _PATHS = {
     "cmaes": "search.algorithms.optuna_samplers:CmaEs",
     "gp": "search.algorithms.optuna_samplers:OptunaGP",
     "nsga2": "search.algorithms.optuna_samplers:NSGA2",
+    "pbt": "search.algorithms.pbt:PBT",
     "regevo": "search.algorithms.nas:RegularizedEvolution",
     "boshnas": "search.algorithms.nas:Boshnas",
 }

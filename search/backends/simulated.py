@@ -9,6 +9,7 @@ that trial's clock by ``config["step_time"]`` (default 1.0), so faster configura
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ class SimulatedBackend(Backend):
         pass
 
     def submit(self, spec: TrialSpec) -> None:
+        spec = dataclasses.replace(spec, sync_checkpoints=True)
         tr = _Trial(spec, clock=self.now, step_time=float(spec.config.get("step_time", 1.0)))
         with self._cond:
             self._trials[spec.trial_id] = tr

@@ -24,9 +24,10 @@ def _study(st, name="s1", directions=("minimize",)):
 def test_schema_is_alembic_managed_with_own_version_table(st):
     from sqlalchemy import inspect
 
-    assert st.schema_revision() == "0001"
+    assert st.schema_revision() == "0002"
     tables = set(inspect(st.engine).get_table_names())
-    assert {"studies", "trials", "reports", "checkpoints", "algorithm_state", "search_alembic_version"} <= tables
+    assert {"studies", "trials", "reports", "checkpoints", "algorithm_state", "exploits",
+            "search_alembic_version"} <= tables
     assert "alembic_version" not in tables
 
 
@@ -108,15 +109,18 @@ def test_finish_trial_only_for_the_live_attempt(st):
         st.start_trial(t.id)
 
 
-def test_requeue_gives_up_after_max_attempts(st):
+def test_requeue_gives_up_after_max_retries(st):
     s = _study(st)
     t = st.create_trial(s.id, {})
-    for attempt in range(2):
-        [w] = st.requeue_running(s.id, reason="lost", max_attempts=3)
-        assert w.state == TrialState.WAITING and w.attempt == attempt + 1
+    [w] = st.requeue_running(s.id, reason="controller restarted")  # not the trial's fault: not counted
+    assert (w.attempt, w.failures) == (1, 0)
+    st.start_trial(t.id)
+    for retry in range(2):
+        [w] = st.requeue_running(s.id, reason="lost", max_retries=2)
+        assert w.state == TrialState.WAITING and w.failures == retry + 1 and w.attempt == retry + 2
         st.start_trial(t.id)
-    [f] = st.requeue_running(s.id, reason="lost", max_attempts=3)
-    assert f.state == TrialState.FAILED and "gave up after 3 attempts" in f.error
+    [f] = st.requeue_running(s.id, reason="lost", max_retries=2)
+    assert f.state == TrialState.FAILED and "gave up after 3 failed attempts" in f.error
     assert st.get_trials(s.id, states=[TrialState.RUNNING]) == []
 
 
@@ -175,3 +179,28 @@ def test_schema_outdated_detected(sqlite_url):
     st.close()
     with pytest.raises(SchemaOutdated, match="search db upgrade"):
         open_storage(sqlite_url)
+
+
+def test_restart_and_exploits(st):
+    s = _study(st)
+    parent = st.create_trial(s.id, {"lr": 0.1})
+    child = st.create_trial(s.id, {"lr": 0.01})
+    r = st.restart_trial(child.id, 0, params={"lr": 0.12})
+    assert r.attempt == 1 and r.params == {"lr": 0.12} and r.state == TrialState.RUNNING
+    assert st.restart_trial(child.id, 0, params={"lr": 1.0}) is None  # stale attempt
+    st.add_exploit(s.id, child.id, number=1, parent_number=0, step=10, parent_step=8,
+                   params_before={"lr": 0.01}, params_after={"lr": 0.12})
+    [e] = st.get_exploits(s.id)
+    assert (e.number, e.parent_number, e.step, e.parent_step) == (1, 0, 10, 8)
+    assert e.params_before == {"lr": 0.01} and e.params_after == {"lr": 0.12}
+    assert parent.number == 0
+
+
+def test_latest_checkpoint_is_the_newest_recorded(st, tmp_path):
+    s = _study(st)
+    t = st.create_trial(s.id, {})
+    for step, name in ((10, "own"), (8, "copied-from-parent")):
+        p = tmp_path / f"{name}.pt"
+        p.write_bytes(b"x")
+        st.add_checkpoint(t.id, 0, step, str(p), "sha256:x")
+    assert st.latest_checkpoint(t.id).path.endswith("copied-from-parent.pt")

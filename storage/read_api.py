@@ -1,0 +1,772 @@
+"""The read API: the small, versioned, read-only view of the storage that the dashboard uses.
+
+Every answer is plain JSON-ready data (dicts, lists, numbers, strings, ``None``; timestamps as
+ISO-8601 UTC strings ending in ``Z``; non-finite floats as ``None``). ``READ_API_VERSION`` changes
+when a key is removed or changes meaning; adding keys does not change it.
+
+Read-only by construction: nothing here issues a write, and the database is opened read-only where
+the backend allows it (SQLite through a ``file:...?mode=ro`` URI plus ``PRAGMA query_only``;
+PostgreSQL with ``default_transaction_read_only`` set at connect and the session characteristics
+set to READ ONLY). Unlike ``open_storage`` it never creates or migrates a schema: a database at
+another schema revision is refused with the fix.
+
+Aggregation happens in SQL: counts are GROUP BYs, the trial table is a LIMIT/OFFSET page,
+learning curves are downsampled with a window function, so a study of 10,000 trials with a
+million reports is browsed without loading it into Python.
+
+Thread-safety: a ``ReadAPI`` may be shared by threads (one pooled connection per call).
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any, Iterable, Sequence
+
+from storage.records import TrialState
+
+__all__ = ["READ_API_VERSION", "ReadAPI", "open_read_api", "parse_filter", "FILTER_HELP"]
+
+READ_API_VERSION = 1
+MAX_PAGE = 500
+# Caps that keep a plot readable and its payload small; every answer that applies one says so.
+MAX_PARAM_POINTS = 2000
+MAX_TIMELINE = 2000
+MAX_CURVES_PAGE = 500
+MAX_IMPORTANCE_TRIALS = 500
+
+FILTER_HELP = ("clauses joined by 'and' or ',': FIELD OP VALUE with OP one of = != < <= > >= ~ "
+               "(~ is 'contains'); FIELD is number, state, value, attempt, last_step, worker, node, "
+               "error, params.NAME or metrics.NAME; e.g. params.lr < 0.01 and state = COMPLETE")
+
+_CLAUSE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|!=|=|<|>|~)\s*(.*?)\s*$")
+_SPLIT = re.compile(r"\s+and\s+|,", re.IGNORECASE)
+_PLAIN_COLUMNS = {"number": "int", "state": "str", "value": "float", "attempt": "int",
+                  "last_step": "int", "worker": "str", "node": "str", "error": "str"}
+_SORT_COLUMNS = ("number", "state", "value", "attempt", "last_step", "worker", "node",
+                 "started_at", "finished_at")
+
+
+def _iso(d: datetime | None) -> str | None:
+    return None if d is None else d.replace(tzinfo=None).isoformat() + "Z"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _num(v: Any) -> float | None:
+    """A JSON-safe float: None for missing, non-numeric or non-finite values."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _clean(obj: Any) -> Any:
+    """Recursively replace non-finite floats with None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _space(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's declared parameters as {name, type, low, high, log, choices}."""
+    out = []
+    for name, p in (spec.get("space") or {}).items():
+        if not isinstance(p, dict):
+            continue
+        kind = p.get("type")
+        item: dict[str, Any] = {"name": str(name), "type": str(kind)}
+        if kind in ("float", "int"):
+            item.update(low=p.get("low"), high=p.get("high"), log=bool(p.get("log", False)), step=p.get("step"))
+        elif kind == "categorical":
+            item["choices"] = list(p.get("choices") or [])
+        out.append(item)
+    return out
+
+
+def parse_filter(text: str, space: Sequence[dict[str, Any]] = ()) -> list[tuple[str, str, str, Any]]:
+    """Parse a trial filter (see ``FILTER_HELP``) into (kind, field, op, value) clauses, where
+    kind is 'column', 'param' or 'metric'. Raises ``ValueError`` naming the bad clause."""
+    clauses: list[tuple[str, str, str, Any]] = []
+    if not text or not text.strip():
+        return clauses
+    kinds = {p["name"]: p["type"] for p in space}
+    for raw in _SPLIT.split(text):
+        if not raw.strip():
+            continue
+        m = _CLAUSE.match(raw)
+        if not m:
+            raise ValueError(f"filter clause {raw.strip()!r} is not FIELD OP VALUE; use {FILTER_HELP}")
+        field, op, value = m.group(1), m.group(2), m.group(3).strip("'\"")
+        if field in _PLAIN_COLUMNS:
+            kind, typ = "column", _PLAIN_COLUMNS[field]
+        elif field.startswith("params.") and len(field) > 7:
+            kind = "param"
+            typ = {"float": "float", "int": "float", "categorical": "str"}.get(kinds.get(field[7:], ""), "any")
+            field = field[7:]
+        elif field.startswith("metrics.") and len(field) > 8:
+            kind, typ, field = "metric", "float", field[8:]
+        else:
+            raise ValueError(f"unknown filter field {field!r}; use {FILTER_HELP}")
+        if op == "~":
+            clauses.append((kind, field, op, value))
+            continue
+        if typ in ("float", "int") or (typ == "any" and _num(value) is not None):
+            number = _num(value)
+            if number is None:
+                raise ValueError(f"filter on {m.group(1)!r} needs a number, got {value!r}")
+            clauses.append((kind, field, op, number))
+        else:
+            if op not in ("=", "!="):
+                raise ValueError(f"filter on {m.group(1)!r} compares text; use = != or ~, got {op!r}")
+            clauses.append((kind, field, op, value.upper() if field == "state" else value))
+    return clauses
+
+
+def _pareto_mask(points: list[list[float]]) -> list[bool]:
+    """Non-dominated flags for points given as losses (lower is better in every coordinate)."""
+    import numpy as np
+
+    if not points:
+        return []
+    P = np.asarray(points, dtype=float)
+    n, k = P.shape
+    if k == 2:
+        order = np.lexsort((P[:, 1], P[:, 0]))
+        mask = np.zeros(n, dtype=bool)
+        best = math.inf
+        last: tuple[float, float] | None = None
+        for i in order:
+            a, b = P[i]
+            if b < best or (last is not None and (a, b) == last):
+                mask[i] = True
+                best, last = b, (a, b)
+        return mask.tolist()
+    mask = np.ones(n, dtype=bool)
+    for start in range(0, n, 512):
+        block = P[start:start + 512]
+        le = (P[None, :, :] <= block[:, None, :]).all(-1)
+        lt = (P[None, :, :] < block[:, None, :]).any(-1)
+        mask[start:start + 512] = ~(le & lt).any(1)
+    return mask.tolist()
+
+
+class ReadAPI:
+    """Read-only queries over one storage URL. Use ``open_read_api(url)``."""
+
+    def __init__(self, url: str) -> None:
+        from storage._rdb import safe_url
+
+        self.url_safe = safe_url(url)
+        self.backend = ""
+        self.engine = self._make_engine(url)
+        self._check_schema()
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _make_engine(self, url: str):
+        import os
+        import sqlite3
+
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        from storage._rdb import StorageError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StorageError(f"storage URL {self.url_safe!r} is not a valid SQLAlchemy URL; "
+                               "use e.g. sqlite:///search.db or postgresql://user@host/db") from None
+        self.backend = parsed.get_backend_name()
+        if self.backend == "sqlite":
+            db = parsed.database
+            if not db or db == ":memory:":
+                raise StorageError("the dashboard needs a database file; an in-memory SQLite database "
+                                   "holds no studies")
+            path = os.path.abspath(db)
+            if not os.path.exists(path):
+                raise StorageError(f"no database file at {path!r}; run a study first or check --storage")
+            uri = f"file:{path}?mode=ro"
+
+            def connect() -> sqlite3.Connection:
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=60)
+                conn.execute("PRAGMA query_only=ON")
+                conn.execute("PRAGMA busy_timeout=60000")
+                return conn
+
+            return create_engine("sqlite://", creator=connect, future=True)
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        if self.backend == "postgresql":
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            kwargs["connect_args"] = {"connect_timeout": 10,
+                                      "options": "-c default_transaction_read_only=on"}
+        try:
+            engine = create_engine(parsed, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - driver missing or bad URL, reported without the password
+            raise StorageError(f"storage {self.url_safe}: {exc.__class__.__name__}") from None
+        if self.backend == "postgresql":
+            @event.listens_for(engine, "connect")
+            def _read_only(dbapi_conn, _record):  # pragma: no cover - trivial
+                # Outside a transaction, so the setting is not rolled back with the first one.
+                autocommit = dbapi_conn.autocommit
+                dbapi_conn.autocommit = True
+                dbapi_conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                dbapi_conn.autocommit = autocommit
+        return engine
+
+    def _check_schema(self) -> None:
+        from alembic.runtime.migration import MigrationContext
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from storage._rdb import VERSION_TABLE, StorageError, _head_revision
+
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        except SQLAlchemyError as exc:
+            orig = getattr(exc, "orig", None)
+            reason = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else type(exc).__name__
+            raise StorageError(f"cannot read storage {self.url_safe}: {reason.replace(self._password(), '***')}; "
+                               "check --storage or SEARCH_STORAGE") from None
+        head = _head_revision()
+        if current is None:
+            raise StorageError(f"storage {self.url_safe} holds no search database (no {VERSION_TABLE} table)")
+        if current != head:
+            raise StorageError(f"storage {self.url_safe} has schema revision {current}, this version reads {head}; "
+                               "run `search db upgrade --storage URL` first")
+
+    def _password(self) -> str:
+        pw = self.engine.url.password
+        return str(pw) if pw else "\0"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "ReadAPI":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _rows(self, stmt) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt))
+
+    def _study_row(self, name: str):
+        from sqlalchemy import select
+
+        from storage._rdb import StudyNotFound
+        from storage._schema import StudyRow
+
+        rows = self._rows(select(StudyRow.__table__).where(StudyRow.__table__.c.name == name))
+        if not rows:
+            raise StudyNotFound(f"no study named {name!r}")
+        return rows[0]
+
+    @staticmethod
+    def _study_dict(row, counts: dict[str, int], best: float | None, last_finish: datetime | None) -> dict[str, Any]:
+        spec = dict(row.spec or {})
+        algo = spec.get("algorithm")
+        end = row.finished_at or (last_finish if row.state != "RUNNING" else None) or _now()
+        done = sum(counts.get(s, 0) for s in (TrialState.COMPLETE, TrialState.PRUNED))
+        return {
+            "id": row.id, "name": row.name, "state": row.state,
+            "algorithm": algo.get("name") if isinstance(algo, dict) else None,
+            "metrics": list(row.metrics), "directions": list(row.directions),
+            "counts": {s: counts.get(s, 0) for s in TrialState.ALL},
+            "done": done, "running": counts.get(TrialState.RUNNING, 0),
+            "failed": counts.get(TrialState.FAILED, 0), "waiting": counts.get(TrialState.WAITING, 0),
+            "total": sum(counts.values()),
+            "budget": (spec.get("budget") or {}).get("trials") if isinstance(spec.get("budget"), dict) else None,
+            "best": _num(best),
+            "started_at": _iso(row.created_at), "finished_at": _iso(row.finished_at),
+            "duration_s": max(0.0, (end - row.created_at).total_seconds()),
+        }
+
+    def _aggregates(self, study_id: int | None):
+        from sqlalchemy import func, select
+
+        from storage._schema import TrialRow
+
+        t = TrialRow.__table__
+        q_counts = select(t.c.study_id, t.c.state, func.count()).group_by(t.c.study_id, t.c.state)
+        q_best = (select(t.c.study_id, func.min(t.c.value), func.max(t.c.value), func.max(t.c.finished_at))
+                  .where(t.c.state == TrialState.COMPLETE).group_by(t.c.study_id))
+        if study_id is not None:
+            q_counts = q_counts.where(t.c.study_id == study_id)
+            q_best = q_best.where(t.c.study_id == study_id)
+        counts: dict[int, dict[str, int]] = {}
+        best: dict[int, tuple[Any, Any, Any]] = {}
+        with self.engine.connect() as conn:
+            for sid, state, n in conn.execute(q_counts):
+                counts.setdefault(sid, {})[state] = n
+            for sid, lo, hi, last in conn.execute(q_best):
+                best[sid] = (lo, hi, last)
+        return counts, best
+
+    def _summary(self, row, counts, best) -> dict[str, Any]:
+        lo, hi, last = best.get(row.id, (None, None, None))
+        value = hi if list(row.directions)[0] == "maximize" else lo
+        return self._study_dict(row, counts.get(row.id, {}), value, last)
+
+    # -- studies ------------------------------------------------------------------------------
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every study with its trial counts by state, best first-objective value and timing."""
+        from sqlalchemy import select
+
+        from storage._schema import StudyRow
+
+        rows = self._rows(select(StudyRow.__table__).order_by(StudyRow.__table__.c.id))
+        counts, best = self._aggregates(None)
+        return [self._summary(r, counts, best) for r in rows]
+
+    def study(self, name: str) -> dict[str, Any]:
+        """One study's summary plus its space, the metric names seen in trials and reports (from a
+        sample of trials), and which optional views have data (pareto, scaling)."""
+        from sqlalchemy import select
+
+        from storage._schema import ReportRow, TrialRow
+
+        row = self._study_row(name)
+        counts, best = self._aggregates(row.id)
+        out = self._summary(row, counts, best)
+        spec = dict(row.spec or {})
+        out["space"] = _space(spec)
+        out["fixed_params"] = _clean(dict((spec.get("trial") or {}).get("params") or {}))
+        out["entrypoint"] = (spec.get("trial") or {}).get("entrypoint")
+        t, r = TrialRow.__table__, ReportRow.__table__
+        sample = self._rows(select(t.c.id, t.c.metrics).where(t.c.study_id == row.id, t.c.state == TrialState.COMPLETE)
+                            .order_by(t.c.number).limit(50))
+        metric_names: dict[str, None] = {}
+        for _id, m in sample:
+            metric_names.update(dict.fromkeys((m or {}).keys()))
+        ids = [i for i, _ in sample] or [i for (i,) in self._rows(
+            select(t.c.id).where(t.c.study_id == row.id).order_by(t.c.number.desc()).limit(50))]
+        report_names: dict[str, None] = {}
+        if ids:
+            for (m,) in self._rows(select(r.c.metrics).where(r.c.trial_id.in_(ids)).order_by(r.c.id.desc()).limit(200)):
+                report_names.update(dict.fromkeys((m or {}).keys()))
+        out["trial_metrics"] = list(metric_names)
+        out["report_metrics"] = list(report_names)
+        keys = set(metric_names) | set(out["fixed_params"]) | {p["name"] for p in out["space"]}
+        out["has_pareto"] = len(out["metrics"]) >= 2
+        out["has_scaling"] = "params" in keys and ("tokens" in keys or "flops" in keys)
+        out["read_api_version"] = READ_API_VERSION
+        return out
+
+    # -- trials -------------------------------------------------------------------------------
+
+    def _json_field(self, col, key: str, typ: str):
+        expr = col[key]
+        return expr.as_float() if typ == "float" else expr.as_string()
+
+    def _where(self, study_id: int, clauses: Iterable[tuple[str, str, str, Any]]):
+        from sqlalchemy import and_, not_
+
+        from storage._schema import TrialRow
+
+        t = TrialRow.__table__
+        conds = [t.c.study_id == study_id]
+        for kind, field, op, value in clauses:
+            if kind == "column":
+                col = t.c[field]
+            elif kind == "param":
+                col = self._json_field(t.c.params, field, "str" if isinstance(value, str) else "float")
+            else:
+                col = self._json_field(t.c.metrics, field, "float")
+            if op == "~":
+                escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                conds.append(col.like(f"%{escaped}%", escape="\\"))
+                continue
+            cond = {"=": col == value, "!=": col != value, "<": col < value, "<=": col <= value,
+                    ">": col > value, ">=": col >= value}[op]
+            conds.append(cond if op != "!=" else not_(col == value) | col.is_(None))
+        return and_(*conds)
+
+    def trials_page(self, name: str, *, offset: int = 0, limit: int = 50, sort: str = "number",
+                    descending: bool = False, states: Sequence[str] = (), filter: str = "") -> dict[str, Any]:
+        """One page of the trial table, sorted and filtered in SQL.
+
+        ``sort`` is a column (number, state, value, attempt, last_step, worker, node, started_at,
+        finished_at), ``values.I`` for objective I, ``params.NAME`` or ``metrics.NAME``; missing
+        values sort last. ``filter`` follows ``FILTER_HELP``. Returns {total, offset, limit, rows}.
+        """
+        from sqlalchemy import func, select
+
+        from storage._schema import TrialRow
+
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be in [1, {MAX_PAGE}], got {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        bad = [s for s in states if s not in TrialState.ALL]
+        if bad:
+            raise ValueError(f"state must be one of {', '.join(TrialState.ALL)}, got {bad[0]!r}")
+        row = self._study_row(name)
+        space = _space(dict(row.spec or {}))
+        t = TrialRow.__table__
+        where = self._where(row.id, parse_filter(filter, space))
+        if states:
+            where = where & t.c.state.in_(list(states))
+        kinds = {p["name"]: p["type"] for p in space}
+        if sort in _SORT_COLUMNS:
+            key = t.c[sort]
+        elif sort.startswith("params.") and sort[7:] in kinds:
+            key = self._json_field(t.c.params, sort[7:], "str" if kinds[sort[7:]] == "categorical" else "float")
+        elif sort.startswith("metrics.") and len(sort) > 8:
+            key = self._json_field(t.c.metrics, sort[8:], "float")
+        elif re.fullmatch(r"values\.\d+", sort) and int(sort[7:]) < len(row.directions):
+            key = t.c["values"][int(sort[7:])].as_float()
+        else:
+            raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(_SORT_COLUMNS)}, values.I, "
+                             f"params.NAME (NAME in {', '.join(kinds) or 'the space'}) or metrics.NAME")
+        order = [key.is_(None), key.desc() if descending else key.asc(), t.c.number]
+        cols = [t.c.id, t.c.number, t.c.state, t.c.params, t.c["values"], t.c.error, t.c.attempt, t.c.worker,
+                t.c.node, t.c.last_step, t.c.started_at, t.c.finished_at]
+        with self.engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(t).where(where))
+            rows = list(conn.execute(select(*cols).where(where).order_by(*order).limit(limit).offset(offset)))
+        now = _now()
+        out = []
+        for r in rows:
+            end = r.finished_at or (now if r.state == TrialState.RUNNING else None)
+            out.append({
+                "number": r.number, "state": r.state, "params": _clean(dict(r.params or {})),
+                "values": None if r[4] is None else [_num(v) for v in r[4]],
+                "error": None if r.error is None else r.error[:300],
+                "attempt": r.attempt, "worker": r.worker, "node": r.node, "last_step": r.last_step,
+                "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+                "duration_s": None if r.started_at is None or end is None else (end - r.started_at).total_seconds(),
+            })
+        return {"total": total, "offset": offset, "limit": limit, "sort": sort, "descending": descending,
+                "rows": out}
+
+    def trial(self, name: str, number: int, *, max_reports: int = 2000) -> dict[str, Any]:
+        """One trial with its reports (evenly thinned to ``max_reports``, the last one kept) and
+        checkpoints."""
+        from sqlalchemy import func, select
+
+        from storage._schema import CheckpointRow, ReportRow, TrialRow
+
+        study = self._study_row(name)
+        t, r, c = TrialRow.__table__, ReportRow.__table__, CheckpointRow.__table__
+        rows = self._rows(select(t).where(t.c.study_id == study.id, t.c.number == number))
+        if not rows:
+            raise KeyError(f"study {name!r} has no trial number {number}")
+        tr = rows[0]
+        with self.engine.connect() as conn:
+            n_reports = conn.scalar(select(func.count()).select_from(r).where(r.c.trial_id == tr.id))
+        reports = self._thinned_reports([tr.id], max_reports)
+        cks = self._rows(select(c).where(c.c.trial_id == tr.id).order_by(c.c.step, c.c.id))
+        now = _now()
+        end = tr.finished_at or (now if tr.state == TrialState.RUNNING else None)
+        return {
+            "study": study.name, "metrics_names": list(study.metrics), "directions": list(study.directions),
+            "number": tr.number, "state": tr.state, "params": _clean(dict(tr.params or {})),
+            "values": None if tr._mapping["values"] is None else [_num(v) for v in tr._mapping["values"]],
+            "metrics": _clean(dict(tr.metrics or {})), "error": tr.error, "attempt": tr.attempt,
+            "attempts": tr.attempt + 1, "worker": tr.worker, "node": tr.node, "last_step": tr.last_step,
+            "created_at": _iso(tr.created_at), "started_at": _iso(tr.started_at),
+            "finished_at": _iso(tr.finished_at), "heartbeat_at": _iso(tr.heartbeat_at),
+            "duration_s": None if tr.started_at is None or end is None else (end - tr.started_at).total_seconds(),
+            "n_reports": n_reports,
+            "reports": [{"step": s, "attempt": a, "metrics": _clean(dict(m or {}))} for _tid, s, a, m in reports],
+            "checkpoints": [{"step": k.step, "attempt": k.attempt, "path": k.path, "checksum": k.checksum,
+                             "created_at": _iso(k.created_at)} for k in cks],
+        }
+
+    def _thinned_reports(self, trial_ids: Sequence[int], points: int) -> list[tuple[int, int, int, Any]]:
+        """(trial_id, step, attempt, metrics) for the given trials, at most ``points`` per trial
+        (every k-th report plus the last), thinned in SQL with window functions."""
+        from sqlalchemy import func, or_, select
+
+        from storage._schema import ReportRow
+
+        if not trial_ids:
+            return []
+        r = ReportRow.__table__
+        rn = func.row_number().over(partition_by=r.c.trial_id, order_by=(r.c.step, r.c.id)).label("rn")
+        n = func.count().over(partition_by=r.c.trial_id).label("n")
+        inner = select(r.c.trial_id, r.c.step, r.c.attempt, r.c.metrics, rn, n).where(
+            r.c.trial_id.in_(list(trial_ids))).subquery()
+        # k = ceil(n / points): keep rows whose (rn - 1) is a multiple of k, and the last row.
+        k = (inner.c.n + points - 1) / points
+        stmt = (select(inner.c.trial_id, inner.c.step, inner.c.attempt, inner.c.metrics)
+                .where(or_((inner.c.rn - 1) % k == 0, inner.c.rn == inner.c.n))
+                .order_by(inner.c.trial_id, inner.c.step))
+        return [tuple(x) for x in self._rows(stmt)]
+
+    # -- plots --------------------------------------------------------------------------------
+
+    def _complete(self, study_id: int, *cols, limit: int | None = None, newest: bool = False):
+        from sqlalchemy import select
+
+        from storage._schema import TrialRow
+
+        t = TrialRow.__table__
+        q = select(*[t.c[c] for c in cols]).where(t.c.study_id == study_id, t.c.state == TrialState.COMPLETE)
+        q = q.order_by(t.c.number.desc() if newest else t.c.number)
+        if limit is not None:
+            q = q.limit(limit)
+        return self._rows(q)
+
+    def history(self, name: str, objective: int = 0) -> dict[str, Any]:
+        """Completed trials' objective ``objective`` by trial number, with the best so far."""
+        row = self._study_row(name)
+        if not 0 <= objective < len(row.directions):
+            raise ValueError(f"objective must be in [0, {len(row.directions)}), got {objective}")
+        direction = row.directions[objective]
+        numbers, values, best, finished = [], [], [], []
+        cur: float | None = None
+        for number, vals, fin in self._complete(row.id, "number", "values", "finished_at"):
+            v = _num(vals[objective]) if vals is not None and len(vals) > objective else None
+            if v is None:
+                continue
+            if cur is None or (v > cur if direction == "maximize" else v < cur):
+                cur = v
+            numbers.append(number)
+            values.append(v)
+            best.append(cur)
+            finished.append(_iso(fin))
+        return {"study": row.name, "metric": row.metrics[objective], "direction": direction,
+                "numbers": numbers, "values": values, "best": best, "finished_at": finished}
+
+    def param_points(self, name: str, *, max_points: int = MAX_PARAM_POINTS) -> dict[str, Any]:
+        """Completed trials' parameters and first objective, for parallel coordinates, slice and
+        contour plots. Above ``max_points`` trials, the best half and an even spread of the rest
+        are kept; ``shown`` and ``total`` say so."""
+        row = self._study_row(name)
+        rows = self._complete(row.id, "number", "params", "values")
+        rows = [(n, p, _num(v[0]) if v else None) for n, p, v in rows]
+        rows = [x for x in rows if x[2] is not None]
+        total = len(rows)
+        if total > max_points:
+            sign = -1.0 if row.directions[0] == "maximize" else 1.0
+            ranked = sorted(rows, key=lambda x: sign * x[2])
+            best_part, rest = ranked[: max_points // 2], ranked[max_points // 2:]
+            step = len(rest) / (max_points - len(best_part))
+            rows = sorted(best_part + [rest[int(i * step)] for i in range(max_points - len(best_part))])
+        space = _space(dict(row.spec or {}))
+        names = [p["name"] for p in space]
+        return {"study": row.name, "metric": row.metrics[0], "direction": row.directions[0], "space": space,
+                "numbers": [n for n, _, _ in rows], "values": [v for _, _, v in rows],
+                "params": {k: [_clean(p.get(k)) for _, p, _ in rows] for k in names},
+                "shown": len(rows), "total": total}
+
+    def importance(self, name: str, objective: int = 0, *,
+                   max_trials: int = MAX_IMPORTANCE_TRIALS) -> dict[str, Any]:
+        """Parameter importance for objective ``objective`` from the newest ``max_trials``
+        completed trials: ``surrogates.importance.importance_from_trials`` (forest-based, first
+        order) when that module is installed; otherwise |Spearman rank correlation| of each
+        numeric parameter with the objective, which the answer's ``method`` says plainly."""
+        row = self._study_row(name)
+        if not 0 <= objective < len(row.directions):
+            raise ValueError(f"objective must be in [0, {len(row.directions)}), got {objective}")
+        space = [p for p in _space(dict(row.spec or {})) if p["type"] in ("float", "int", "categorical")]
+        rows = self._complete(row.id, "number", "params", "values", limit=max_trials, newest=True)
+        trials = [SimpleNamespace(number=n, params=dict(p or {}), values=tuple(v), state=TrialState.COMPLETE)
+                  for n, p, v in rows if v is not None and len(v) > objective and _num(v[objective]) is not None]
+        base = {"study": row.name, "metric": row.metrics[objective], "n_trials": len(trials)}
+        if len(trials) < 2 or not space:
+            return {**base, "method": None, "importance": {},
+                    "note": "needs at least 2 completed trials and a declared numeric or categorical parameter"}
+        try:
+            from surrogates.importance import importance_from_trials
+        except ImportError:
+            importance_from_trials = None
+        if importance_from_trials is not None:
+            params = [SimpleNamespace(name=p["name"], choices=tuple(p["choices"])) if p["type"] == "categorical"
+                      else SimpleNamespace(name=p["name"], low=p["low"], high=p["high"], log=p["log"],
+                                           step=p["step"] if p["step"] is not None else (1 if p["type"] == "int" else None))
+                      for p in space]
+            imp = importance_from_trials(params, trials, row.directions[objective], index=objective)
+            method = "fANOVA-style first-order importance from a random forest (surrogates.importance)"
+        else:
+            imp = self._spearman(space, trials, objective)
+            method = "|Spearman rank correlation| with the objective (not a variance decomposition)"
+        ranked = dict(sorted(((k, float(v)) for k, v in imp.items()), key=lambda kv: -kv[1]))
+        return {**base, "method": method, "importance": ranked}
+
+    @staticmethod
+    def _spearman(space, trials, objective: int) -> dict[str, float]:
+        from scipy.stats import spearmanr
+
+        out: dict[str, float] = {}
+        y = [float(t.values[objective]) for t in trials]
+        for p in space:
+            xs = [t.params.get(p["name"]) for t in trials]
+            if p["type"] == "categorical":
+                order = {repr(c): i for i, c in enumerate(p["choices"])}
+                xs = [order.get(repr(x)) for x in xs]
+            pairs = [(float(x), v) for x, v in zip(xs, y) if _num(x) is not None]
+            if len(pairs) < 3 or len({a for a, _ in pairs}) < 2:
+                out[p["name"]] = 0.0
+                continue
+            rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic
+            out[p["name"]] = 0.0 if not math.isfinite(rho) else abs(float(rho))
+        return out
+
+    def learning_curves(self, name: str, metric: str | None = None, *, offset: int = 0, limit: int = 200,
+                        points: int = 60) -> dict[str, Any]:
+        """Reported ``metric`` against step for a page of trials, each curve thinned in SQL to
+        at most ``points`` points. Trials come running first, then by best first-objective value,
+        then the rest by number, so the first page shows what matters; ``total`` counts all
+        trials that reported."""
+        from sqlalchemy import case, exists, func, select
+
+        from storage._schema import ReportRow, TrialRow
+
+        if not 1 <= limit <= MAX_CURVES_PAGE:
+            raise ValueError(f"limit must be in [1, {MAX_CURVES_PAGE}], got {limit}")
+        if not 2 <= points <= 1000:
+            raise ValueError(f"points must be in [2, 1000], got {points}")
+        row = self._study_row(name)
+        metric = metric or row.metrics[0]
+        t, r = TrialRow.__table__, ReportRow.__table__
+        reported = exists().where(r.c.trial_id == t.c.id)
+        value_key = t.c.value.desc() if row.directions[0] == "maximize" else t.c.value.asc()
+        q = (select(t.c.id, t.c.number, t.c.state).where(t.c.study_id == row.id, reported)
+             .order_by(case((t.c.state == TrialState.RUNNING, 0), else_=1), t.c.value.is_(None), value_key,
+                       t.c.number).limit(limit).offset(offset))
+        with self.engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(t).where(t.c.study_id == row.id, reported))
+            page = list(conn.execute(q))
+        info = {tid: (number, state) for tid, number, state in page}
+        curves: dict[int, dict[str, Any]] = {}
+        for tid, step, _attempt, m in self._thinned_reports(list(info), points):
+            v = _num((m or {}).get(metric))
+            if v is None:
+                continue
+            number, state = info[tid]
+            c = curves.setdefault(tid, {"number": number, "state": state, "steps": [], "values": []})
+            c["steps"].append(step)
+            c["values"].append(v)
+        ordered = [curves[tid] for tid, _n, _s in page if tid in curves]
+        return {"study": row.name, "metric": metric, "offset": offset, "limit": limit, "total": total,
+                "curves": ordered}
+
+    def timeline(self, name: str, *, max_trials: int = MAX_TIMELINE) -> dict[str, Any]:
+        """Start and end of the newest ``max_trials`` started trials with their worker and node."""
+        from sqlalchemy import func, select
+
+        from storage._schema import TrialRow
+
+        row = self._study_row(name)
+        t = TrialRow.__table__
+        where = (t.c.study_id == row.id) & t.c.started_at.is_not(None)
+        with self.engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(t).where(where))
+            rows = list(conn.execute(
+                select(t.c.number, t.c.state, t.c.worker, t.c.node, t.c.started_at, t.c.finished_at,
+                       t.c.heartbeat_at).where(where).order_by(t.c.number.desc()).limit(max_trials)))
+        now = _now()
+        out = []
+        for r in reversed(rows):
+            end = r.finished_at or (now if r.state == TrialState.RUNNING else r.heartbeat_at or r.started_at)
+            out.append({"number": r.number, "state": r.state, "worker": r.worker, "node": r.node,
+                        "start": _iso(r.started_at), "end": _iso(end),
+                        "duration_s": (end - r.started_at).total_seconds()})
+        return {"study": row.name, "trials": out, "shown": len(out), "total": total}
+
+    def pareto(self, name: str) -> dict[str, Any]:
+        """Completed trials' objective vectors and which are non-dominated (every objective
+        counted in its own direction). Needs a study with at least two objectives."""
+        row = self._study_row(name)
+        dirs = list(row.directions)
+        if len(dirs) < 2:
+            raise ValueError(f"study {name!r} has one objective ({row.metrics[0]}); a Pareto front needs two or more")
+        pts, numbers = [], []
+        for number, vals in self._complete(row.id, "number", "values"):
+            v = [_num(x) for x in (vals or [])]
+            if len(v) == len(dirs) and all(x is not None for x in v):
+                pts.append(v)
+                numbers.append(number)
+        losses = [[-x if d == "maximize" else x for x, d in zip(p, dirs)] for p in pts]
+        return {"study": row.name, "metrics": list(row.metrics), "directions": dirs, "numbers": numbers,
+                "values": pts, "front": _pareto_mask(losses)}
+
+    def compare(self, names: Sequence[str], objective: int = 0) -> dict[str, Any]:
+        """Histories (with best so far) of several studies, for one plot."""
+        if len(names) < 1:
+            raise ValueError("compare needs at least one study name")
+        return {"studies": [self.history(n, objective=min(objective, len(self._study_row(n).directions) - 1))
+                            for n in dict.fromkeys(names)]}
+
+    def scaling(self, name: str, *, n_bootstrap: int = 100, seed: int = 0) -> dict[str, Any]:
+        """A Chinchilla fit L(N, D) = E + A/N^alpha + B/D^beta of the study's completed trials,
+        which must record ``params`` and ``tokens`` (or ``flops``) as trial params or metrics.
+
+        The loss is the first objective when it is minimised, else the ``val_loss`` or ``loss``
+        metric. Returns ``available: False`` with the reason when the data does not allow a fit;
+        otherwise the points, the fit (``ChinchillaFit.to_dict``) and curves of the predicted loss
+        against N with the bootstrap 95% band, up to 10x past the largest N seen."""
+        row = self._study_row(name)
+        spec = dict(row.spec or {})
+        fixed = dict((spec.get("trial") or {}).get("params") or {})
+        loss_from = row.metrics[0] if row.directions[0] == "minimize" else None
+        rows = []
+        for number, params, vals, metrics in self._complete(row.id, "number", "params", "values", "metrics"):
+            rec: dict[str, Any] = {k: v for k, v in {**fixed, **(params or {})}.items() if _num(v) is not None}
+            rec.update({k: v for k, v in (metrics or {}).items() if _num(v) is not None})
+            if loss_from is None:
+                loss_from = next((k for k in ("val_loss", "loss") if k in rec), None)
+            if loss_from == row.metrics[0]:
+                rec["loss"] = _num(vals[0]) if vals else None
+            else:
+                rec["loss"] = rec.get(loss_from) if loss_from else None
+            rec["trial"] = number
+            rows.append(rec)
+        base = {"study": row.name, "available": False, "loss_from": loss_from}
+        if not rows:
+            return {**base, "reason": "no completed trials yet"}
+        cols = set().union(*rows)
+        if "params" not in cols or not ({"tokens", "flops"} & cols):
+            return {**base, "reason": "trials record no 'params' and 'tokens' (or 'flops') metrics"}
+        if loss_from is None:
+            return {**base, "reason": f"the objective {row.metrics[0]!r} is maximised and no val_loss or loss metric exists"}
+        import numpy as np
+        import pandas as pd
+
+        from surrogates.scaling import ScalingDataError, fit_chinchilla, load_runs
+
+        df = pd.DataFrame([x for x in rows if x.get("loss") is not None and x.get("params") is not None])
+        try:
+            runs = load_runs(df)
+            fit = fit_chinchilla(runs, n_bootstrap=n_bootstrap, seed=seed, n_starts=20)
+        except ScalingDataError as exc:
+            return {**base, "reason": str(exc)}
+        n_lo, n_hi = float(runs.N.min()), float(runs.N.max())
+        grid = np.geomspace(n_lo / 2, n_hi * 10, 60)
+        d_levels = np.unique(np.quantile(runs.D, [0.0, 0.5, 1.0]))
+        curves = []
+        for d in d_levels:
+            mean, low, high = fit.predict(grid, np.full_like(grid, d))
+            curves.append({"tokens": float(d), "N": grid.tolist(), "loss": _clean(list(map(float, mean))),
+                           "low": _clean(list(map(float, low))), "high": _clean(list(map(float, high)))})
+        return {**base, "available": True, "reason": None, "fit": _clean(fit.to_dict()),
+                "points": {"N": runs.N.tolist(), "D": runs.D.tolist(), "C": runs.C.tolist(),
+                           "loss": runs.loss.tolist()},
+                "observed_max_N": n_hi, "curves": curves}
+
+
+def open_read_api(url: str | None = None) -> ReadAPI:
+    """A read-only view of ``url`` (default: ``resolve_url``'s choice)."""
+    from storage import resolve_url
+
+    return ReadAPI(resolve_url(url))
