@@ -17,7 +17,7 @@ __all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "NAME
 NAME_MAX = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 TOP_KEYS = {"name", "objective", "trial", "space", "algorithm", "scheduler", "budget", "resources",
-            "backend", "artifacts", "description"}
+            "backend", "artifacts", "checkpoints", "description"}
 
 
 class ConfigError(ValueError):
@@ -49,6 +49,7 @@ class StudyConfig:
     address: str | None = None
     scheduler: Mapping[str, Any] = field(default_factory=dict)
     artifacts: str = "search-artifacts"
+    keep_last: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -257,6 +258,13 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     address = backend.get("address")
     if address is not None and not isinstance(address, str):
         raise _err("backend.address", f"must be a string such as ray://head:10001 or auto, got {address!r}")
+    ckpt = _mapping(data.get("checkpoints"), "checkpoints")
+    _no_unknown(ckpt, {"keep_last"}, "checkpoints")
+    keep_last = ckpt.get("keep_last")
+    if keep_last is not None:
+        keep_last = int(_number(keep_last, "checkpoints.keep_last", integer=True))
+        if keep_last < 1:
+            raise _err("checkpoints.keep_last", f"must be >= 1 (the newest checkpoint is always kept), got {keep_last}")
     artifacts = data.get("artifacts", "search-artifacts")
     if not isinstance(artifacts, str) or not artifacts:
         raise _err("artifacts", "must be a folder path")
@@ -285,7 +293,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         name=name, objectives=objectives, entrypoint=entrypoint, trial_params=trial_params, space=space,
         algorithm=algo_name, seed=seed, algorithm_options=algo, trials=n_trials, parallel=parallel,
         max_failures=max_failures, cpus=cpus, gpus=gpus, backend=backend_name, address=address,
-        artifacts=artifacts, scheduler=scheduler, raw=raw,
+        artifacts=artifacts, keep_last=keep_last, scheduler=scheduler, raw=raw,
     )
 
 

@@ -203,6 +203,8 @@ class Controller:
             elif ev.kind == "checkpoint":
                 flush()
                 self.storage.add_checkpoint(ev.trial_id, ev.attempt, int(ev.step or 0), ev.path or "", ev.checksum or "")
+                if self.config.keep_last is not None:
+                    self._retain(ev.trial_id)
             elif ev.kind == "done":
                 flush()
                 self._finish(rec, ev)
@@ -248,6 +250,19 @@ class Controller:
     def _completed(self, rec: TrialRecord) -> None:
         self.algorithm.on_complete(self._history(), rec)
         self._save_algorithm_state()
+
+    def _retain(self, trial_id: int) -> None:
+        """Keep-last-N: delete the files of a trial's older checkpoints. Nothing a pending decision
+        refers to is touched: resumes and PBT exploits always start from a trial's newest recorded
+        checkpoint (an exploit copies it before it restarts the member), and the newest N stay."""
+        cks = sorted(self.storage.get_checkpoints(trial_id), key=lambda c: c.id)
+        protected = {c.path for c in cks[-self.config.keep_last:]}
+        for c in cks[:-self.config.keep_last]:
+            if c.path not in protected and os.path.exists(c.path):
+                try:
+                    os.remove(c.path)
+                except OSError as exc:
+                    log.warning("could not delete old checkpoint %s: %s", c.path, exc)
 
     def _save_algorithm_state(self) -> None:
         state = self.algorithm.state_dict()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import pytest
@@ -138,3 +139,16 @@ def test_pbt_options_validated():
                      "space": {"lr": {"type": "float", "low": 0.001, "high": 1}},
                      "algorithm": {"name": "pbt"}, "budget": {"trials": 7}})
     assert c.algorithm_options["population"] == 7
+
+
+def test_keep_last_retention_never_breaks_exploits(tmp_path, sqlite_url):
+    """With checkpoints.keep_last: 2 each trial keeps its two newest files, and every exploit
+    still found its parent's checkpoint (the lineage stays exact)."""
+    log = tmp_path / "histories.jsonl"
+    search.run({**_study("pbt-keep", tmp_path, log), "checkpoints": {"keep_last": 2}}, storage=sqlite_url)
+    trials, exploits = _check_lineage(sqlite_url, "pbt-keep", log)
+    assert exploits
+    with open_storage(sqlite_url) as st:
+        for t in trials:
+            on_disk = [c for c in st.get_checkpoints(t.id) if os.path.exists(c.path)]
+            assert 1 <= len(on_disk) <= 2
