@@ -8,6 +8,7 @@ requeue, heartbeat, algorithm state); everything else is a read derived from the
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ExploitRow, ReportRow,
@@ -25,6 +26,7 @@ from storage.records import (TERMINAL_STATES, CheckpointRecord, ExploitRecord, R
                              StudyRecord, TrialRecord, TrialState)
 
 _T = TrialRow.__table__
+log = logging.getLogger("search.storage")
 
 __all__ = ["Storage", "StorageError", "StudyNotFound", "StudyExists", "SchemaOutdated", "safe_url"]
 
@@ -46,6 +48,36 @@ class StudyExists(StorageError):
 
 class SchemaOutdated(StorageError):
     pass
+
+
+def _retrying(method):
+    """Retry a storage call while the database is unreachable or locked (a restarted PostgreSQL
+    server, a busy SQLite file), with exponential backoff up to ``retry_seconds``; then fail with
+    the real error, never a masked one. Integrity errors are not retried here: they are answers."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        delay, waited = 0.25, 0.0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except (OperationalError, DBAPIError) as exc:
+                if isinstance(exc, IntegrityError) or waited >= self.retry_seconds:
+                    if isinstance(exc, IntegrityError):
+                        raise
+                    raise StorageError(
+                        f"storage {safe_url(self.url)} unreachable for {waited:.0f}s during {method.__name__}: "
+                        f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}"
+                    ) from exc
+                log.warning("storage %s: %s failed (%s); retrying in %.1fs", safe_url(self.url), method.__name__,
+                            str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200], delay)
+                self.engine.dispose()
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+
+    return wrapper
 
 
 def _now() -> datetime:
@@ -92,8 +124,10 @@ class Storage:
     """Open with ``Storage(url)``; a new database is created at the newest schema, an older
     schema must be upgraded explicitly with ``upgrade()`` (``search db upgrade``)."""
 
-    def __init__(self, url: str, *, create: bool = True, upgrade: bool = False) -> None:
+    def __init__(self, url: str, *, create: bool = True, upgrade: bool = False,
+                 retry_seconds: float = 120.0) -> None:
         self.url = url
+        self.retry_seconds = retry_seconds
         if not create:
             db = make_url(url).database if url.startswith("sqlite") else None
             if db and db != ":memory:" and not os.path.exists(db):
@@ -215,6 +249,7 @@ class Storage:
 
     # -- studies ------------------------------------------------------------------------------
 
+    @_retrying
     def create_study(self, name: str, *, metrics: Sequence[str], directions: Sequence[str],
                      spec: Mapping[str, Any]) -> StudyRecord:
         if not name or len(name) > NAME_MAX:
@@ -231,6 +266,7 @@ class Storage:
             raise StudyExists(f"study {name!r} already exists; run `search resume {name}` or pick another name") from None
         return self._study(row)
 
+    @_retrying
     def get_study(self, name: str) -> StudyRecord:
         with self._session() as s:
             row = s.scalar(select(StudyRow).where(StudyRow.name == name))
@@ -238,15 +274,18 @@ class Storage:
                 raise StudyNotFound(f"no study named {name!r} in {safe_url(self.url)}; `search studies` lists them")
             return self._study(row)
 
+    @_retrying
     def list_studies(self) -> list[StudyRecord]:
         with self._session() as s:
             return [self._study(r) for r in s.scalars(select(StudyRow).order_by(StudyRow.id))]
 
+    @_retrying
     def set_study_state(self, study_id: int, state: str) -> None:
         finished = _now() if state == "COMPLETE" else None
         with self._session.begin() as s:
             s.execute(update(StudyRow).where(StudyRow.id == study_id).values(state=state, finished_at=finished))
 
+    @_retrying
     def count_trials(self, study_id: int | None = None) -> dict[int, dict[str, int]]:
         """{study_id: {state: count}} for one study or all."""
         q = select(TrialRow.study_id, TrialRow.state, func.count()).group_by(TrialRow.study_id, TrialRow.state)
@@ -260,6 +299,7 @@ class Storage:
 
     # -- trials -------------------------------------------------------------------------------
 
+    @_retrying
     def create_trial(self, study_id: int, params: Mapping[str, Any], *, state: str = TrialState.RUNNING,
                      worker: str | None = None) -> TrialRecord:
         """Insert a trial with the next free number. Numbers are unique by constraint; a concurrent
@@ -285,6 +325,7 @@ class Storage:
                 time.sleep(0.001 * (attempt + 1))
         raise StorageError(f"could not allocate a trial number for study {study_id} after 50 tries")
 
+    @_retrying
     def start_trial(self, trial_id: int, *, worker: str | None = None) -> TrialRecord:
         """WAITING -> RUNNING (a requeued trial being dispatched again)."""
         now = _now()
@@ -298,6 +339,7 @@ class Storage:
             raise StorageError(f"trial {trial_id} is not WAITING; it cannot be started")
         return self._trial(row)
 
+    @_retrying
     def finish_trial(self, trial_id: int, attempt: int, *, state: str, values: Sequence[float] | None = None,
                      metrics: Mapping[str, float] | None = None, error: str | None = None,
                      last_step: int | None = None, node: str | None = None) -> TrialRecord | None:
@@ -317,6 +359,7 @@ class Storage:
             ).one_or_none()
         return None if row is None else self._trial(row)
 
+    @_retrying
     def requeue_running(self, study_id: int, *, reason: str, trial_ids: Iterable[int] | None = None,
                         max_retries: int | None = None) -> list[TrialRecord]:
         """Interrupted RUNNING trials go back to WAITING with ``attempt + 1``, so a late report from
@@ -343,6 +386,7 @@ class Storage:
             s.flush()
             return [self._trial(r) for r in out]
 
+    @_retrying
     def restart_trial(self, trial_id: int, attempt: int, *, params: Mapping[str, Any]) -> TrialRecord | None:
         """A RUNNING attempt continues as attempt + 1 with new ``params`` (a PBT exploit). None if
         that attempt is no longer the live one."""
@@ -355,6 +399,7 @@ class Storage:
             ).one_or_none()
         return None if row is None else self._trial(row)
 
+    @_retrying
     def add_exploit(self, study_id: int, trial_id: int, *, number: int, parent_number: int, step: int,
                     parent_step: int, params_before: Mapping[str, Any], params_after: Mapping[str, Any]) -> None:
         with self.engine.begin() as conn:
@@ -363,6 +408,7 @@ class Storage:
                 parent_step=int(parent_step), params_before=dict(params_before), params_after=dict(params_after),
                 created_at=_now()))
 
+    @_retrying
     def get_exploits(self, study_id: int) -> list[ExploitRecord]:
         """Every exploit of the study, oldest first."""
         with self._session() as s:
@@ -371,6 +417,7 @@ class Storage:
                                   parent_step=r.parent_step, params_before=dict(r.params_before),
                                   params_after=dict(r.params_after), created_at=r.created_at) for r in rows]
 
+    @_retrying
     def heartbeat(self, trial_ids: Sequence[int]) -> None:
         if not trial_ids:
             return
@@ -378,6 +425,7 @@ class Storage:
             s.execute(update(TrialRow).where(TrialRow.id.in_(list(trial_ids)), TrialRow.state == TrialState.RUNNING)
                       .values(heartbeat_at=_now()))
 
+    @_retrying
     def get_trials(self, study_id: int, states: Sequence[str] | None = None) -> list[TrialRecord]:
         q = select(TrialRow).where(TrialRow.study_id == study_id).order_by(TrialRow.number)
         if states:
@@ -385,6 +433,7 @@ class Storage:
         with self._session() as s:
             return [self._trial(r) for r in s.scalars(q)]
 
+    @_retrying
     def get_trial(self, study_id: int, number: int) -> TrialRecord:
         with self._session() as s:
             row = s.scalar(select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number))
@@ -392,6 +441,7 @@ class Storage:
                 raise KeyError(f"study {study_id} has no trial number {number}")
             return self._trial(row)
 
+    @_retrying
     def best_trial(self, study_id: int, direction: str) -> TrialRecord | None:
         order = TrialRow.value.desc() if direction == "maximize" else TrialRow.value.asc()
         with self._session() as s:
@@ -404,6 +454,7 @@ class Storage:
 
     # -- reports and checkpoints ---------------------------------------------------------------
 
+    @_retrying
     def add_reports(self, reports: Sequence[tuple[int, int, int, Mapping[str, float]]]) -> None:
         """Batch insert of (trial_id, attempt, step, metrics)."""
         if not reports:
@@ -418,11 +469,13 @@ class Storage:
             for t, st in last.items():
                 conn.execute(update(_T).where(_T.c.id == t).values(last_step=st, heartbeat_at=now))
 
+    @_retrying
     def get_reports(self, trial_id: int) -> list[ReportRecord]:
         with self._session() as s:
             rows = s.scalars(select(ReportRow).where(ReportRow.trial_id == trial_id).order_by(ReportRow.step, ReportRow.id))
             return [ReportRecord(trial_id=r.trial_id, step=r.step, metrics=dict(r.metrics), attempt=r.attempt) for r in rows]
 
+    @_retrying
     def add_checkpoint(self, trial_id: int, attempt: int, step: int, path: str, checksum: str) -> CheckpointRecord:
         row = CheckpointRow(trial_id=trial_id, attempt=attempt, step=int(step), path=path, checksum=checksum,
                             created_at=_now())
@@ -431,6 +484,7 @@ class Storage:
         return CheckpointRecord(id=row.id, trial_id=trial_id, step=row.step, path=path, checksum=checksum,
                                 attempt=attempt, created_at=row.created_at)
 
+    @_retrying
     def get_checkpoints(self, trial_id: int) -> list[CheckpointRecord]:
         with self._session() as s:
             rows = s.scalars(select(CheckpointRow).where(CheckpointRow.trial_id == trial_id)
@@ -448,6 +502,7 @@ class Storage:
 
     # -- algorithm state ----------------------------------------------------------------------
 
+    @_retrying
     def set_algorithm_state(self, study_id: int, key: str, value: Mapping[str, Any]) -> None:
         with self._session.begin() as s:
             row = s.get(AlgorithmStateRow, (study_id, key))
@@ -457,6 +512,7 @@ class Storage:
                 row.value = dict(value)
                 row.updated_at = _now()
 
+    @_retrying
     def get_algorithm_state(self, study_id: int) -> dict[str, dict[str, Any]]:
         with self._session() as s:
             rows = s.scalars(select(AlgorithmStateRow).where(AlgorithmStateRow.study_id == study_id))

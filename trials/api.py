@@ -38,6 +38,8 @@ class TrialSpec:
     cpus: float = 1.0
     gpus: float = 0.0
     data_seed: int | None = None
+    # Write checkpoints in the training thread (the simulated backend needs a fixed event order).
+    sync_checkpoints: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,10 @@ class Reporter:
         path = self.checkpoint_path(step)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         frozen = snapshot(dict(state))
+        if self.spec.sync_checkpoints:
+            self._wait_pending()
+            self._write_and_record(frozen, path, int(step))
+            return path
         self._wait_pending()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-{self.spec.trial_id}")
