@@ -309,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="PATH")
     p.set_defaults(func=cmd_export)
 
-    from search import scaling_cli
+    from search import cluster_cli, dashboard_cli, scaling_cli
+
+    cluster_cli.add_parsers(sub, _storage_arg)
+    dashboard_cli.add_parser(sub)
+    sub.choices["dashboard"].set_defaults(func=dashboard_cli.run)
 
     scaling_cli.add_parser(sub)
     sub.choices["scaling"].set_defaults(func=scaling_cli.run)
@@ -326,6 +330,10 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     from storage import StorageError
 
     errs: list[type[BaseException]] = [ConfigError, InputError, StorageError]
+    if "search.cluster_cli" in sys.modules:
+        from search.cluster_cli import ClusterInputError
+
+        errs.append(ClusterInputError)
     if "search.backends.base" in sys.modules:
         from search.backends.base import BackendError
 

@@ -353,7 +353,9 @@ class Storage:
                 update(_T)
                 .where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
                 .values(state=state, values=vals, value=None if vals is None else vals[0],
-                        metrics=_finite(metrics or {}), error=error, last_step=last_step,
+                        metrics=_finite(metrics or {}), error=error,
+                        # No step from the worker: keep the one its reports recorded.
+                        last_step=_T.c.last_step if last_step is None else last_step,
                         finished_at=_now(), **({"node": node} if node else {}))
                 .returning(*_T.c)
             ).one_or_none()

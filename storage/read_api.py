@@ -46,6 +46,7 @@ _PLAIN_COLUMNS = {"number": "int", "state": "str", "value": "float", "attempt": 
                   "last_step": "int", "worker": "str", "node": "str", "error": "str"}
 _SORT_COLUMNS = ("number", "state", "value", "attempt", "last_step", "worker", "node",
                  "started_at", "finished_at")
+_NOT_NULL = ("number", "state", "attempt")
 
 
 def _iso(d: datetime | None) -> str | None:
@@ -119,6 +120,8 @@ def parse_filter(text: str, space: Sequence[dict[str, Any]] = ()) -> list[tuple[
         else:
             raise ValueError(f"unknown filter field {field!r}; use {FILTER_HELP}")
         if op == "~":
+            if typ in ("float", "int"):
+                raise ValueError(f"'~' (contains) compares text; {m.group(1)!r} is numeric, use = < > instead")
             clauses.append((kind, field, op, value))
             continue
         if typ in ("float", "int") or (typ == "any" and _num(value) is not None):
@@ -181,6 +184,7 @@ class ReadAPI:
         from sqlalchemy import create_engine, event
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
+        from sqlalchemy.pool import QueuePool
 
         from storage._rdb import StorageError
 
@@ -206,7 +210,10 @@ class ReadAPI:
                 conn.execute("PRAGMA busy_timeout=60000")
                 return conn
 
-            return create_engine("sqlite://", creator=connect, future=True)
+            # QueuePool, not the SingletonThreadPool SQLAlchemy picks for a bare "sqlite://": that
+            # one closes other threads' connections under load, and requests run on many threads.
+            return create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=8,
+                                 max_overflow=16, future=True)
         kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
         if self.backend == "postgresql":
             if parsed.drivername == "postgresql":
@@ -281,7 +288,8 @@ class ReadAPI:
     @staticmethod
     def _study_dict(row, counts: dict[str, int], best: float | None, last_finish: datetime | None) -> dict[str, Any]:
         spec = dict(row.spec or {})
-        algo = spec.get("algorithm")
+        algo, budget = spec.get("algorithm"), spec.get("budget")
+        # A stopped study without finished_at (interrupted) ends at its last finished trial.
         end = row.finished_at or (last_finish if row.state != "RUNNING" else None) or _now()
         done = sum(counts.get(s, 0) for s in (TrialState.COMPLETE, TrialState.PRUNED))
         return {
@@ -292,7 +300,7 @@ class ReadAPI:
             "done": done, "running": counts.get(TrialState.RUNNING, 0),
             "failed": counts.get(TrialState.FAILED, 0), "waiting": counts.get(TrialState.WAITING, 0),
             "total": sum(counts.values()),
-            "budget": (spec.get("budget") or {}).get("trials") if isinstance(spec.get("budget"), dict) else None,
+            "budget": budget.get("trials") if isinstance(budget, dict) else None,
             "best": _num(best),
             "started_at": _iso(row.created_at), "finished_at": _iso(row.finished_at),
             "duration_s": max(0.0, (end - row.created_at).total_seconds()),
@@ -341,7 +349,7 @@ class ReadAPI:
         sample of trials), and which optional views have data (pareto, scaling)."""
         from sqlalchemy import select
 
-        from storage._schema import ReportRow, TrialRow
+        from storage._schema import ExploitRow, ReportRow, TrialRow
 
         row = self._study_row(name)
         counts, best = self._aggregates(row.id)
@@ -367,6 +375,8 @@ class ReadAPI:
         keys = set(metric_names) | set(out["fixed_params"]) | {p["name"] for p in out["space"]}
         out["has_pareto"] = len(out["metrics"]) >= 2
         out["has_scaling"] = "params" in keys and ("tokens" in keys or "flops" in keys)
+        e = ExploitRow.__table__
+        out["has_lineage"] = bool(self._rows(select(e.c.id).where(e.c.study_id == row.id).limit(1)))
         out["read_api_version"] = READ_API_VERSION
         return out
 
@@ -436,7 +446,9 @@ class ReadAPI:
         else:
             raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(_SORT_COLUMNS)}, values.I, "
                              f"params.NAME (NAME in {', '.join(kinds) or 'the space'}) or metrics.NAME")
-        order = [key.is_(None), key.desc() if descending else key.asc(), t.c.number]
+        order = [key.desc() if descending else key.asc(), t.c.number]
+        if sort not in _NOT_NULL:  # missing values last; a NOT NULL column keeps its index order
+            order.insert(0, key.is_(None))
         cols = [t.c.id, t.c.number, t.c.state, t.c.params, t.c["values"], t.c.error, t.c.attempt, t.c.worker,
                 t.c.node, t.c.last_step, t.c.started_at, t.c.finished_at]
         with self.engine.connect() as conn:
@@ -481,7 +493,7 @@ class ReadAPI:
             "number": tr.number, "state": tr.state, "params": _clean(dict(tr.params or {})),
             "values": None if tr._mapping["values"] is None else [_num(v) for v in tr._mapping["values"]],
             "metrics": _clean(dict(tr.metrics or {})), "error": tr.error, "attempt": tr.attempt,
-            "attempts": tr.attempt + 1, "worker": tr.worker, "node": tr.node, "last_step": tr.last_step,
+            "attempts": tr.attempt + 1, "failures": tr.failures, "worker": tr.worker, "node": tr.node, "last_step": tr.last_step,
             "created_at": _iso(tr.created_at), "started_at": _iso(tr.started_at),
             "finished_at": _iso(tr.finished_at), "heartbeat_at": _iso(tr.heartbeat_at),
             "duration_s": None if tr.started_at is None or end is None else (end - tr.started_at).total_seconds(),
@@ -491,9 +503,12 @@ class ReadAPI:
                              "created_at": _iso(k.created_at)} for k in cks],
         }
 
-    def _thinned_reports(self, trial_ids: Sequence[int], points: int) -> list[tuple[int, int, int, Any]]:
+    def _thinned_reports(self, trial_ids: Sequence[int], points: int,
+                         metric: str | None = None) -> list[tuple[int, int, int, Any]]:
         """(trial_id, step, attempt, metrics) for the given trials, at most ``points`` per trial
-        (every k-th report plus the last), thinned in SQL with window functions."""
+        (every k-th report plus the last), thinned in SQL: window functions rank the rows on the
+        (trial_id, step) index alone, and only the kept rows are read. With ``metric``, the last
+        field is that metric's value, extracted in SQL, instead of the metrics dict."""
         from sqlalchemy import func, or_, select
 
         from storage._schema import ReportRow
@@ -503,13 +518,14 @@ class ReadAPI:
         r = ReportRow.__table__
         rn = func.row_number().over(partition_by=r.c.trial_id, order_by=(r.c.step, r.c.id)).label("rn")
         n = func.count().over(partition_by=r.c.trial_id).label("n")
-        inner = select(r.c.trial_id, r.c.step, r.c.attempt, r.c.metrics, rn, n).where(
-            r.c.trial_id.in_(list(trial_ids))).subquery()
+        ranked = select(r.c.id, rn, n).where(r.c.trial_id.in_(list(trial_ids))).subquery()
         # k = ceil(n / points): keep rows whose (rn - 1) is a multiple of k, and the last row.
-        k = (inner.c.n + points - 1) / points
-        stmt = (select(inner.c.trial_id, inner.c.step, inner.c.attempt, inner.c.metrics)
-                .where(or_((inner.c.rn - 1) % k == 0, inner.c.rn == inner.c.n))
-                .order_by(inner.c.trial_id, inner.c.step))
+        k = (ranked.c.n + points - 1) / points
+        payload = r.c.metrics if metric is None else r.c.metrics[metric].as_float()
+        stmt = (select(r.c.trial_id, r.c.step, r.c.attempt, payload)
+                .join(ranked, ranked.c.id == r.c.id)
+                .where(or_((ranked.c.rn - 1) % k == 0, ranked.c.rn == ranked.c.n))
+                .order_by(r.c.trial_id, r.c.step, r.c.id))
         return [tuple(x) for x in self._rows(stmt)]
 
     # -- plots --------------------------------------------------------------------------------
@@ -532,10 +548,14 @@ class ReadAPI:
         if not 0 <= objective < len(row.directions):
             raise ValueError(f"objective must be in [0, {len(row.directions)}), got {objective}")
         direction = row.directions[objective]
-        numbers, values, best, finished = [], [], [], []
+        numbers, values, best = [], [], []
         cur: float | None = None
-        for number, vals, fin in self._complete(row.id, "number", "values", "finished_at"):
-            v = _num(vals[objective]) if vals is not None and len(vals) > objective else None
+        # Objective 0 has its own float column; only other objectives need the JSON array.
+        for number, vals in self._complete(row.id, "number", "value" if objective == 0 else "values"):
+            if objective == 0:
+                v = _num(vals)
+            else:
+                v = _num(vals[objective]) if vals is not None and len(vals) > objective else None
             if v is None:
                 continue
             if cur is None or (v > cur if direction == "maximize" else v < cur):
@@ -543,25 +563,33 @@ class ReadAPI:
             numbers.append(number)
             values.append(v)
             best.append(cur)
-            finished.append(_iso(fin))
         return {"study": row.name, "metric": row.metrics[objective], "direction": direction,
-                "numbers": numbers, "values": values, "best": best, "finished_at": finished}
+                "numbers": numbers, "values": values, "best": best}
 
     def param_points(self, name: str, *, max_points: int = MAX_PARAM_POINTS) -> dict[str, Any]:
         """Completed trials' parameters and first objective, for parallel coordinates, slice and
         contour plots. Above ``max_points`` trials, the best half and an even spread of the rest
         are kept; ``shown`` and ``total`` say so."""
+        from sqlalchemy import select
+
+        from storage._schema import TrialRow
+
         row = self._study_row(name)
-        rows = self._complete(row.id, "number", "params", "values")
-        rows = [(n, p, _num(v[0]) if v else None) for n, p, v in rows]
-        rows = [x for x in rows if x[2] is not None]
-        total = len(rows)
+        # Pick the trials from (number, value) alone; only the chosen ones' params are decoded.
+        scored = [(n, v) for n, v in self._complete(row.id, "number", "value") if _num(v) is not None]
+        total = len(scored)
         if total > max_points:
             sign = -1.0 if row.directions[0] == "maximize" else 1.0
-            ranked = sorted(rows, key=lambda x: sign * x[2])
+            ranked = sorted(scored, key=lambda x: sign * x[1])
             best_part, rest = ranked[: max_points // 2], ranked[max_points // 2:]
             step = len(rest) / (max_points - len(best_part))
-            rows = sorted(best_part + [rest[int(i * step)] for i in range(max_points - len(best_part))])
+            scored = sorted(best_part + [rest[int(i * step)] for i in range(max_points - len(best_part))])
+        t = TrialRow.__table__
+        q = select(t.c.number, t.c.params).where(t.c.study_id == row.id, t.c.state == TrialState.COMPLETE)
+        if total > max_points:
+            q = q.where(t.c.number.in_([n for n, _ in scored]))
+        params_of = dict(self._rows(q))
+        rows = [(n, params_of.get(n) or {}, v) for n, v in scored]
         space = _space(dict(row.spec or {}))
         names = [p["name"] for p in space]
         return {"study": row.name, "metric": row.metrics[0], "direction": row.directions[0], "space": space,
@@ -623,7 +651,7 @@ class ReadAPI:
         return out
 
     def learning_curves(self, name: str, metric: str | None = None, *, offset: int = 0, limit: int = 200,
-                        points: int = 60) -> dict[str, Any]:
+                        points: int = 40) -> dict[str, Any]:
         """Reported ``metric`` against step for a page of trials, each curve thinned in SQL to
         at most ``points`` points. Trials come running first, then by best first-objective value,
         then the rest by number, so the first page shows what matters; ``total`` counts all
@@ -639,7 +667,8 @@ class ReadAPI:
         row = self._study_row(name)
         metric = metric or row.metrics[0]
         t, r = TrialRow.__table__, ReportRow.__table__
-        reported = exists().where(r.c.trial_id == t.c.id)
+        # last_step is set by every report; the EXISTS probe only runs for trials without one.
+        reported = t.c.last_step.is_not(None) | exists().where(r.c.trial_id == t.c.id)
         value_key = t.c.value.desc() if row.directions[0] == "maximize" else t.c.value.asc()
         q = (select(t.c.id, t.c.number, t.c.state).where(t.c.study_id == row.id, reported)
              .order_by(case((t.c.state == TrialState.RUNNING, 0), else_=1), t.c.value.is_(None), value_key,
@@ -649,8 +678,8 @@ class ReadAPI:
             page = list(conn.execute(q))
         info = {tid: (number, state) for tid, number, state in page}
         curves: dict[int, dict[str, Any]] = {}
-        for tid, step, _attempt, m in self._thinned_reports(list(info), points):
-            v = _num((m or {}).get(metric))
+        for tid, step, _attempt, m in self._thinned_reports(list(info), points, metric):
+            v = _num(m)
             if v is None:
                 continue
             number, state = info[tid]
@@ -701,6 +730,30 @@ class ReadAPI:
         return {"study": row.name, "metrics": list(row.metrics), "directions": dirs, "numbers": numbers,
                 "values": pts, "front": _pareto_mask(losses)}
 
+    def lineage(self, name: str) -> dict[str, Any]:
+        """PBT lineage: every exploit (member ``number`` continued from ``parent_number``'s
+        checkpoint at ``parent_step`` with ``params_after``; it had reached ``step`` with
+        ``params_before``), oldest first, and every member's state, value, last step and current
+        params. Studies without exploits answer with an empty list."""
+        from sqlalchemy import select
+
+        from storage._schema import ExploitRow, TrialRow
+
+        row = self._study_row(name)
+        e, t = ExploitRow.__table__, TrialRow.__table__
+        exploits = self._rows(select(e).where(e.c.study_id == row.id).order_by(e.c.id))
+        members = self._rows(select(t.c.number, t.c.state, t.c.value, t.c.last_step, t.c.params)
+                             .where(t.c.study_id == row.id).order_by(t.c.number))
+        return {
+            "study": row.name, "metric": row.metrics[0], "direction": row.directions[0],
+            "exploits": [{"number": x.number, "parent": x.parent_number, "step": x.step,
+                          "parent_step": x.parent_step, "params_before": _clean(dict(x.params_before or {})),
+                          "params_after": _clean(dict(x.params_after or {})), "at": _iso(x.created_at)}
+                         for x in exploits],
+            "members": [{"number": m.number, "state": m.state, "value": _num(m.value), "last_step": m.last_step,
+                         "params": _clean(dict(m.params or {}))} for m in members],
+        }
+
     def compare(self, names: Sequence[str], objective: int = 0) -> dict[str, Any]:
         """Histories (with best so far) of several studies, for one plot."""
         if len(names) < 1:
@@ -746,20 +799,27 @@ class ReadAPI:
         from surrogates.scaling import ScalingDataError, fit_chinchilla, load_runs
 
         df = pd.DataFrame([x for x in rows if x.get("loss") is not None and x.get("params") is not None])
-        try:
-            runs = load_runs(df)
-            fit = fit_chinchilla(runs, n_bootstrap=n_bootstrap, seed=seed, n_starts=20)
-        except ScalingDataError as exc:
-            return {**base, "reason": str(exc)}
-        n_lo, n_hi = float(runs.N.min()), float(runs.N.max())
-        grid = np.geomspace(n_lo / 2, n_hi * 10, 60)
-        d_levels = np.unique(np.quantile(runs.D, [0.0, 0.5, 1.0]))
-        curves = []
-        for d in d_levels:
-            mean, low, high = fit.predict(grid, np.full_like(grid, d))
-            curves.append({"tokens": float(d), "N": grid.tolist(), "loss": _clean(list(map(float, mean))),
-                           "low": _clean(list(map(float, low))), "high": _clean(list(map(float, high)))})
-        return {**base, "available": True, "reason": None, "fit": _clean(fit.to_dict()),
+        # Bootstrap refits of degenerate data (e.g. one token budget) overflow in places; those
+        # refits come out as NaN/inf, which the band and _clean handle, so the warnings are noise.
+        with np.errstate(all="ignore"):
+            try:
+                runs = load_runs(df)
+                fit = fit_chinchilla(runs, n_bootstrap=n_bootstrap, seed=seed, n_starts=20)
+            except ScalingDataError as exc:
+                return {**base, "reason": str(exc)}
+            n_lo, n_hi = float(runs.N.min()), float(runs.N.max())
+            grid = np.geomspace(n_lo / 2, n_hi * 10, 60)
+            d_levels = np.unique(np.quantile(runs.D, [0.0, 0.5, 1.0]))
+            curves = []
+            for d in d_levels:
+                mean, low, high = fit.predict(grid, np.full_like(grid, d))
+                curves.append({"tokens": float(d), "N": grid.tolist(), "loss": _clean(list(map(float, mean))),
+                               "low": _clean(list(map(float, low))), "high": _clean(list(map(float, high)))})
+        warning = None
+        if len(np.unique(runs.D)) < 2 or len(np.unique(runs.N)) < 2:
+            which = "D (tokens)" if len(np.unique(runs.D)) < 2 else "N (params)"
+            warning = f"every trial has the same {which}, so that term of the law is not identifiable from these runs"
+        return {**base, "available": True, "reason": None, "warning": warning, "fit": _clean(fit.to_dict()),
                 "points": {"N": runs.N.tolist(), "D": runs.D.tolist(), "C": runs.C.tolist(),
                            "loss": runs.loss.tolist()},
                 "observed_max_N": n_hi, "curves": curves}

@@ -1,0 +1,125 @@
+"""Running the dashboard: ``serve`` (the CLI's blocking server) and ``ServerThread`` (tests, benchmarks).
+
+A loopback bind needs no token. Any other bind requires one: ``token``, else
+``$SEARCH_DASHBOARD_TOKEN``, else a fresh random one, printed once with the URL to open.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+from typing import Any, Callable, Iterable
+
+from dashboards.app import LOOPBACK_HOSTS, create_app, is_loopback, new_token
+
+__all__ = ["serve", "ServerThread", "plan"]
+
+TOKEN_ENV = "SEARCH_DASHBOARD_TOKEN"
+
+
+def _local_names() -> set[str]:
+    """This machine's names and addresses, which a browser may put in Host for a wildcard bind."""
+    names = {socket.gethostname(), socket.getfqdn()}
+    try:
+        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        pass
+    return {n for n in names if n}
+
+
+def plan(host: str, *, token: str | None = None, allowed_hosts: Iterable[str] = ()) -> tuple[str | None, list[str]]:
+    """(token, allowed Host names) for a bind address. Loopback: no token unless given."""
+    allowed = list(LOOPBACK_HOSTS) + [h for h in allowed_hosts if h]
+    if is_loopback(host):
+        return token, allowed
+    if host not in ("0.0.0.0", "::", ""):
+        allowed.append(host)
+    else:
+        allowed.extend(sorted(_local_names()))
+    return token or os.environ.get(TOKEN_ENV) or new_token(), allowed
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(storage_url: str | None, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+          allowed_hosts: Iterable[str] = (), poll_seconds: float = 3.0,
+          echo: Callable[[str], Any] = print) -> None:
+    """Serve until interrupted. Prints the URL to open (with the token for a non-loopback bind)."""
+    import uvicorn
+
+    token, allowed = plan(host, token=token, allowed_hosts=allowed_hosts)
+    app = create_app(storage_url, token=token, allowed_hosts=allowed, poll_seconds=poll_seconds, port=port)
+    reader = app.app.state.read_api
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dashboard: %(message)s"))
+    log = logging.getLogger("search.dashboard")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    url = f"http://{_url_host(host)}:{port}/"
+    echo(f"search dashboard over {reader.url_safe}")
+    echo(f"open {url}?token={token}" if token else f"open {url}")
+    try:
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", server_header=False)
+    finally:
+        reader.close()
+        log.removeHandler(handler)
+
+
+class ServerThread:
+    """The app served by uvicorn in a background thread on a free loopback port.
+
+    ``with ServerThread(app) as srv: srv.url`` ... the server stops on exit.
+    """
+
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port or _free_port(host)
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "ServerThread":
+        import time
+
+        import uvicorn
+
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, access_log=False,
+                                log_level="warning", server_header=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="dashboard-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"dashboard server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
