@@ -220,6 +220,46 @@ def cmd_lineage(args) -> int:
     return EXIT_OK
 
 
+def cmd_importance(args) -> int:
+    from storage.read_api import open_read_api
+
+    api = open_read_api(args.storage)
+    try:
+        result = api.importance(args.name, args.objective)
+    finally:
+        api.close()
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(f"{result['metric']}: {result['n_trials']} completed trials; {result.get('method') or result.get('note')}")
+    for name, value in sorted(result["importance"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<24} {value:.3f}")
+    return EXIT_OK
+
+
+def cmd_pareto(args) -> int:
+    from search.algorithms.base import History
+    from search.algorithms.bo import pareto_front
+    from storage import open_storage
+
+    with open_storage(args.storage, create=False) as st:
+        study = st.get_study(args.name)
+        if len(study.directions) < 2:
+            raise InputError(f"study {args.name!r} has one objective ({study.metrics[0]}); "
+                             "a Pareto front needs two or more")
+        history = History(tuple(st.get_trials(study.id)), study.metrics, study.directions)
+    front = pareto_front(history)
+    out = {"study": study.name, "metrics": list(study.metrics), "directions": list(study.directions),
+           "front": [{"number": t.number, "values": list(t.values), "params": t.params} for t in front]}
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{len(front)} non-dominated of {len(history.completed())} completed trials ({', '.join(study.metrics)})")
+        for t in out["front"]:
+            print(f"  #{t['number']:<5} {t['values']}  {json.dumps(t['params'], default=str)}")
+    return EXIT_OK
+
+
 def cmd_export(args) -> int:
     import pandas as pd
 
@@ -301,6 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("importance", help="parameter importance (fANOVA-style, from a fitted forest)")
+    p.add_argument("name")
+    _storage_arg(p)
+    p.add_argument("--objective", type=int, default=0, help="index of the objective (multi-objective studies)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_importance)
+
+    p = sub.add_parser("pareto", help="the Pareto front of a multi-objective study")
+    p.add_argument("name")
+    _storage_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser("export", help="write a study's trials to a file")
     p.add_argument("name")

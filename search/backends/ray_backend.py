@@ -75,16 +75,27 @@ def _worker_class():
 
 def init_local_ray(address: str | None = None, **kwargs: Any) -> bool:
     """Connect to ``address`` or start a local Ray instance (free ports; never 6379, which other
-    services may hold). Returns True if this call initialised Ray."""
+    services may hold). Returns True if this call initialised Ray.
+
+    Inside a Ray job (``search submit``) the job's runtime environment already carries the user's
+    folder, so none is set here; a local instance gets the current folder on workers' path."""
     import ray
 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env_vars = {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p)}
-    runtime_env = kwargs.pop("runtime_env", None) or {"env_vars": env_vars}
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-             runtime_env=runtime_env, **kwargs)
+    runtime_env = kwargs.pop("runtime_env", None)
+    in_job = bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_ADDRESS"))
+    if runtime_env is None and address is None and not in_job:
+        path = os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p)
+        runtime_env = {"env_vars": {"PYTHONPATH": path}}
+    if runtime_env is not None:
+        kwargs["runtime_env"] = runtime_env
+    if address is None and not in_job:
+        # "local": always a fresh instance, even if `ray start` left a cluster on this machine.
+        address = "local"
+        kwargs.setdefault("include_dashboard", False)
+    ray.init(address=address, logging_level=logging.WARNING, **kwargs)
     return True
 
 
@@ -127,17 +138,39 @@ class RayBackend(Backend):
         return _worker_class().options(num_cpus=self._cpus, num_gpus=self._gpus, max_concurrency=2,
                                        max_restarts=0).remote()
 
+    def _ready_actor(self, slot: int):
+        """This slot's actor, started if needed and waited for until Ray has placed it. A slot
+        takes work only once its actor is live, so when the cluster shrinks (a node lost) the
+        specs flow to the slots that still have resources instead of waiting on a pending actor."""
+        import ray
+
+        actor = self._actors.get(slot)
+        if actor is not None:
+            return actor
+        actor = self._actors[slot] = self._new_actor()
+        ready = actor.node_id.remote()
+        while not self._closed.is_set():
+            done, _ = ray.wait([ready], timeout=1.0)
+            if done:
+                try:
+                    ray.get(ready)
+                    return actor
+                except ray.exceptions.RayError:
+                    actor = self._actors[slot] = self._new_actor()
+                    ready = actor.node_id.remote()
+        return None
+
     def _slot_loop(self, slot: int) -> None:
         import ray
         from ray.exceptions import RayError
 
         while not self._closed.is_set():
+            actor = self._ready_actor(slot)
+            if actor is None:
+                return
             spec = self._specs.get()
             if spec is None:
                 return
-            actor = self._actors.get(slot)
-            if actor is None:
-                actor = self._actors[slot] = self._new_actor()
             with self._lock:
                 self._running[spec.trial_id] = actor
             finished = False

@@ -148,3 +148,28 @@ def test_console_script_installed():
     out = subprocess.run(["search", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "run" in out.stdout and "resume" in out.stdout
     assert os.path.basename(sys.executable)  # same interpreter family as the tests
+
+
+def test_pareto_and_importance_verbs(tmp_path, capsys, sqlite_url):
+    data = {**STUDY, "name": "mo", "trial": {"entrypoint": "search_test_objectives:metrics_dict"},
+            "objective": [{"metric": "loss", "direction": "minimize"}, {"metric": "size", "direction": "maximize"}],
+            "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}}, "budget": {"trials": 12, "parallel": 2}}
+    assert main(["run", write(tmp_path, data), "--storage", sqlite_url, "--quiet"]) == 0
+    capsys.readouterr()
+    code, out = run_json(capsys, ["pareto", "mo", "--storage", sqlite_url, "--json"])
+    assert code == 0 and out["metrics"] == ["loss", "size"]
+    _, trials = run_json(capsys, ["trials", "mo", "--storage", sqlite_url, "--json"])
+    # loss = x^2 (min), size = 10x (max): a trial is dominated exactly when another has
+    # x < x' <= |x| (no larger loss and a larger size), which never happens for x >= 0.
+    xs = [t["params"]["x"] for t in trials]
+    expected = sorted(t["number"] for t in trials
+                      if not any(t["params"]["x"] < x <= abs(t["params"]["x"]) for x in xs))
+    assert sorted(p["number"] for p in out["front"]) == expected and expected
+    assert main(["run", write(tmp_path, {**STUDY, "name": "imp", "budget": {"trials": 16, "parallel": 2}}),
+                 "--storage", sqlite_url, "--quiet"]) == 0
+    capsys.readouterr()
+    code, imp = run_json(capsys, ["importance", "imp", "--storage", sqlite_url, "--json"])
+    assert code == 0 and set(imp["importance"]) == {"x", "kind"}
+    # quadratic(): 'kind' b adds 1.0, x moves the loss by at most 0.49 -> kind matters more.
+    assert imp["importance"]["kind"] > imp["importance"]["x"]
+    assert main(["pareto", "imp", "--storage", sqlite_url]) == 2
