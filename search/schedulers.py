@@ -94,6 +94,17 @@ class _Rungs:
                 new.append(k)
         return new
 
+    def decide(self, number: int, step: int, loss: float) -> Decision:
+        """Record the report; stop the trial if, at a rung it has just reached, it is not in the
+        top 1/eta. At full resource it always finishes."""
+        new = self.record(number, step, loss)
+        if self.r_max is not None and step >= self.r_max:
+            return CONTINUE
+        for k in new:
+            if not self.promotable(number, k):
+                return Decision("stop", f"not in the top 1/{self.eta} at rung {self.level(k)}")
+        return CONTINUE
+
     def promotable(self, number: int, k: int) -> bool:
         """In the top 1/eta of the losses recorded at rung k (itself included): ASHA's rule."""
         losses = sorted(self.recorded[k].values())
@@ -125,13 +136,7 @@ class ASHA(Scheduler):
         self.rungs.record(number, step, loss)
 
     def _decide(self, number: int, step: int, loss: float) -> Decision:
-        new = self.rungs.record(number, step, loss)
-        if self.rungs.r_max is not None and step >= self.rungs.r_max:
-            return CONTINUE  # at full resource: let it finish
-        for k in new:
-            if not self.rungs.promotable(number, k):
-                return Decision("stop", f"not in the top 1/{self.rungs.eta} at rung {self.rungs.level(k)}")
-        return CONTINUE
+        return self.rungs.decide(number, step, loss)
 
 
 class Hyperband(Scheduler):
@@ -156,7 +161,6 @@ class Hyperband(Scheduler):
         s_max = int(math.floor(math.log(r_max / r_min, eta) + 1e-9))
         n_brackets = _check_int(options, "brackets", s_max + 1, 1)
         self.brackets = [_Rungs(r_min * eta**s, eta, r_max) for s in range(min(n_brackets, s_max + 1))]
-        self.r_max = r_max
 
     def _bracket(self, number: int) -> _Rungs:
         return self.brackets[number % len(self.brackets)]
@@ -165,14 +169,7 @@ class Hyperband(Scheduler):
         self._bracket(number).record(number, step, loss)
 
     def _decide(self, number: int, step: int, loss: float) -> Decision:
-        rungs = self._bracket(number)
-        new = rungs.record(number, step, loss)
-        if step >= self.r_max:
-            return CONTINUE
-        for k in new:
-            if not rungs.promotable(number, k):
-                return Decision("stop", f"not in the top 1/{rungs.eta} at rung {rungs.level(k)}")
-        return CONTINUE
+        return self._bracket(number).decide(number, step, loss)
 
 
 class MedianStopping(Scheduler):

@@ -5,11 +5,12 @@ worker running an attempt died (node loss, killed actor) and the attempt has no 
 """
 from __future__ import annotations
 
+import queue
 from abc import ABC, abstractmethod
 
 from trials.api import TrialEvent, TrialSpec
 
-__all__ = ["Backend", "BackendError"]
+__all__ = ["Backend", "BackendError", "drain"]
 
 
 class BackendError(RuntimeError):
@@ -39,3 +40,17 @@ class Backend(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def drain(events: "queue.SimpleQueue[TrialEvent]", timeout: float) -> list[TrialEvent]:
+    """Every event waiting in ``events``, blocking up to ``timeout`` seconds for the first."""
+    out: list[TrialEvent] = []
+    try:
+        out.append(events.get(timeout=timeout))
+    except queue.Empty:
+        return out
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue.Empty:
+            return out

@@ -5,7 +5,7 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from search.backends.base import Backend
+from search.backends.base import Backend, drain
 from trials.api import TrialEvent, TrialSpec
 from trials.runner import run_trial
 
@@ -45,16 +45,7 @@ class InProcessBackend(Backend):
             self._stop.add(trial_id)
 
     def poll(self, timeout: float) -> list[TrialEvent]:
-        out: list[TrialEvent] = []
-        try:
-            out.append(self._events.get(timeout=timeout))
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._events, timeout)
 
     def shutdown(self) -> None:
         self._closed.set()

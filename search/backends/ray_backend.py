@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Any
 
-from search.backends.base import Backend, BackendError
+from search.backends.base import Backend, BackendError, drain
 from trials.api import TrialEvent, TrialSpec
 
 __all__ = ["RayBackend", "TrialWorker"]
@@ -201,16 +201,7 @@ class RayBackend(Backend):
             actor.stop.remote(trial_id)
 
     def poll(self, timeout: float) -> list[TrialEvent]:
-        out: list[TrialEvent] = []
-        try:
-            out.append(self._events.get(timeout=timeout))
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._events, timeout)
 
     def shutdown(self) -> None:
         import ray

@@ -30,7 +30,8 @@ def quad_study(name="c", algorithm="random", trials=8, parallel=2, **extra):
     return d
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+# `scaling` plans its own model ladder and needs a target; tests/search/test_scaling_ladder.py covers it.
+@pytest.mark.parametrize("algorithm", sorted(set(ALGORITHMS) - {"scaling"}))
 def test_every_algorithm_runs_the_budget_within_bounds(algorithm, sqlite_url, tmp_path):
     extra = {}
     if algorithm == "nsga2":
