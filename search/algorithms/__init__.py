@@ -19,9 +19,11 @@ _PATHS = {
     "cmaes": "search.algorithms.optuna_samplers:CmaEs",
     "gp": "search.algorithms.optuna_samplers:OptunaGP",
     "nsga2": "search.algorithms.optuna_samplers:NSGA2",
+    "bo": "search.algorithms.bo:BayesOpt",
     "pbt": "search.algorithms.pbt:PBT",
     "regevo": "search.algorithms.nas:RegularizedEvolution",
     "boshnas": "search.algorithms.nas:Boshnas",
+    "scaling": "search.algorithms.scaling_ladder:ScalingLadder",
 }
 
 

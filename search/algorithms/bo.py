@@ -17,8 +17,8 @@ The recipe borrows from the NeurIPS 2020 black-box challenge winners:
   halving after failures), then refined around the best candidates;
 - batches and running trials via Kriging believer: pending and already-picked points are added to
   the GP at their posterior mean, which removes their uncertainty and spreads the batch;
-- failed trials feed a feasibility estimate (kernel-weighted share of successes nearby) that
-  scales EI and screens candidates;
+- failed trials feed a feasibility estimate (distance-weighted share of successes among the
+  nearest finished trials) that screens candidates and scales the acquisitions;
 - several objectives via ParEGO: each pick scalarises the normalised objectives with fresh random
   weights (augmented Chebyshev).
 """
@@ -212,7 +212,8 @@ class BayesOpt(Algorithm):
         lam = rng.dirichlet(np.ones(Y.shape[1]))
         return (Fn * lam).max(1) + 0.05 * (Fn * lam).sum(1)
 
-    def _fit(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> "_Model":
+    def _fit(self, X: np.ndarray, y: np.ndarray,
+             rng: np.random.Generator) -> "_GPModel | _ForestModel":
         if len(X) > self.max_gp_points and self.surrogate == "gp":
             half = self.max_gp_points // 2
             order = np.argsort(y, kind="stable")
@@ -228,7 +229,7 @@ class BayesOpt(Algorithm):
         return _GPModel(gp.fit(X, y))
 
     def _model_based(self, X, Y, feasible, X_pend, m, rng) -> np.ndarray:
-        enc = self._encoder
+        """``m`` encoded picks, each conditioned (Kriging believer) on pending and earlier picks."""
         Xf = X[feasible]
         single = Y.shape[1] == 1
         model = None
@@ -245,7 +246,7 @@ class BayesOpt(Algorithm):
             best_z = float(base_model.to_latent(y[feasible]).min())
             incumbents = Xf[np.argsort(y[feasible], kind="stable")[:5]]
             avoid = np.vstack([X, X_pend] + [p[None, :] for p in picks])
-            feas = _Feasibility(X, feasible, base_model.lengthscales()) if not feasible.all() else None
+            feas = _Feasibility(X, feasible) if not feasible.all() else None
             x = self._maximise(model, best_z, incumbents, avoid, feas, tr_length, slot, rng)
             picks.append(x)
             if single:
@@ -308,8 +309,16 @@ class BayesOpt(Algorithm):
         return enc.canonical(np.vstack(parts))
 
     def _maximise(self, model, best_z, incumbents, avoid, feas, tr_length, slot, rng) -> np.ndarray:
-        C = self._candidates(incumbents, tr_length, model.lengthscales(), rng)
-        C = _drop_seen(C, avoid)
+        def screen(Cand: np.ndarray) -> np.ndarray:
+            """Unseen candidates, and only likely-feasible ones when any are."""
+            Cand = _drop_seen(Cand, avoid)
+            if feas is not None and len(Cand):
+                likely = feas(Cand) > math.log(0.5)
+                if likely.any():
+                    Cand = Cand[likely]
+            return Cand
+
+        C = screen(self._candidates(incumbents, tr_length, model.lengthscales(), rng))
         if len(C) == 0:
             return self._encoder.canonical(rng.random((1, self._encoder.n_features)))[0]
         kind = self.acquisition
@@ -335,7 +344,7 @@ class BayesOpt(Algorithm):
         s, mu, sd, logp = score(C)
         # refine: perturb the best few candidates at a smaller scale
         top = C[np.argsort(-s, kind="stable")[:8]]
-        R = _drop_seen(self._candidates(top, tr_length, model.lengthscales(), rng, scale=0.2, n=256), avoid)
+        R = screen(self._candidates(top, tr_length, model.lengthscales(), rng, scale=0.2, n=256))
         if len(R):
             s2, mu2, sd2, logp2 = score(R)
             C, s = np.vstack([C, R]), np.concatenate([s, s2])
@@ -343,12 +352,8 @@ class BayesOpt(Algorithm):
         if kind != "mace":
             return C[int(np.argmax(s))]
         # HEBO's MACE: a random member of the Pareto front of (log-EI, UCB, log-PI)
-        ok = logp > math.log(0.5) if feas is not None else np.ones(len(C), dtype=bool)
-        if not ok.any():
-            ok[:] = True
-        A = np.stack([s, -(mu - self.ucb_beta * sd), _log_pi(mu, sd, best_z)], axis=1)[ok]
-        front = _non_dominated(A)
-        return C[ok][rng.choice(front)]
+        A = np.stack([s, -(mu - self.ucb_beta * sd) + logp, _log_pi(mu, sd, best_z) + logp], axis=1)
+        return C[rng.choice(_non_dominated(A))]
 
 
 def _drop_seen(C: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -372,21 +377,28 @@ def _non_dominated(A: np.ndarray) -> np.ndarray:
 
 
 class _Feasibility:
-    """P(success) near x: a Beta-smoothed, kernel-weighted share of successful neighbours."""
+    """P(success) at x from the k nearest finished trials (inverse-distance weights, lightly
+    smoothed towards the overall success rate). Nearest neighbours rather than a kernel average:
+    a kernel estimate falls back to the prior far from the data, which is exactly where the
+    surrogate's uncertainty pulls the acquisition, while neighbours carry the local outcome
+    outwards (a corner next to failures is predicted to fail)."""
 
-    def __init__(self, X: np.ndarray, ok: np.ndarray, lengthscales: np.ndarray | None) -> None:
+    def __init__(self, X: np.ndarray, ok: np.ndarray, k: int = 5) -> None:
         self.X, self.ok = X, ok.astype(float)
-        ls = np.full(X.shape[1], 0.2) if lengthscales is None else np.clip(lengthscales, 0.05, 0.5)
-        self.ls = ls
-        rate = self.ok.mean()
-        self.a, self.b = rate, 1.0 - rate
+        self.k = min(k, len(X))
+        self.rate = float(self.ok.mean())
 
     def __call__(self, C: np.ndarray) -> np.ndarray:
-        A, B = C / self.ls, self.X / self.ls
-        d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2 * A @ B.T
-        k = np.exp(-0.5 * np.maximum(d2, 0.0))
-        p = (self.a + k @ self.ok) / (self.a + self.b + k.sum(1))
+        """log P(success) per candidate row."""
+        d = np.sqrt(_sqdist(C, self.X))
+        idx = np.argpartition(d, self.k - 1, axis=1)[:, :self.k]
+        w = 1.0 / (np.take_along_axis(d, idx, axis=1) + 1e-3)
+        p = (0.5 * self.rate + (w * self.ok[idx]).sum(1)) / (0.5 + w.sum(1))
         return np.log(np.clip(p, 1e-6, 1.0))
+
+
+def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    return np.maximum((A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2 * A @ B.T, 0.0)
 
 
 class _GPModel:
