@@ -46,10 +46,11 @@ def use_token_auth_if_available() -> None:
 
 
 def _client(args):
+    # Before ray is imported: it reads RAY_AUTH_MODE once, at import.
+    use_token_auth_if_available()
     from ray.job_submission import JobSubmissionClient
 
     address = _address(args)
-    use_token_auth_if_available()
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # noqa: BLE001 - ray raises several kinds; one line for the user

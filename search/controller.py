@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 from search.algorithms.base import Algorithm, History, Proposal
 from search.backends.base import Backend
 from search.config import StudyConfig
-from storage.records import TERMINAL_STATES, StudyRecord, TrialRecord, TrialState
+from storage.records import TERMINAL_STATES, CheckpointRecord, StudyRecord, TrialRecord, TrialState
 from trials.api import TrialEvent, TrialSpec
 
 if TYPE_CHECKING:
@@ -112,15 +112,7 @@ class Controller:
 
     # -- dispatch ---------------------------------------------------------------------------------
 
-    def _spec(self, rec: TrialRecord, parent: tuple[int, int | None] | None = None) -> TrialSpec:
-        resume = None
-        if rec.attempt > 0:
-            resume = self.storage.latest_checkpoint(rec.id)
-        elif parent is not None:
-            parent_rec = self._trials[parent[0]]
-            cks = [c for c in self.storage.get_checkpoints(parent_rec.id)
-                   if parent[1] is None or c.step == parent[1]]
-            resume = cks[-1] if cks else None
+    def _spec(self, rec: TrialRecord, resume: CheckpointRecord | None) -> TrialSpec:
         cfg = self.config
         return TrialSpec(
             study=cfg.name, trial_id=rec.id, number=rec.number, attempt=rec.attempt,
@@ -132,14 +124,14 @@ class Controller:
             cpus=cfg.cpus, gpus=cfg.gpus,
         )
 
-    def _dispatch(self, rec: TrialRecord, parent: tuple[int, int | None] | None = None) -> None:
-        spec = self._spec(rec, parent)
-        if spec.resume_from is not None:
-            ck = next((c for c in self.storage.get_checkpoints(rec.id) if c.path == spec.resume_from), None)
-            if ck is not None:
-                self._resumed_at[rec.id] = ck.step
+    def _dispatch(self, rec: TrialRecord) -> None:
+        # A later attempt (a retry, or a PBT member restarted from its parent's copied
+        # checkpoint) continues from the trial's newest recorded checkpoint.
+        resume = self.storage.latest_checkpoint(rec.id) if rec.attempt > 0 else None
+        if resume is not None:
+            self._resumed_at[rec.id] = resume.step
         self._running[rec.id] = rec
-        self.backend.submit(spec)
+        self.backend.submit(self._spec(rec, resume))
 
     def _fill(self) -> None:
         """Start trials (requeued ones first) until every slot is busy, the budget is covered,
@@ -160,7 +152,7 @@ class Controller:
             for p in proposals[:n]:
                 rec = self.storage.create_trial(self.study.id, dict(p.params))
                 self._put(rec)
-                self._dispatch(rec, None if p.parent is None else (p.parent, p.parent_step))
+                self._dispatch(rec)
 
     def _reload(self) -> None:
         self._trials = {rec.number: rec for rec in self.storage.get_trials(self.study.id)}

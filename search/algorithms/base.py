@@ -44,17 +44,16 @@ class History:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A configuration to run. ``parent`` (a trial number) and ``parent_step`` ask the controller to
-    start from that trial's checkpoint at that step (PBT exploit, freeze-thaw resume)."""
+    """A configuration to run (merged over the study's fixed ``trial.params``)."""
 
     params: Mapping[str, Any]
-    parent: int | None = None
-    parent_step: int | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a running trial after a report: ``continue`` or ``stop`` (ends PRUNED)."""
+    """What to do with a running trial after a report: ``continue``, ``stop`` (ends PRUNED), or
+    ``exploit`` with ``extra={"parent": trial number, "params": new config}`` (PBT: restart from
+    the parent's newest checkpoint with these params)."""
 
     action: str = "continue"
     reason: str = ""
