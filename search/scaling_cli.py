@@ -1,4 +1,5 @@
-"""`search scaling ...`: fit scaling laws to runs, predict losses, allocate compute, pick lr and batch size.
+"""`search scaling ...`: fit scaling laws to runs, predict losses, allocate compute, pick lr and batch size,
+and report what a scaling-ladder study predicted.
 
 numpy, scipy, pandas and matplotlib are imported inside `run` so that `search --help` stays instant.
 """
@@ -87,6 +88,11 @@ def add_parser(subparsers: Any) -> None:
     hparams.add_argument("--params", type=float, required=True, metavar="N", help="parameter count")
     hparams.add_argument("--tokens", type=float, required=True, metavar="D", help="training tokens")
     hparams.add_argument("--critical-tolerance", type=float, default=0.01, metavar="X", help="loss tolerance of the critical batch size estimate (default: 0.01)")
+
+    report = verbs.add_parser("report", help="the prediction of a scaling-ladder study (algorithm: scaling)")
+    report.add_argument("source", metavar="STUDY", help="name of a study run with algorithm: {name: scaling, ...}")
+    report.add_argument("--storage", default=None, help="storage URL (default: the local database)")
+    report.add_argument("--json", action="store_true", help="print the ladder's stored state as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -240,7 +246,57 @@ def _cmd_hparams(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return out, summary
 
 
-_VERBS = {"fit": _cmd_fit, "predict": _cmd_predict, "optimal": _cmd_optimal, "hparams": _cmd_hparams}
+def _cmd_report(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from storage import StorageError, open_storage
+
+    try:
+        with open_storage(args.storage, create=False) as st:
+            study = st.get_study(args.source)
+            state = st.get_algorithm_state(study.id).get("algorithm")
+    except (StorageError, LookupError, OSError) as exc:
+        raise ValueError(f"cannot read study {args.source!r}: {exc}".splitlines()[0]) from None
+    algorithm = (study.spec.get("algorithm") or {}).get("name")
+    if algorithm != "scaling" or not state:
+        raise ValueError(
+            f"study {args.source!r} has no scaling-ladder state (its algorithm is {algorithm!r}"
+            + (", and no trial has finished yet" if algorithm == "scaling" else "")
+            + "); run a study with algorithm: {name: scaling, ...}"
+        )
+    return state, _report_summary(args.source, state)
+
+
+def _report_summary(name: str, state: dict[str, Any]) -> str:
+    cells = state.get("cells", [])
+    lines = [
+        f"scaling ladder {name!r}: {state.get('cells_finished', 0)} of {len(cells)} cells finished, "
+        f"{state.get('trials_run', 0)} trials of a {state.get('trials_planned_grid', 0)}-trial full grid"
+        + ("" if state.get("complete") else " (not complete)")
+    ]
+    pred = state.get("prediction")
+    fit = state.get("fit") or {}
+    if not pred:
+        lines.append(f"  no prediction yet: {fit.get('error', 'waiting for finished cells')}")
+        return "\n".join(lines)
+    low, high = pred.get("loss_interval") or (None, None)
+    band = f" [95% {_fmt(low)}, {_fmt(high)}]" if low is not None and high is not None else ""
+    kind = "final" if fit.get("final") else f"provisional, from {fit.get('cells_fitted')} cells"
+    lines.append(f"  target N={_fmt(pred['N'])}, D={_fmt(pred['D'])}: loss {_fmt(pred['loss'])}{band} ({kind})")
+    if "lr" in pred:
+        lines.append(f"  lr={_fmt(pred['lr'])}, batch size {pred['batch_size']} sequences ({_fmt(pred['batch_size_tokens'])} tokens)")
+    run = state.get("target_run") or {}
+    if "observed_loss" in run:
+        lines.append(
+            f"  target run (trial {run['trial']}): observed {_fmt(run['observed_loss'])} vs predicted "
+            f"{_fmt(run['predicted_loss_at_observed_N_D'])} ({run['relative_error']:+.2%})"
+        )
+    elif run:
+        lines.append(f"  target run: {run.get('status', run.get('error'))}")
+    lines += [f"  warning: {w}" for w in state.get("warnings", [])]
+    return "\n".join(lines)
+
+
+_VERBS = {"fit": _cmd_fit, "predict": _cmd_predict, "optimal": _cmd_optimal, "hparams": _cmd_hparams,
+          "report": _cmd_report}
 
 
 def _jsonable(value: Any) -> Any:

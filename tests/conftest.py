@@ -8,11 +8,10 @@ import uuid
 import pytest
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TESTS_DIR)
-PG_ADMIN = os.environ.get("SEARCH_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
+
+from testlib import PG_ADMIN, REPO  # noqa: E402
 
 
 def pg_available() -> bool:
@@ -63,12 +62,3 @@ def ray_session():
     init_local_ray(None, num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    """Environment for ``search`` subprocesses: test objectives importable, no inherited storage."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEARCH_")}
-    env["PYTHONPATH"] = os.pathsep.join([TESTS_DIR, REPO, os.environ.get("PYTHONPATH", "")])
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env

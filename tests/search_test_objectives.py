@@ -110,3 +110,32 @@ def pbt_toy(config, reporter):
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps({"number": reporter.spec.number, "history": history}) + "\n")
     return {"loss": loss}
+
+
+# The ladder toy's truth: loss law, lr law (lr* = c*N^a*D^b) and batch-size law (tokens per step).
+LADDER_TOY = {"E": 1.2, "A": 40.0, "alpha": 0.34, "B": 200.0, "beta": 0.37,
+              "lr_coef": 0.5, "lr_N_exp": -0.3, "lr_D_exp": 0.1, "bs_coef": 4.0, "bs_D_exp": 0.35}
+
+
+def ladder_toy(config):
+    """A builtin:lm stand-in for scaling-ladder tests: N from the layers as ByteLM counts them, D
+    from steps x batch_size x context, and a loss that is Chinchilla's at the optimal lr and batch
+    size plus quadratic penalties in log lr and log batch size (so a parabola recovers the optima)."""
+    from search.algorithms.scaling_ladder import lm_param_counts
+
+    k = LADDER_TOY
+    layers, context = config["layers"], int(config.get("context", 64))
+    total, non_emb = lm_param_counts(layers, context)
+    d = float(config["steps"] * config["batch_size"] * context)
+    n = float(non_emb)
+    lr_opt = k["lr_coef"] * n ** k["lr_N_exp"] * d ** k["lr_D_exp"]
+    bs_opt = k["bs_coef"] * d ** k["bs_D_exp"]
+    loss = (k["E"] + k["A"] / n ** k["alpha"] + k["B"] / d ** k["beta"]
+            + 0.05 * math.log(config["lr"] / lr_opt) ** 2
+            + 0.02 * math.log(config["batch_size"] * context / bs_opt) ** 2)
+    log = config.get("log")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"steps": config["steps"], "lr": config["lr"], "batch_size": config["batch_size"],
+                                "width": layers[0]["width"]}) + "\n")
+    return {"val_loss": loss, "params": float(total), "params_non_embedding": n, "tokens": d, "flops": 6 * n * d}

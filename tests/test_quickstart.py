@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, cli_env
+from testlib import REPO, cli_env
 
 
 @pytest.mark.slow

@@ -15,20 +15,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-CHROMIUM = os.environ.get("SEARCH_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-POLL_SECONDS = 0.3
-
-STEPPER = "dash-stepper"
-PARETO = "dash-pareto"
-SCALING = "dash-scaling"
-PBT = "dash-pbt"
-XSS = "xss-study"
-
-# Each payload would set window.__xss (or open a dialog) if it ever ran as markup.
-P_SCRIPT = "<script>window.__xss=1</script>"
-P_IMG = '<img src=x onerror="window.__xss=1;alert(1)">'
-P_SVG = '"><svg onload="window.__xss=1;alert(2)">'
+from dashboard_names import (CHROMIUM, CHROMIUM_ARGS, P_IMG, P_SCRIPT, P_SVG, PARETO, PBT,  # noqa: E402
+                             POLL_SECONDS, SCALING, STEPPER, XSS)
 
 
 def _study(name: str, entrypoint: str, objective, space, trials: int, artifacts: str, **trial_params):

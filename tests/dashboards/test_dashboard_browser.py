@@ -3,7 +3,7 @@ without a reload. Screenshots go to each test's tmp dir."""
 from __future__ import annotations
 
 import pytest
-from conftest import P_IMG, P_SCRIPT, P_SVG, PARETO, PBT, POLL_SECONDS, SCALING, STEPPER, XSS
+from dashboard_names import P_IMG, P_SCRIPT, P_SVG, PARETO, PBT, POLL_SECONDS, SCALING, STEPPER, XSS
 
 from storage import open_storage
 from storage.read_api import ReadAPI

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 
 import pytest
-from conftest import PARETO, PBT, SCALING, STEPPER, XSS
+from dashboard_names import PARETO, PBT, SCALING, STEPPER, XSS
 
 from storage import StorageError, StudyNotFound, open_storage
 from storage.read_api import READ_API_VERSION, ReadAPI, _pareto_mask, parse_filter

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import PARETO, PBT, SCALING, STEPPER
+from dashboard_names import PARETO, PBT, SCALING, STEPPER
 
 from dashboards.app import CSP, create_app
 from dashboards.server import ServerThread, plan

@@ -15,7 +15,7 @@ import time
 import pytest
 import yaml
 
-from conftest import TESTS_DIR, cli_env
+from testlib import TESTS_DIR, cli_env
 from storage import TrialState, open_storage
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.postgres]
@@ -37,8 +37,11 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _env() -> dict[str, str]:
+    # A loopback-only test cluster: token authentication off for every process that talks to it
+    # (head, second node, the CLI), so none depends on a token file left by another Ray.
     env = cli_env(RAY_USAGE_STATS_ENABLED="0", RAY_health_check_period_ms="1000",
-                  RAY_health_check_failure_threshold="3", RAY_health_check_initial_delay_ms="1000")
+                  RAY_health_check_failure_threshold="3", RAY_health_check_initial_delay_ms="1000",
+                  RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     return env
 
@@ -67,22 +70,22 @@ class Cluster:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
+    def jobs(self) -> dict[str, dict] | None:
+        """`search jobs --json` as a user runs it (a fresh process, so Ray picks up the token the
+        head wrote); None while the job server is not answering."""
+        out = subprocess.run(["search", "jobs", "--address", self.address, "--json"], env=_env(),
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            return None
+        return {j["job_id"]: j for j in json.loads(out.stdout)}
+
     def _wait_dashboard(self) -> None:
-        from ray.job_submission import JobSubmissionClient
-
-        from search.cluster_cli import use_token_auth_if_available
-
         deadline = time.time() + 300
-        while time.time() < deadline:
-            # The head writes its token on start; the in-process client then uses it.
-            use_token_auth_if_available()
-            try:
-                JobSubmissionClient(self.address).list_jobs()
-                return
-            except Exception:  # noqa: BLE001 - not up yet
-                assert self.head.poll() is None, "ray head exited"
-                time.sleep(1)
-        raise TimeoutError("Ray job server did not come up")
+        while self.jobs() is None:
+            assert self.head.poll() is None, "ray head exited"
+            if time.time() > deadline:
+                raise TimeoutError("Ray job server did not come up")
+            time.sleep(2)
 
     def alive_nodes(self) -> int:
         out = subprocess.run(["ray", "list", "nodes", "--address", f"127.0.0.1:{self.gcs_port}", "--format", "json"],
@@ -158,9 +161,7 @@ def test_submit_runs_trials_on_both_nodes(cluster, tmp_path, pg_url):
         trials = st.get_trials(st.get_study("two-nodes").id)
     assert len(trials) == 9 and all(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.node for t in trials}) == 2  # both nodes, recorded by node id
-    jobs = subprocess.run(["search", "jobs", "--address", cluster.address, "--json"], env=_env(),
-                          capture_output=True, text=True, check=True)
-    listed = {j["job_id"]: j for j in json.loads(jobs.stdout)}
+    listed = cluster.jobs()
     assert listed[job_id]["status"] == "SUCCEEDED" and listed[job_id]["study"] == "two-nodes"
     assert "postgresql" not in listed[job_id]["entrypoint"]  # the URL travels in the environment
     logs = subprocess.run(["search", "logs", job_id, "--address", cluster.address], env=_env(),
@@ -174,27 +175,29 @@ def test_losing_a_node_retries_its_trials_from_checkpoints(cluster, tmp_path, pg
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.splitlines()[0]
     deadline = time.time() + 180
-    victim_node = None
-    while victim_node is None:
+    ready = False
+    while not ready:
         assert time.time() < deadline, "no trial reached step 2 on the second node"
         try:
             with open_storage(pg_url, create=False) as st:
                 running = st.get_trials(st.get_study("node-loss").id, states=[TrialState.RUNNING])
         except Exception:  # noqa: BLE001 - the job has not created the study yet
             running = []
-        # Node ids are only written at completion; find a running trial that is on node2 by
-        # elimination once one trial has finished on the head node.
+        # Three slots of one CPU each: two fit on the head, the third can only be on node2, so
+        # once all three trials are running past step 2, one of them is on the node we kill.
         if len(running) == 3 and all((t.last_step or 0) >= 2 for t in running):
-            victim_node = True
+            ready = True
         time.sleep(0.3)
     cluster.kill_node()
-    from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(cluster.address)
-    while str(client.get_job_status(job_id)).split(".")[-1] not in ("SUCCEEDED", "FAILED", "STOPPED"):
-        assert time.time() < deadline + 300, client.get_job_logs(job_id)[-3000:]
-        time.sleep(1)
-    assert str(client.get_job_status(job_id)).endswith("SUCCEEDED"), client.get_job_logs(job_id)[-3000:]
+    def logs() -> str:
+        return subprocess.run(["search", "logs", job_id, "--address", cluster.address], env=_env(),
+                              capture_output=True, text=True).stdout[-3000:]
+
+    while (cluster.jobs() or {}).get(job_id, {}).get("status") not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.time() < deadline + 300, logs()
+        time.sleep(2)
+    assert cluster.jobs()[job_id]["status"] == "SUCCEEDED", logs()
     with open_storage(pg_url) as st:
         trials = st.get_trials(st.get_study("node-loss").id)
         retried = [t for t in trials if t.attempt > 0]

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import cli_env
+from testlib import cli_env
 from storage import TrialState, open_storage
 
 

@@ -44,7 +44,7 @@ def test_tabular_caches_the_table_per_process_until_it_changes(table):
 @pytest.mark.parametrize("change, message", [
     ({"arch": "Z"}, "architecture 'Z' is not in column 'arch'"),
     ({"metric_column": "loss"}, "param 'metric_column' 'loss' is not a column"),
-    ({"key_column": "name"}, "param 'key_column' 'name' is not a column"),
+    ({"key_column": "name", "key_param": "arch"}, "param 'key_column' 'name' is not a column"),
     ({"table": "/nonexistent.csv"}, "no such file"),
 ])
 def test_tabular_errors_name_the_problem(table, run_spec, change, message):

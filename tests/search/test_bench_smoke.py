@@ -1,0 +1,101 @@
+"""The multi-fidelity and PBT benchmarks: their --quick paths run end to end, and the figures they
+print hold together (same configurations across methods, compute that adds up)."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(REPO, "bench")
+
+
+def _bench(name: str):
+    if BENCH not in sys.path:
+        sys.path.insert(0, BENCH)
+    return importlib.import_module(name)
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_compute_to_reach_counts_in_run_order():
+    mf = _bench("bench_multifidelity")
+    curves = [[(1, 0.9), (2, 0.8)], [(1, 0.5)], [(1, 0.7), (3, 0.4)]]
+    assert mf.compute_to_reach(curves, 0.8) == 2
+    assert mf.compute_to_reach(curves, 0.5) == 3
+    assert mf.compute_to_reach(curves, 0.45) == 6  # 2 + 1 + 3: the third trial's report at 3
+    assert mf.compute_to_reach(curves, 0.1) is None
+    run = mf.Run("x", curves, 0.0)
+    assert run.compute == 6 and run.best == 0.4 and run.stopped == 2
+
+
+@pytest.mark.slow
+def test_multifidelity_quick_runs_and_adds_up(capsys):
+    out = _bench("bench_multifidelity").main(["--quick", "--skip-ray"])
+    assert _last_json(capsys.readouterr().out)["bench"] == "multifidelity"
+    assert set(out["tasks"]) == {"cnn", "lm"}
+    saved = 0
+    for task in out["tasks"].values():
+        seed = task["seeds"]["0"]
+        random, asha = seed["random"], seed["asha"]
+        assert random["compute"] == task["trials"] * task["max_resource"] and random["stopped"] == 0
+        # ASHA trains prefixes of random search's curves (same draws, same trial seeds): it can
+        # only match random's best, never beat it, and random reaches its own best.
+        assert asha["best_val_loss"] >= random["best_val_loss"] - 1e-9
+        assert random["compute_to_reach"] is not None and random["random_over_method"] == 1.0
+        assert asha["compute"] <= random["compute"]
+        saved += random["compute"] - asha["compute"]
+    assert saved > 0
+
+
+@pytest.mark.slow
+def test_pbt_quick_runs_and_adds_up(capsys):
+    out = _bench("bench_pbt").main(["--quick", "--skip-ray"])
+    assert _last_json(capsys.readouterr().out)["bench"] == "pbt"
+    assert set(out["tasks"]) == {"lm", "cnn"}
+    for task in out["tasks"].values():
+        seed = task["seeds"]["0"]
+        budget = task["population"] * task["steps"]
+        assert seed["fixed"]["compute"] == budget and seed["fixed+cosine"]["compute"] == budget
+        pbt = seed["pbt"]
+        assert len(pbt["members_final"]) == task["population"] and pbt["final_val_loss"] == pbt["members_final"][0]
+        assert 0 < pbt["compute"]
+        sched = pbt["schedule"]
+        assert sched[0]["from_step"] == 0 and sched[0]["lr"] in pbt["initial_lrs"]
+        assert len(set(pbt["initial_lrs"])) == task["population"]  # each member's own draw
+        assert [s["from_step"] for s in sched] == sorted(s["from_step"] for s in sched)
+    assert sum(t["seeds"]["0"]["pbt"]["exploits"] for t in out["tasks"].values()) > 0
+
+
+def _run_script(*args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _last_json(proc.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_multifidelity_quick_with_ray_tune_trains_the_same_trials():
+    out = _run_script("bench/bench_multifidelity.py", "--quick", "--tasks", "cnn")
+    seed = out["tasks"]["cnn"]["seeds"]["0"]
+    # Tune's first trial runs to max_t like ours, on the same configuration and seed: the same
+    # deterministic curve, so the same best loss within float summation noise.
+    assert seed["ray-asha"]["best_val_loss"] == pytest.approx(seed["random"]["best_val_loss"], rel=1e-5)
+    assert 0 < seed["ray-asha"]["compute"] <= seed["random"]["compute"]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_pbt_quick_with_ray_tune_runs():
+    out = _run_script("bench/bench_pbt.py", "--quick", "--tasks", "cnn")
+    seed = out["tasks"]["cnn"]["seeds"]["0"]
+    ray_pbt = seed["ray-pbt"]
+    assert len(ray_pbt["members_final"]) == out["tasks"]["cnn"]["population"]
+    assert ray_pbt["compute"] > 0 and ray_pbt["final_val_loss"] == ray_pbt["members_final"][0]

@@ -1,0 +1,18 @@
+"""Helpers shared by test modules (importable as `testlib`: tests/ is on sys.path). Kept out of
+conftest.py because several folders have their own conftest and the name would be ambiguous."""
+from __future__ import annotations
+
+import os
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS_DIR)
+PG_ADMIN = os.environ.get("SEARCH_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for ``search`` subprocesses: test objectives importable, no inherited storage."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEARCH_")}
+    env["PYTHONPATH"] = os.pathsep.join([TESTS_DIR, REPO, os.environ.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
