@@ -18,7 +18,6 @@ may hold several of them next to ordinary parameters (and under ``when`` conditi
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -194,14 +193,15 @@ class _LayerListParam:
 
     def _move(self, layers: list[dict[str, Any]], rng) -> list[dict[str, Any]]:
         lo, hi = self.depth
-        moves = ["field"] + (["add"] if len(layers) < hi else []) + (["remove"] if len(layers) > lo else [])
+        options = [(k, c) for k, c in self._slot_parts() if len(c) > 1]
+        moves = ((["field"] if options else []) + (["add"] if len(layers) < hi else [])
+                 + (["remove"] if len(layers) > lo else []))
         move = moves[int(rng.integers(len(moves)))]
         if move == "add":
             layers.insert(int(rng.integers(len(layers) + 1)), self._sample_layer(rng))
         elif move == "remove":
             del layers[int(rng.integers(len(layers)))]
         else:
-            options = [(k, c) for k, c in self._slot_parts() if len(c) > 1]
             i = int(rng.integers(len(layers)))
             key, choices = options[int(rng.integers(len(options)))]
             slot = self._to_slot(layers[i])

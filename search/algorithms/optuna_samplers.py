@@ -17,10 +17,14 @@ __all__ = ["TPE", "CmaEs", "OptunaGP", "NSGA2"]
 
 
 def _distribution(param):
+    """One Optuna distribution per parameter; an architecture parameter gives a dict of them, one
+    categorical per part (``name.part``), which ``_flat`` matches."""
     import optuna.distributions as d
 
     from search.space import CategoricalParam, FloatParam
 
+    if hasattr(param, "parts"):
+        return {f"{param.name}.{k}": d.CategoricalDistribution(list(c)) for k, c in param.parts()}
     if isinstance(param, CategoricalParam):
         return d.CategoricalDistribution(list(param.choices))
     if isinstance(param, FloatParam):
@@ -28,9 +32,21 @@ def _distribution(param):
     return d.IntDistribution(param.low, param.high, log=param.log, step=param.step)
 
 
+def _flat(space, params):
+    """A configuration as Optuna sees it: architectures split into their categorical parts."""
+    out = {}
+    for p in space:
+        if p.name in params:
+            out.update({f"{p.name}.{k}": v for k, v in p.split(params[p.name]).items()}
+                       if hasattr(p, "parts") else {p.name: params[p.name]})
+    return out
+
+
 def _suggest(trial, param):
     from search.space import CategoricalParam, FloatParam
 
+    if hasattr(param, "parts"):
+        return param.join({k: trial.suggest_categorical(f"{param.name}.{k}", list(c)) for k, c in param.parts()})
     if isinstance(param, CategoricalParam):
         return trial.suggest_categorical(param.name, list(param.choices))
     if isinstance(param, FloatParam):
@@ -49,7 +65,10 @@ class _OptunaAlgorithm(Algorithm):
         except TypeError as exc:
             raise ValueError(f"algorithm {self.name!r}: bad option: {exc}") from None
         self._study = optuna.create_study(directions=list(directions), sampler=sampler)
-        self._dists = {p.name: _distribution(p) for p in space}
+        self._dists = {}
+        for p in space:
+            dist = _distribution(p)
+            self._dists.update(dist if isinstance(dist, dict) else {p.name: dist})
         self._asked: deque = deque()  # asked, not yet matched to a trial number
         self._by_number: dict[int, Any] = {}  # our trial number -> optuna trial (still open)
         self._told: set[int] = set()
@@ -74,7 +93,7 @@ class _OptunaAlgorithm(Algorithm):
             if ot is not None:
                 self._study.tell(ot, values, state=state)
             else:
-                params = {k: v for k, v in t.params.items() if k in self._dists}
+                params = {k: v for k, v in _flat(self.space, t.params).items() if k in self._dists}
                 self._study.add_trial(optuna.trial.create_trial(
                     params=params, distributions={k: self._dists[k] for k in params},
                     values=values, state=state))
