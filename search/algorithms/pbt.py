@@ -6,7 +6,8 @@ in the bottom ``quantile`` of the population (ranked by each member's latest rep
 exploits: it continues from the checkpoint of a member drawn from the top ``quantile``, with that
 member's hyperparameters explored — each continuous one multiplied by a random factor from
 ``perturbation_factors`` (0.8 or 1.2) or, with ``resample_probability``, drawn afresh from the prior;
-categorical ones resampled with that probability. No member waits for the others.
+categorical ones resampled with that probability. No member waits for the others. No member
+exploits at the end of training (``horizon``, or the last step of members already complete).
 
 The exploit is a decision carried as data: ``Decision("exploit", extra={"parent", "params"})``; the
 controller copies the parent's checkpoint through the artifact store, restarts the member from it,
@@ -30,7 +31,7 @@ class PBT(Algorithm):
     def __init__(self, space, metrics, directions, seed=None, *, population: int = 8, interval: int = 4,
                  quantile: float = 0.2, resample_probability: float = 0.25,
                  perturbation_factors: tuple[float, float] | list[float] = (0.8, 1.2),
-                 metric: str | None = None) -> None:
+                 metric: str | None = None, horizon: int | None = None) -> None:
         super().__init__(space, metrics, directions, seed)
         if not isinstance(population, int) or population < 2:
             raise ValueError(f"pbt option 'population' must be an integer >= 2, got {population!r}")
@@ -43,6 +44,9 @@ class PBT(Algorithm):
         factors = tuple(float(f) for f in perturbation_factors)
         if len(factors) < 1 or any(f <= 0 for f in factors):
             raise ValueError(f"pbt option 'perturbation_factors' must be positive numbers, got {perturbation_factors!r}")
+        if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+            raise ValueError(f"pbt option 'horizon' must be an integer >= 1 (the step training ends at), got {horizon!r}")
+        self.horizon = horizon
         self.metric = metric or metrics[0]
         if self.metric not in metrics and metric is None:
             raise ValueError(f"pbt metric {self.metric!r} is not an objective")
@@ -77,6 +81,15 @@ class PBT(Algorithm):
         if step - base < self.interval:
             return CONTINUE
         self.last_ready[trial.number] = step
+        # Never exploit at the end of training: the member would restart from its parent's final
+        # checkpoint, train nothing and copy the parent's result. The end is ``horizon`` if given,
+        # else the last step of members that have already completed.
+        end = self.horizon
+        if end is None:
+            ends = [t.last_step for t in history.trials if t.state == "COMPLETE" and t.last_step]
+            end = max(ends) if ends else None
+        if end is not None and step >= end:
+            return CONTINUE
         ranked = sorted(self.scores, key=lambda m: self.scores[m][0])  # best first
         if len(ranked) < 2:
             return CONTINUE

@@ -1,11 +1,13 @@
 """A deterministic backend on a virtual clock: the real controller, algorithms and schedulers,
 with trials interleaved in a reproducible order, so scheduling is tested in seconds.
 
-Each trial runs in its own thread but may only move when the backend lets it: every event it
-emits blocks it until the next ``poll``. A ``poll`` releases the trial whose event was delivered
-last (so a stop requested in between is seen at its very next report), waits until every trial is
-blocked again, then delivers the pending event with the smallest virtual time. A report advances
-that trial's clock by ``config["step_time"]`` (default 1.0), so faster configurations can overtake.
+Each trial runs in its own thread but only one thread ever runs at a time: a new trial waits to be
+started, and every event a trial emits blocks it until the next ``poll``. A ``poll`` releases the
+trial whose event was delivered last (so a stop requested in between is seen at its very next
+report) and waits until it is blocked again, then starts new trials one after the other, each up
+to its first event, then delivers the pending event with the smallest virtual time. Trials that
+seed and draw from process-wide generators therefore never interleave. A report advances that
+trial's clock by ``config["step_time"]`` (default 1.0), so faster configurations can overtake.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class _Trial:
     step_time: float
     pending: TrialEvent | None = None
     go: threading.Event = field(default_factory=threading.Event)
-    finished: bool = False
+    started: bool = False
 
 
 class SimulatedBackend(Backend):
@@ -64,6 +66,7 @@ class SimulatedBackend(Backend):
 
     def _run(self, tr: _Trial) -> None:
         spec = tr.spec
+        tr.go.wait()
         try:
             run_trial(spec, lambda ev: self._emit(tr, ev), lambda: spec.trial_id in self._stop or self._closed)
         except BaseException as exc:  # noqa: BLE001 - a lost attempt, as on a real backend
@@ -73,15 +76,20 @@ class SimulatedBackend(Backend):
         with self._cond:
             self._stop.add(trial_id)
 
+    def _wait_blocked(self, trials, timeout: float) -> None:
+        if not self._cond.wait_for(lambda: all(t.pending is not None for t in trials), timeout=max(timeout, 60.0)):
+            raise RuntimeError("simulated backend: a trial neither reported nor finished within 60 s")
+
     def poll(self, timeout: float) -> list[TrialEvent]:
         with self._cond:
             if self._released is not None:
                 self._released.go.set()
                 self._released = None
-            # Quiescence: every live trial is blocked on an event it has emitted.
-            if not self._cond.wait_for(lambda: all(t.pending is not None for t in self._trials.values()),
-                                       timeout=max(timeout, 60.0)):
-                raise RuntimeError("simulated backend: a trial neither reported nor finished within 60 s")
+            self._wait_blocked([t for t in self._trials.values() if t.started], timeout)
+            for tr in sorted((t for t in self._trials.values() if not t.started), key=lambda t: t.spec.number):
+                tr.started = True
+                tr.go.set()
+                self._wait_blocked([tr], timeout)
             if not self._trials:
                 return []
             tr = min(self._trials.values(), key=lambda t: (t.clock, t.spec.number))

@@ -152,3 +152,23 @@ def test_keep_last_retention_never_breaks_exploits(tmp_path, sqlite_url):
         for t in trials:
             on_disk = [c for c in st.get_checkpoints(t.id) if os.path.exists(c.path)]
             assert 1 <= len(on_disk) <= 2
+
+
+def test_no_exploit_at_the_end_of_training():
+    from storage.records import TrialRecord
+
+    space = Space((FloatParam("lr", 1e-4, 1.0, log=True),))
+    pbt = PBT(space, ("loss",), ("minimize",), seed=0, population=4, interval=2, quantile=0.25, horizon=4)
+    trials = tuple(TrialRecord(id=i + 1, study_id=1, number=i, state="RUNNING", params={"lr": 0.1}) for i in range(4))
+    h = History(trials, ("loss",), ("minimize",))
+    for i, loss in enumerate([1.0, 2.0, 3.0]):
+        pbt.on_report(h, trials[i], 1, {"loss": loss})
+    assert pbt.on_report(h, trials[3], 4, {"loss": 9.0}).action == "continue"  # at the horizon
+    # Without a horizon, the last step of completed members marks the end.
+    done = TrialRecord(id=1, study_id=1, number=0, state="COMPLETE", params={"lr": 0.1}, last_step=6)
+    h = History((done,) + trials[1:], ("loss",), ("minimize",))
+    for step, expected in ((6, "continue"), (4, "exploit")):
+        pbt = PBT(space, ("loss",), ("minimize",), seed=0, population=4, interval=2, quantile=0.25)
+        for i, loss in ((0, 1.0), (1, 2.0), (2, 3.0)):
+            pbt.on_report(h, trials[i], 1, {"loss": loss})
+        assert pbt.on_report(h, trials[3], step, {"loss": 9.0}).action == expected, step
