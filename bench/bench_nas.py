@@ -24,7 +24,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TABLE = "/work/shared/data/nas/nas-bench-201-cifar10.csv"
+# ../shared/data beside the repository, or where SEARCH_SHARED_DATA says.
+TABLE = os.path.join(os.environ.get("SEARCH_SHARED_DATA", os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "shared", "data")), "nas", "nas-bench-201-cifar10.csv")
 METHODS = {
     "random": ("random", {}),
     "regevo": ("regevo", {}),

@@ -24,9 +24,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TABLE = "/work/shared/data/nas/nas-bench-201-cifar10.csv"
+# ../shared/data beside the repository, or where SEARCH_SHARED_DATA says.
+TABLE = os.path.join(os.environ.get("SEARCH_SHARED_DATA", os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "shared", "data")), "nas", "nas-bench-201-cifar10.csv")
 # Abdelfattah et al. 2021 ("Zero-Cost Proxies for Lightweight NAS"), NAS-Bench-201 CIFAR-10, Spearman
-# rho over all cells: the vote figure is quoted in /work/shared/METHODS.md.
+# rho over all cells: the vote figure is quoted in ../shared/METHODS.md.
 PUBLISHED = {"vote": 0.82}
 
 

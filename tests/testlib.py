@@ -6,6 +6,8 @@ import os
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS_DIR)
+# Public benchmark data shipped beside the repository (../shared/data), or where SEARCH_SHARED_DATA says.
+SHARED_DATA = os.environ.get("SEARCH_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
 PG_ADMIN = os.environ.get("SEARCH_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
 

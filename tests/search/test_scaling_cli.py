@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from search import scaling_cli
+from testlib import SHARED_DATA
 
-EPOCH_CSV = Path("/work/shared/data/scaling/epoch_chinchilla/svg_extracted_data.csv")
+EPOCH_CSV = Path(SHARED_DATA) / "scaling" / "epoch_chinchilla" / "svg_extracted_data.csv"
 EPOCH_COLS = ["--params-col", "Model Size", "--flops-col", "Training FLOP"]
 needs_epoch = pytest.mark.skipif(not EPOCH_CSV.exists(), reason="Epoch AI's digitised Chinchilla data is not on this machine")
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

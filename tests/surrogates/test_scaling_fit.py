@@ -18,8 +18,9 @@ from surrogates.scaling import (
     leave_largest_out,
     load_runs,
 )
+from testlib import SHARED_DATA
 
-EPOCH_CSV = Path("/work/shared/data/scaling/epoch_chinchilla/svg_extracted_data.csv")
+EPOCH_CSV = Path(SHARED_DATA) / "scaling" / "epoch_chinchilla" / "svg_extracted_data.csv"
 needs_epoch = pytest.mark.skipif(not EPOCH_CSV.exists(), reason="Epoch AI's digitised Chinchilla data is not on this machine")
 
 # Synthetic fits optimise only the 10 most promising of the 4,500 grid starts, to stay fast.

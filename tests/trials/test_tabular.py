@@ -7,8 +7,9 @@ import os
 import pytest
 
 from trials.builtin.tabular import run
+from testlib import SHARED_DATA
 
-NB201_CSV = "/work/shared/data/nas/nas-bench-201-cifar10.csv"
+NB201_CSV = os.path.join(SHARED_DATA, "nas", "nas-bench-201-cifar10.csv")
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 
