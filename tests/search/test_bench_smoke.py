@@ -99,3 +99,13 @@ def test_pbt_quick_with_ray_tune_runs():
     ray_pbt = seed["ray-pbt"]
     assert len(ray_pbt["members_final"]) == out["tasks"]["cnn"]["population"]
     assert ray_pbt["compute"] > 0 and ray_pbt["final_val_loss"] == ray_pbt["members_final"][0]
+
+
+@pytest.mark.slow
+def test_nas_lm_quick_compares_like_with_like():
+    out = _run_script("bench/bench_nas_lm.py", "--quick")
+    base = out["best_homogeneous"]
+    assert len({json.dumps(layer, sort_keys=True) for layer in base["layers"]}) == 1  # homogeneous
+    if out["best_searched"] is not None:
+        assert out["best_searched"]["params"] <= base["params"]
+        assert out["searched_beats_homogeneous"] == (out["best_searched"]["val_loss"] < base["val_loss"])
