@@ -20,6 +20,7 @@ from search.algorithms.base import Algorithm, History, Proposal
 from search.backends.base import Backend
 from search.config import StudyConfig
 from storage.records import TERMINAL_STATES, CheckpointRecord, StudyRecord, TrialRecord, TrialState
+from trials import artifacts
 from trials.api import TrialEvent, TrialSpec
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class Controller:
         self.study = study
         self.on_progress = on_progress
         self.heartbeat_s = heartbeat_s
-        self.artifacts = os.path.abspath(config.artifacts)
+        self.artifacts = config.artifacts if artifacts.is_url(config.artifacts) else os.path.abspath(config.artifacts)
         self._trials: dict[int, TrialRecord] = {}  # by number; insertion order is number order
         self._running: dict[int, TrialRecord] = {}  # trial id -> record of the attempt in flight
         self._waiting: deque[int] = deque()  # trial numbers to dispatch again
@@ -118,7 +119,7 @@ class Controller:
             study=cfg.name, trial_id=rec.id, number=rec.number, attempt=rec.attempt,
             entrypoint=cfg.entrypoint, config={**cfg.trial_params, **rec.params},
             seed=trial_seed(cfg.seed, rec.number), data_seed=cfg.seed, objective_metrics=cfg.metrics,
-            checkpoint_dir=os.path.join(self.artifacts, cfg.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt}"),
+            checkpoint_dir=artifacts.join(self.artifacts, cfg.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt}"),
             resume_from=None if resume is None else resume.path,
             resume_checksum=None if resume is None else resume.checksum,
             cpus=cfg.cpus, gpus=cfg.gpus,
@@ -127,7 +128,7 @@ class Controller:
     def _dispatch(self, rec: TrialRecord) -> None:
         # A later attempt (a retry, or a PBT member restarted from its parent's copied
         # checkpoint) continues from the trial's newest recorded checkpoint.
-        resume = self.storage.latest_checkpoint(rec.id) if rec.attempt > 0 else None
+        resume = self.storage.latest_checkpoint(rec.id, artifacts.exists) if rec.attempt > 0 else None
         if resume is not None:
             self._resumed_at[rec.id] = resume.step
         self._running[rec.id] = rec
@@ -250,9 +251,9 @@ class Controller:
         cks = sorted(self.storage.get_checkpoints(trial_id), key=lambda c: c.id)
         protected = {c.path for c in cks[-self.config.keep_last:]}
         for c in cks[:-self.config.keep_last]:
-            if c.path not in protected and os.path.exists(c.path):
+            if c.path not in protected and artifacts.exists(c.path):
                 try:
-                    os.remove(c.path)
+                    artifacts.remove(c.path)
                 except OSError as exc:
                     log.warning("could not delete old checkpoint %s: %s", c.path, exc)
 
@@ -266,20 +267,15 @@ class Controller:
         The checkpoint is copied into the member's next attempt folder (so retention of the
         parent's files can never pull it away) and recorded as the member's own. False when the
         parent has no checkpoint yet: the member then simply ends as it stopped."""
-        import shutil
-
-        from trials.api import file_checksum
-
         parent = self._trials.get(int(extra["parent"]))
-        ck = None if parent is None else self.storage.latest_checkpoint(parent.id)
+        ck = None if parent is None else self.storage.latest_checkpoint(parent.id, artifacts.exists)
         if ck is None:
             log.warning("trial %d: exploit of %s skipped, the parent has no checkpoint yet", rec.number, extra["parent"])
             return False
-        dest_dir = os.path.join(self.artifacts, self.config.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt + 1}")
-        os.makedirs(dest_dir, exist_ok=True)
-        dest = os.path.join(dest_dir, f"from-trial-{parent.number:05d}-step-{ck.step:08d}.pt")
-        shutil.copyfile(ck.path, dest)
-        checksum = file_checksum(dest)
+        dest = artifacts.join(self.artifacts, self.config.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt + 1}",
+                              f"from-trial-{parent.number:05d}-step-{ck.step:08d}.pt")
+        artifacts.copy(ck.path, dest)
+        checksum = artifacts.checksum(dest)
         if checksum != ck.checksum:
             log.warning("trial %d: parent checkpoint %s is corrupt; exploit skipped", rec.number, ck.path)
             return False
@@ -287,6 +283,8 @@ class Controller:
         if new is None:
             return False
         self.storage.add_checkpoint(rec.id, new.attempt, ck.step, dest, checksum)
+        if self.config.keep_last is not None:
+            self._retain(rec.id)
         self.storage.add_exploit(self.study.id, rec.id, number=rec.number, parent_number=parent.number,
                                  step=ev.step if ev.step is not None else step, parent_step=ck.step,
                                  params_before=rec.params, params_after=new.params)

@@ -44,7 +44,9 @@ def run(study: StudyConfig | Mapping[str, Any] | str, *, storage: str | None = N
 
     config = load_config(study)
     raw = dict(config.raw)
-    raw["artifacts"] = os.path.abspath(config.artifacts)
+    from trials.artifacts import is_url
+
+    raw["artifacts"] = config.artifacts if is_url(config.artifacts) else os.path.abspath(config.artifacts)
     config = parse_study(raw)
     from storage import StudyNotFound
 

@@ -494,11 +494,11 @@ class Storage:
             return [CheckpointRecord(id=r.id, trial_id=r.trial_id, step=r.step, path=r.path, checksum=r.checksum,
                                      attempt=r.attempt, created_at=r.created_at) for r in rows]
 
-    def latest_checkpoint(self, trial_id: int) -> CheckpointRecord | None:
-        """The most recently recorded checkpoint whose file still exists (after a PBT exploit that
-        is the parent's copied checkpoint, whatever its step)."""
+    def latest_checkpoint(self, trial_id: int, exists=os.path.exists) -> CheckpointRecord | None:
+        """The most recently recorded checkpoint whose file still exists, by ``exists`` (after a
+        PBT exploit that is the parent's copied checkpoint, whatever its step)."""
         for ck in sorted(self.get_checkpoints(trial_id), key=lambda c: c.id, reverse=True):
-            if os.path.exists(ck.path):
+            if exists(ck.path):
                 return ck
         return None
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,11 +64,10 @@ class TrialEvent:
 
 
 def file_checksum(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+    """``sha256:<hex>`` of a file or of an object behind a URL."""
+    from trials import artifacts
+
+    return artifacts.checksum(path)
 
 
 def snapshot(state: Any) -> Any:
@@ -164,7 +162,15 @@ class Reporter:
         return self.should_stop
 
     def checkpoint_path(self, step: int) -> str:
-        return os.path.join(self.spec.checkpoint_dir, f"step-{int(step):08d}.pt")
+        """Where ``save_checkpoint`` writes the file: the checkpoint folder, or a local staging
+        folder when the artifact store is a URL (the file is uploaded once durable)."""
+        from trials import artifacts
+
+        name = f"step-{int(step):08d}.pt"
+        if artifacts.is_url(self.spec.checkpoint_dir):
+            spec = self.spec
+            return os.path.join(artifacts.staging_dir(spec.study, str(spec.trial_id), str(spec.attempt)), name)
+        return os.path.join(self.spec.checkpoint_dir, name)
 
     def save_checkpoint(self, state: Mapping[str, Any], step: int) -> str:
         """Snapshot ``state`` and write it with ``torch.save`` in the background; returns the path
@@ -203,30 +209,40 @@ class Reporter:
                 self._writer = None
 
     def record_checkpoint(self, path: str, step: int) -> None:
-        """Tell the controller about a checkpoint file that is already durable on disk."""
-        self._emit(
-            TrialEvent(
-                "checkpoint", self.spec.trial_id, self.spec.attempt, step=int(step),
-                path=os.path.abspath(path), checksum=file_checksum(path),
-            )
-        )
+        """Tell the controller about a checkpoint file that is already durable on disk; with a URL
+        artifact store it is uploaded first (and the local copy removed)."""
+        from trials import artifacts
+
+        digest = file_checksum(path)
+        where = os.path.abspath(path)
+        if artifacts.is_url(self.spec.checkpoint_dir):
+            where = artifacts.join(self.spec.checkpoint_dir, os.path.basename(path))
+            artifacts.publish(path, where)
+            os.remove(path)
+        self._emit(TrialEvent("checkpoint", self.spec.trial_id, self.spec.attempt, step=int(step),
+                              path=where, checksum=digest))
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The state to resume from, or None for a fresh start. Verifies the recorded checksum."""
         if not self.spec.resume_from:
             return None
+        import tempfile
+
         import torch
 
-        if not os.path.isfile(self.spec.resume_from):
+        from trials import artifacts
+
+        src = self.spec.resume_from
+        if not artifacts.exists(src):
             raise FileNotFoundError(
-                f"resume_from {self.spec.resume_from!r} does not exist; resume from a checkpoint "
-                f"path recorded by a checkpoint event"
+                f"resume_from {src!r} does not exist; resume from a checkpoint path recorded by a checkpoint event"
             )
-        if self.spec.resume_checksum is not None:
-            got = file_checksum(self.spec.resume_from)
-            if got != self.spec.resume_checksum:
-                raise RuntimeError(
-                    f"checkpoint {self.spec.resume_from} is corrupt: checksum {got} != recorded "
-                    f"{self.spec.resume_checksum}"
-                )
-        return torch.load(self.spec.resume_from, map_location="cpu", weights_only=False)
+        with tempfile.TemporaryDirectory(dir=artifacts.staging_dir()) as tmp:
+            local = artifacts.fetch(src, tmp) if artifacts.is_url(src) else src
+            if self.spec.resume_checksum is not None:
+                got = file_checksum(local)
+                if got != self.spec.resume_checksum:
+                    raise RuntimeError(
+                        f"checkpoint {src} is corrupt: checksum {got} != recorded {self.spec.resume_checksum}"
+                    )
+            return torch.load(local, map_location="cpu", weights_only=False)

@@ -12,13 +12,13 @@ from storage import TrialState, open_storage
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def _study(name, entrypoint, tmp_path, trials=6, parallel=2, cpus=0.5, params=None):
+def _study(name, entrypoint, tmp_path, trials=6, parallel=2, cpus=0.5, params=None, artifacts=None):
     return parse_study({
         "name": name, "objective": {"metric": "loss", "direction": "minimize"},
         "trial": {"entrypoint": entrypoint, "params": params or {}},
         "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         "algorithm": {"name": "random", "seed": 0}, "budget": {"trials": trials, "parallel": parallel},
-        "resources": {"cpus": cpus}, "artifacts": str(tmp_path / "artifacts"),
+        "resources": {"cpus": cpus}, "artifacts": artifacts or str(tmp_path / "artifacts"),
     })
 
 
@@ -63,8 +63,11 @@ def test_stop_decisions_reach_ray_workers(ray_session, sqlite_url, tmp_path):
     assert all(t.state == TrialState.PRUNED and 2 <= t.last_step < 30 for t in trials)
 
 
-def test_dead_worker_is_retried_from_its_checkpoint(ray_session, sqlite_url, tmp_path):
-    config = _study("ray-crash", "search_test_objectives:crash_once", tmp_path, trials=2, parallel=2)
+@pytest.mark.parametrize("store", ["folder", "url"])
+def test_dead_worker_is_retried_from_its_checkpoint(ray_session, sqlite_url, tmp_path, store):
+    """With a folder or an object-store URL (file://, through fsspec, as s3:// would be)."""
+    url = f"file://{tmp_path}/store" if store == "url" else None
+    config = _study("ray-crash", "search_test_objectives:crash_once", tmp_path, trials=2, parallel=2, artifacts=url)
     st, summary, trials = _run(config, sqlite_url)
     assert summary.complete == 2
     for t in trials:
