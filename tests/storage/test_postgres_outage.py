@@ -1,4 +1,4 @@
-"""PostgreSQL stops for 20 s in the middle of a study and comes back: the controller backs off,
+"""PostgreSQL stops for 30 s in the middle of a study and comes back: the controller backs off,
 the study completes, nothing is lost."""
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_study_survives_a_postgres_restart(tmp_path, pg_url):
             assert time.time() < deadline and proc.poll() is None
             time.sleep(0.1)
         _pg("stop")
-        time.sleep(20)
+        time.sleep(30)
     finally:
         _pg("start")
     out, err = proc.communicate(timeout=300)
