@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import os
 import time
 from datetime import datetime, timezone
@@ -133,6 +134,7 @@ class Storage:
             if db and db != ":memory:" and not os.path.exists(db):
                 raise StorageError(f"no database file at {db!r}; run a study first or check --storage")
         self.engine = self._make_engine(url)
+        self._row_locks = self.engine.dialect.name != "sqlite"
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._prepare(create=create, upgrade=upgrade)
 
@@ -312,6 +314,10 @@ class Storage:
             now = _now()
             try:
                 with self.engine.begin() as conn:
+                    if self._row_locks:
+                        # Serialise number allocation per study on servers with row locks; SQLite
+                        # serialises writers itself and a rare clash retries below.
+                        conn.execute(select(StudyRow.id).where(StudyRow.id == study_id).with_for_update())
                     number = conn.scalar(
                         select(func.coalesce(func.max(_T.c.number), -1) + 1).where(_T.c.study_id == study_id)
                     )
@@ -322,7 +328,7 @@ class Storage:
                     ).returning(*_T.c)).one()
                 return self._trial(row)
             except IntegrityError:
-                time.sleep(0.001 * (attempt + 1))
+                time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
         raise StorageError(f"could not allocate a trial number for study {study_id} after 50 tries")
 
     @_retrying

@@ -185,7 +185,9 @@ def test_losing_a_node_retries_its_trials_from_checkpoints(cluster, tmp_path, pg
             running = []
         # Three slots of one CPU each: two fit on the head, the third can only be on node2, so
         # once all three trials are running past step 2, one of them is on the node we kill.
-        if len(running) == 3 and all((t.last_step or 0) >= 2 for t in running):
+        # ...and none near its end, so no trial finishes (and a fresh one takes its slot)
+        # between this check and the kill.
+        if len(running) == 3 and all(2 <= (t.last_step or 0) <= 5 for t in running):
             ready = True
         time.sleep(0.3)
     cluster.kill_node()
