@@ -8,10 +8,12 @@ event for its attempt and a fresh actor for the slot.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import queue
 import threading
+import time
 from typing import Any
 
 from search.backends.base import Backend, BackendError, drain
@@ -23,13 +25,21 @@ log = logging.getLogger("search.ray")
 
 class TrialWorker:
     """The actor body (wrapped with ``ray.remote`` on first use, so importing this module does not
-    import ray). ``max_concurrency=2``: ``stop`` must get through while ``run`` is streaming."""
+    import ray). ``run`` trains one trial and returns its events; while it runs, ``drain``
+    long-polls the events so far, and ``stop`` flags the trial: hence ``max_concurrency=3``.
+
+    Events are numbered, because ``drain`` and the end of ``run`` share one queue: the caller
+    merges both channels by number. A short trial costs one plain actor call, not a stream.
+    """
 
     def __init__(self) -> None:
         import ray
 
         self._stop: set[int] = set()
         self._node = ray.get_runtime_context().get_node_id()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
 
     def node_id(self) -> str:
         return self._node
@@ -37,28 +47,29 @@ class TrialWorker:
     def stop(self, trial_id: int) -> None:
         self._stop.add(trial_id)
 
-    def run(self, spec: TrialSpec):
+    def _emit(self, ev: TrialEvent) -> None:
+        with self._lock:  # numbering and enqueueing together keep numbers in queue order
+            self._events.put((next(self._seq), ev))
+
+    def drain(self, timeout: float) -> list[tuple[int, TrialEvent]]:
+        return [item for item in drain(self._events, timeout) if item[1] is not None]
+
+    def run(self, spec: TrialSpec) -> list[tuple[int, TrialEvent]]:
         from trials.runner import run_trial
 
-        events: queue.SimpleQueue = queue.SimpleQueue()
-
-        def target() -> None:
-            try:
-                run_trial(spec, events.put, lambda: spec.trial_id in self._stop)
-            except BaseException as exc:  # noqa: BLE001 - surfaces as a lost attempt
-                events.put(TrialEvent("lost", spec.trial_id, spec.attempt, error=f"{type(exc).__name__}: {exc}"))
-
-        threading.Thread(target=target, name=f"trial-{spec.trial_id}", daemon=True).start()
         try:
-            while True:
-                ev = events.get()
-                if ev.kind == "done":
-                    ev = dataclasses.replace(ev, node=self._node)
-                yield ev
-                if ev.kind in ("done", "lost"):
-                    return
+            done = run_trial(spec, lambda ev: None if ev.kind == "done" else self._emit(ev),
+                             lambda: spec.trial_id in self._stop)
+            self._emit(dataclasses.replace(done, node=self._node))
+        except BaseException as exc:  # noqa: BLE001 - surfaces as a lost attempt
+            self._emit(TrialEvent("lost", spec.trial_id, spec.attempt, error=f"{type(exc).__name__}: {exc}"))
         finally:
             self._stop.discard(spec.trial_id)
+        items = [item for item in drain(self._events, 0.0) if item[1] is not None]
+        # Wake a drain call that may be waiting on the (now empty) queue, so the caller does not
+        # wait out its timeout; a drain that finds this marker later ignores it.
+        self._events.put((-1, None))
+        return items
 
 
 _REMOTE_WORKER = None
@@ -111,6 +122,7 @@ class RayBackend(Backend):
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._owns_ray = False
+        self._placed: set[int] = set()  # slots whose actor Ray has placed
 
     def describe(self) -> str:
         return f"ray ({self.address or 'local'})"
@@ -135,7 +147,7 @@ class RayBackend(Backend):
             self._threads.append(t)
 
     def _new_actor(self):
-        return _worker_class().options(num_cpus=self._cpus, num_gpus=self._gpus, max_concurrency=2,
+        return _worker_class().options(num_cpus=self._cpus, num_gpus=self._gpus, max_concurrency=3,
                                        max_restarts=0).remote()
 
     def _ready_actor(self, slot: int):
@@ -154,11 +166,22 @@ class RayBackend(Backend):
             if done:
                 try:
                     ray.get(ready)
+                    self._placed.add(slot)
                     return actor
                 except ray.exceptions.RayError:
                     actor = self._actors[slot] = self._new_actor()
                     ready = actor.node_id.remote()
         return None
+
+    def wait_placed(self, timeout: float = 120.0) -> bool:
+        """Block until every slot's actor is placed (or ``timeout``); True if all are. Trials do
+        not need this (a slot takes work once placed); benchmarks use it to time dispatch alone."""
+        deadline = time.monotonic() + timeout
+        while len(self._placed) < len(self._threads):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def _slot_loop(self, slot: int) -> None:
         import ray
@@ -175,8 +198,7 @@ class RayBackend(Backend):
                 self._running[spec.trial_id] = actor
             finished = False
             try:
-                for ref in actor.run.remote(spec):
-                    ev = ray.get(ref)
+                for ev in self._events_of(actor, spec):
                     if not self._closed.is_set():
                         self._events.put(ev)
                     if ev.kind in ("done", "lost"):
@@ -190,6 +212,47 @@ class RayBackend(Backend):
             finally:
                 with self._lock:
                     self._running.pop(spec.trial_id, None)
+
+    # A trial shorter than this needs no second call: its events come back with ``run``'s result.
+    FIRST_POLL_S = 0.05
+
+    def _events_of(self, actor, spec: TrialSpec):
+        """Yield a trial's events in order while it runs: ``run``'s result at the end, and
+        long-polled ``drain`` batches meanwhile; both carry event numbers, merged here."""
+        import ray
+
+        run_ref = actor.run.remote(spec)
+        poll_ref = None
+        next_seq: int | None = None
+        held: dict[int, TrialEvent] = {}
+
+        def release(batch):
+            nonlocal next_seq
+            for seq, ev in batch:
+                held[seq] = ev
+            if next_seq is None and held:
+                next_seq = min(held)
+            while next_seq in held:
+                yield held.pop(next_seq)
+                next_seq += 1
+
+        timeout = self.FIRST_POLL_S
+        while True:
+            refs = [run_ref] if poll_ref is None else [run_ref, poll_ref]
+            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+            if poll_ref is not None and poll_ref in ready:
+                yield from release(ray.get(poll_ref))
+                poll_ref = None
+            if run_ref in ready:
+                final = ray.get(run_ref)
+                if poll_ref is not None:
+                    yield from release(ray.get(poll_ref))
+                yield from release(final)
+                yield from (held[k] for k in sorted(held))  # numbers are dense; nothing is left
+                return
+            if poll_ref is None:
+                poll_ref = actor.drain.remote(1.0)
+                timeout = None
 
     def submit(self, spec: TrialSpec) -> None:
         self._specs.put(spec)
