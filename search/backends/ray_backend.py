@@ -1,9 +1,10 @@
 """Ray backend: long-lived worker actors reused across trials, per-trial CPUs/GPUs (fractions
-allowed), events streamed back through an actor generator.
+allowed).
 
-One controller thread per slot drives one actor: it takes the next spec, calls the actor's
-streaming ``run`` and forwards each event. A dead actor (node lost, OOM-killed) becomes a ``lost``
-event for its attempt and a fresh actor for the slot.
+One controller thread per slot drives one actor: once Ray has placed the actor it takes the next
+spec, calls the actor's ``run`` (one plain call per trial) and, if the trial lasts, long-polls the
+actor's ``drain`` for the events so far; events are numbered and forwarded in order. A dead actor
+(node lost, OOM-killed) becomes a ``lost`` event for its attempt and a fresh actor for the slot.
 """
 from __future__ import annotations
 
