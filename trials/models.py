@@ -38,28 +38,35 @@ def build_mlp(sample_shape: Sequence[int], n_out: int, hidden: int, layers: int)
 CNN_LAYER_KEYS = ("width", "kernel", "skip")
 
 
-def normalize_cnn_layers(layers: Any, channels: int) -> list[dict[str, Any]]:
-    """A CNN as a list of ``{width, kernel, skip}`` dicts (missing keys: ``channels``, 3, false),
-    or an int: that many 3x3 layers of ``channels`` channels."""
+def _layer_dicts(layers: Any, known: Sequence[str], example: str, short_example: str,
+                 context: str = "") -> list[Mapping[str, Any]]:
+    """``layers`` as a list of dicts using only ``known`` keys: an int n means n empty dicts (all
+    defaults). Errors name the param and show an example."""
     if isinstance(layers, bool):
         raise ValueError(f"param 'layers' must be a layer count or a list of layer dicts, got {layers!r}")
     if isinstance(layers, int):
         if layers < 1:
-            raise ValueError(f"param 'layers' must be >= 1 for model cnn, got {layers}")
-        layers = [{} for _ in range(layers)]
+            raise ValueError(f"param 'layers' must be >= 1{context}, got {layers}")
+        return [{} for _ in range(layers)]
     if not isinstance(layers, (list, tuple)) or not layers:
-        raise ValueError(
-            f"param 'layers' must be a layer count or a non-empty list of dicts like "
-            f"{{width: 32, kernel: 3, skip: false}}, got {layers!r}"
-        )
-    out = []
+        raise ValueError(f"param 'layers' must be a layer count or a non-empty list of dicts like {example}, "
+                         f"got {layers!r}")
     for i, layer in enumerate(layers):
-        where = f"layers[{i}]"
         if not isinstance(layer, Mapping):
-            raise ValueError(f"param '{where}' must be a dict like {{width: 32, kernel: 3}}, got {layer!r}")
-        unknown = sorted(set(layer) - set(CNN_LAYER_KEYS))
+            raise ValueError(f"param 'layers[{i}]' must be a dict like {short_example}, got {layer!r}")
+        unknown = sorted(set(layer) - set(known))
         if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r} in param '{where}'; known keys: {list(CNN_LAYER_KEYS)}")
+            raise ValueError(f"unknown key {unknown[0]!r} in param 'layers[{i}]'; known keys: {list(known)}")
+    return list(layers)
+
+
+def normalize_cnn_layers(layers: Any, channels: int) -> list[dict[str, Any]]:
+    """A CNN as a list of ``{width, kernel, skip}`` dicts (missing keys: ``channels``, 3, false),
+    or an int: that many 3x3 layers of ``channels`` channels."""
+    out = []
+    for i, layer in enumerate(_layer_dicts(layers, CNN_LAYER_KEYS, "{width: 32, kernel: 3, skip: false}",
+                                           "{width: 32, kernel: 3}", " for model cnn")):
+        where = f"layers[{i}]"
         spec = {"width": layer.get("width", channels), "kernel": layer.get("kernel", 3),
                 "skip": layer.get("skip", False)}
         for key in ("width", "kernel"):
@@ -143,25 +150,10 @@ def normalize_layers(layers: Any, defaults: Mapping[str, Any]) -> list[dict[str,
     ``defaults``: a homogeneous model) or a list of dicts whose missing keys come from ``defaults``
     (``op``, ``width``; ``heads`` defaults to ``width // 64`` (at least 1) for attention and to
     ``width`` (depthwise) for conv; ``ffn`` to ``4 * width``; ``kernel`` to 7)."""
-    if isinstance(layers, bool):
-        raise ValueError(f"param 'layers' must be a layer count or a list of layer dicts, got {layers!r}")
-    if isinstance(layers, int):
-        if layers < 1:
-            raise ValueError(f"param 'layers' must be >= 1, got {layers}")
-        layers = [{} for _ in range(layers)]
-    if not isinstance(layers, (list, tuple)) or not layers:
-        raise ValueError(
-            f"param 'layers' must be a layer count or a non-empty list of dicts like "
-            f"{{op: attention, width: 64, heads: 2, ffn: 128}}, got {layers!r}"
-        )
     out = []
-    for i, layer in enumerate(layers):
+    for i, layer in enumerate(_layer_dicts(layers, LAYER_KEYS, "{op: attention, width: 64, heads: 2, ffn: 128}",
+                                           "{op: attention, width: 64}")):
         where = f"layers[{i}]"
-        if not isinstance(layer, Mapping):
-            raise ValueError(f"param '{where}' must be a dict like {{op: attention, width: 64}}, got {layer!r}")
-        unknown = sorted(set(layer) - set(LAYER_KEYS))
-        if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r} in param '{where}'; known keys: {list(LAYER_KEYS)}")
         op = layer.get("op", defaults.get("op", "attention"))
         if op not in LM_OPS:
             raise ValueError(f"param '{where}.op' must be one of {list(LM_OPS)}, got {op!r}")
