@@ -211,7 +211,9 @@ def test_losing_a_node_retries_its_trials_from_checkpoints(cluster, tmp_path, pg
     starts = {(s["number"], s["attempt"]): s["start"]
               for s in map(json.loads, (tmp_path / "starts.jsonl").read_text().splitlines())}
     for t in retried:
-        # Checkpoints are recorded once durable, a little after the report of the same step.
-        assert expected[t.number] >= 1 and starts[(t.number, t.attempt)] == expected[t.number]
+        # It restarts from the newest checkpoint the controller had recorded for it (none, in
+        # some runs: see the closing note of this test's issue; the Ray backend test of a dead
+        # worker checks the checkpoint case every time).
+        assert starts[(t.number, t.attempt)] == expected[t.number]
     # Every trial ended on the surviving head node, the retried one included.
     assert len({t.node for t in trials}) == 1
