@@ -345,6 +345,21 @@ def summarize(task: Task, per_seed: dict[int, dict[str, Run]]) -> dict[str, Any]
     return out
 
 
+def prepare(args, task_table) -> tuple[dict, list[str]]:
+    """Shared set-up of the benchmarks on the built-in trainers: one torch thread, quiet logs, and
+    the ``--tasks`` chosen from ``task_table(quick)`` (exits with a one-line error on an unknown one)."""
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("search").setLevel(logging.ERROR)
+    all_tasks = task_table(args.quick)
+    names = [t for t in args.tasks.split(",") if t]
+    unknown = [t for t in names if t not in all_tasks]
+    if unknown:
+        raise SystemExit(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(all_tasks)}")
+    return all_tasks, names
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="cnn,lm", help="comma-separated: cnn, lm")
@@ -356,15 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--more-trials", type=int, default=1, metavar="K",
                     help="also run our ASHA with K times the trials (its first draws are random search's)")
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    logging.getLogger("search").setLevel(logging.ERROR)
-    all_tasks = tasks(args.quick)
-    names = [t for t in args.tasks.split(",") if t]
-    unknown = [t for t in names if t not in all_tasks]
-    if unknown:
-        raise SystemExit(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(all_tasks)}")
+    all_tasks, names = prepare(args, tasks)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     if args.quick and args.seeds == "0,1,2":
         seeds = [0]

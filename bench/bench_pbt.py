@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import sys
@@ -45,7 +44,7 @@ for _p in (HERE, REPO):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_multifidelity import start_ray, tune_trainable  # noqa: E402
+from bench_multifidelity import prepare, start_ray, tune_trainable  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -250,15 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline end to end")
     ap.add_argument("--skip-ray", action="store_true", help="leave out Ray Tune's PBT")
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    logging.getLogger("search").setLevel(logging.ERROR)
-    all_tasks = tasks(args.quick)
-    names = [t for t in args.tasks.split(",") if t]
-    unknown = [t for t in names if t not in all_tasks]
-    if unknown:
-        raise SystemExit(f"--tasks: unknown task {unknown[0]!r}; choose from {', '.join(all_tasks)}")
+    all_tasks, names = prepare(args, tasks)
     seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",") if s]
     ray_seeds = set(seeds if args.ray_seeds is None else (int(s) for s in args.ray_seeds.split(",") if s))
     if args.skip_ray:
