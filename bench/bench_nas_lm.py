@@ -1,95 +1,244 @@
 """NAS over the heterogeneous LM space on real training: does search find an architecture with a
 lower validation loss than the best homogeneous one, at equal or smaller parameter count?
 
-    python bench/bench_nas_lm.py [--steps 150] [--trials 12] [--algorithm regevo] [--quick]
+    python bench/bench_nas_lm.py [--layers 4] [--widths 32,48] [--ffn-mult 2,4] [--steps 400]
+                                 [--trials 20] [--algorithm boshnas] [--confirm-seeds 1,2,3] [--jobs 2] [--quick]
 
-1. Every homogeneous 2-layer model of the grid (op x width) is trained: the baseline.
-2. A study searches the `lm-layers` space (per-layer op and width may differ) with the same
-   training budget, on the in-process backend.
-3. The answer compares the best searched model whose parameter count is at most the best
-   homogeneous model's with that model. Prints a table and a JSON line.
+1. Baseline: every homogeneous model of the space (all layers alike: each op x width x FFN size x
+   depth of the space) is trained with seed 0.
+2. Search: a study searches the `lm-layers` space (each layer picks its op, width, heads and FFN
+   size, FlexiBERT-style) for ``--trials`` trials, seed 0, on the in-process backend.
+3. Candidates: the best homogeneous model, and the best searched heterogeneous model whose
+   parameter count is at most the best homogeneous model's.
+4. Confirmation: both are retrained on fresh seeds (``--confirm-seeds``: new weights and batch
+   order; same data split). Both candidates were picked as the minimum of noisy seed-0 runs, so only
+   the fresh seeds compare them without that bias. The heterogeneous model wins when its mean over
+   the fresh seeds is lower by more than twice the standard error of the paired (same-seed)
+   differences.
 
-Byte-level LM on the Python standard library's sources, CPU, one seed; same lr, steps, batch size,
-context and data split for every model.
+Byte-level LM on the Python standard library's sources, CPU; every model gets the same lr, schedule,
+steps, batch size, context and data split. Trials run in ``--jobs`` processes (one thread each): the
+baseline beside the search, the confirmation runs side by side; results do not depend on it. Prints
+a table and a JSON line.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
+import multiprocessing
+import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 OPS = ["attention", "linear", "conv"]
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--trials", type=int, default=12)
-    ap.add_argument("--widths", default="32,48")
-    ap.add_argument("--algorithm", default="regevo")
-    ap.add_argument("--quick", action="store_true", help="tiny budget, for a smoke run")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.steps, args.trials, args.widths = 20, 4, "16,24"
-    widths = [int(w) for w in args.widths.split(",")]
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: {flag}: expected comma-separated integers, got {text!r}") from None
+    if not out or any(v < 0 for v in out):
+        raise SystemExit(f"error: {flag}: expected integers >= 0, got {text!r}")
+    return out
+
+
+def short(layers: list[dict]) -> str:
+    """``c64f2`` = conv, width 64, FFN 2x width; ``a``/``l`` = softmax/linear attention."""
+    return " ".join(f"{layer['op'][0]}{layer['width']}f{layer['ffn'] // layer['width']}" for layer in layers)
+
+
+def train_one(layers: list[dict], seed: int, fixed: dict, workdir: str, name: str) -> tuple[float, int]:
+    """Train one architecture with one seed, as a one-trial study of its own (a layer list is not a
+    categorical choice, so it cannot be one trial of a shared study); (val_loss, params)."""
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(1)
     import search
     from storage import open_storage
 
-    fixed = {"steps": args.steps, "context": 64, "batch_size": 32, "lr": 2e-3, "eval_every": args.steps,
-             "checkpoint_every": 0, "checkpoint_final": False, "seed": 0}
+    url = f"sqlite:///{workdir}/{name}.db"
+    search.run({"name": name, "objective": {"metric": "val_loss", "direction": "minimize"},
+                "backend": {"name": "inprocess"}, "artifacts": workdir, "space": {},
+                "algorithm": {"name": "random", "seed": 0}, "budget": {"trials": 1, "parallel": 1},
+                "trial": {"entrypoint": "builtin:lm", "params": {**fixed, "layers": layers, "seed": seed}}},
+               storage=url)
+    with open_storage(url) as st:
+        [t] = st.get_trials(st.get_study(name).id)
+    if t.value is None:
+        raise RuntimeError(f"training {short(layers)} (seed {seed}) failed: {t.state} {t.error}")
+    return t.value, int(t.metrics["params"])
+
+
+def verdict(seeds: list[int], homo: list[float], searched: list[float]) -> dict:
+    """Fresh-seed comparison: a win needs the mean paired (same-seed) difference below zero by more
+    than twice its standard error; one seed gives no error estimate, so no verdict."""
+    diffs = [n - h for n, h in zip(searched, homo)]
+    mean_d = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+    return {"seeds": seeds, "homogeneous": homo, "searched": searched, "homogeneous_mean": statistics.fmean(homo),
+            "searched_mean": statistics.fmean(searched), "mean_difference": mean_d, "se_difference": se,
+            "win": se is not None and mean_d < 0 and -mean_d > 2 * se}
+
+
+def describe(c: dict) -> str:
+    return (f"fresh seeds {c['seeds']}: homogeneous " + " ".join(f"{v:.4f}" for v in c["homogeneous"])
+            + f" (mean {c['homogeneous_mean']:.4f}); searched " + " ".join(f"{v:.4f}" for v in c["searched"])
+            + f" (mean {c['searched_mean']:.4f}); difference {c['mean_difference']:+.4f} "
+            + ("" if c["se_difference"] is None else f"+- {c['se_difference']:.4f} (SE) ")
+            + f"-> {'WIN' if c['win'] else 'no significant win'}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", default="4", help="depth range MIN,MAX (or one depth)")
+    ap.add_argument("--widths", default="32,48")
+    ap.add_argument("--ffn-mult", default="2,4")
+    ap.add_argument("--heads", default="2")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--context", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--algorithm", default="boshnas")
+    ap.add_argument("--confirm-seeds", default="1,2,3", help="fresh seeds for the final comparison ('' for none)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="processes: the baseline trains beside the search, the confirmation runs side by side")
+    ap.add_argument("--quick", action="store_true", help="tiny budget, for a smoke run")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.layers, args.widths, args.ffn_mult = "2", "16,24", "2"
+        args.steps, args.context, args.trials, args.confirm_seeds = 20, 32, 4, "1"
+    depth = _ints(args.layers, "--layers")
+    if len(depth) == 1:
+        depth = depth * 2
+    confirm_seeds = _ints(args.confirm_seeds, "--confirm-seeds") if args.confirm_seeds else []
+    if 0 in confirm_seeds:
+        raise SystemExit("error: --confirm-seeds: seed 0 chose the candidates; give fresh seeds, e.g. 1,2,3")
+    import torch
+
+    torch.set_num_threads(1)
+    import search
+    from search.config import parse_study
+    from storage import open_storage
+
+    fixed = {"steps": args.steps, "context": args.context, "batch_size": args.batch_size, "lr": args.lr,
+             "eval_every": args.steps, "checkpoint_every": 0, "checkpoint_final": False, "seed": 0}
+    space = {"layers": {"type": "lm-layers", "layers": depth, "ops": OPS, "widths": _ints(args.widths, "--widths"),
+                        "heads": _ints(args.heads, "--heads"), "ffn_mult": _ints(args.ffn_mult, "--ffn-mult")}}
+    if args.jobs < 1:
+        raise SystemExit(f"error: --jobs: expected an integer >= 1, got {args.jobs}")
     t0 = time.time()
+
+    def pool(n: int) -> ProcessPoolExecutor | None:
+        # Processes, not threads: every trial seeds torch's global generator, which threads share.
+        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
+
+    def train_all(jobs: list[tuple[list[dict], int, str]], wd: str, executor) -> list:
+        """Results in order: values when ``executor`` is None, else futures."""
+        if executor is None:
+            return [train_one(layers, seed, fixed, wd, name) for layers, seed, name in jobs]
+        return [executor.submit(train_one, layers, seed, fixed, wd, name) for layers, seed, name in jobs]
+
     with tempfile.TemporaryDirectory() as wd:
         url = f"sqlite:///{wd}/nas-lm.db"
-        common = {"objective": {"metric": "val_loss", "direction": "minimize"},
-                  "budget": {"parallel": 1}, "backend": {"name": "inprocess"}, "artifacts": wd}
-        homo = [[{"op": op, "width": w, **({"heads": 2} if op == "attention" else {}), "ffn": 2 * w}] * 2
-                for op in OPS for w in widths]
-        # A layer list is not a categorical choice (choices are scalars): one study per model.
-        baseline = []
-        for i, layers in enumerate(homo):
-            name = f"homo-{i}"
-            search.run({**common, "name": name, "trial": {"entrypoint": "builtin:lm", "params": {**fixed, "layers": layers}},
-                        "space": {}, "algorithm": {"name": "random", "seed": 0}, "budget": {"trials": 1, "parallel": 1}},
-                       storage=url)
-        nas_study = {**common, "name": "nas", "trial": {"entrypoint": "builtin:lm", "params": fixed},
-                     "space": {"layers": {"type": "lm-layers", "layers": [2, 2], "ops": OPS, "widths": widths,
-                                          "heads": [2], "ffn_mult": [2]}},
-                     "algorithm": {"name": args.algorithm, "seed": 0},
+        nas_study = {"objective": {"metric": "val_loss", "direction": "minimize"},
+                     "backend": {"name": "inprocess"}, "artifacts": wd, "name": "nas",
+                     "trial": {"entrypoint": "builtin:lm", "params": fixed},
+                     "space": space, "algorithm": {"name": args.algorithm, "seed": 0},
                      "budget": {"trials": args.trials, "parallel": 1}}
+        [arch] = list(parse_study(nas_study).space)
+        homo = arch.homogeneous()
+
+        # The baseline trains in jobs - 1 worker processes while the search runs here: neither
+        # depends on the other.
+        t_search = time.time()
+        side = pool(args.jobs - 1)
+        pending = train_all([(layers, 0, f"homo-{i}") for i, layers in enumerate(homo)], wd, side)
         search.run(nas_study, storage=url)
         with open_storage(url) as st:
-            for i, layers in enumerate(homo):
-                [t] = st.get_trials(st.get_study(f"homo-{i}").id)
-                baseline.append((t.value, int(t.metrics["params"]), layers))
             nas = [(t.value, int(t.metrics["params"]), t.params["layers"])
                    for t in st.get_trials(st.get_study("nas").id) if t.value is not None]
-    best_h = min(baseline, key=lambda r: r[0])
-    eligible = [r for r in nas if r[1] <= best_h[1]]
-    best_n = min(eligible, key=lambda r: r[0]) if eligible else None
-    heterogeneous = best_n is not None and len({json.dumps(l, sort_keys=True) for l in best_n[2]}) > 1
+        t_search_end = time.time()
+        baseline = [(*(r.result() if side else r), layers) for r, layers in zip(pending, homo)]
+        if side is not None:
+            side.shutdown()
+        t_confirm = time.time()
+        best_h = min(baseline, key=lambda r: r[0])
+        hetero = [r for r in nas if len({json.dumps(x, sort_keys=True) for x in r[2]}) > 1]
+        eligible = [r for r in hetero if r[1] <= best_h[1]]
+        best_n = min(eligible, key=lambda r: r[0]) if eligible else None
+        # Budget-matched (a FlexiBERT-style size-for-size view): each searched heterogeneous model
+        # against the best homogeneous model no larger than it; the lowest-loss one that beats its
+        # match at seed 0 is re-checked on the fresh seeds too.
+        matched = []
+        for r in hetero:
+            within = [h for h in baseline if h[1] <= r[1]]
+            if within and r[0] < min(within, key=lambda h: h[0])[0]:
+                matched.append((r, min(within, key=lambda h: h[0])))
+        best_m = min(matched, key=lambda m: m[0][0]) if matched else None
+        pairs = {}
+        if best_n is not None:
+            pairs["main"] = (best_h, best_n)
+        if best_m is not None and (best_m[1], best_m[0]) != pairs.get("main"):
+            pairs["matched"] = (best_m[1], best_m[0])
+        confirmed: dict[str, dict] = {}
+        if pairs and confirm_seeds:
+            jobs = []
+            for tag, (h, n) in pairs.items():
+                jobs += [(h[2], s, f"confirm-{tag}-homo-{s}") for s in confirm_seeds]
+                jobs += [(n[2], s, f"confirm-{tag}-nas-{s}") for s in confirm_seeds]
+            both = pool(args.jobs if args.jobs > 1 else 0)
+            runs = [(r.result() if both else r)[0] for r in train_all(jobs, wd, both)]
+            if both is not None:
+                both.shutdown()
+            k = len(confirm_seeds)
+            for i, tag in enumerate(pairs):
+                confirmed[tag] = verdict(confirm_seeds, runs[2 * i * k:(2 * i + 1) * k],
+                                         runs[(2 * i + 1) * k:(2 * i + 2) * k])
+            if best_m is not None and "matched" not in pairs:  # the same pair as the main comparison
+                confirmed["matched"] = confirmed["main"]
+        confirm, confirm_m = confirmed.get("main"), confirmed.get("matched")
+        t_end = time.time()
 
-    def short(layers):
-        return " + ".join(f"{l['op']}{l['width']}" for l in layers)
-
-    print(f"byte-level LM, {args.steps} steps, batch 32 x 64 bytes, lr 2e-3, CPU; {args.algorithm}, {args.trials} trials")
-    print(f"{'model':<34} {'params':>8} {'val_loss':>9}")
-    for v, p, layers in sorted(baseline):
-        print(f"homogeneous {short(layers):<22} {p:>8} {v:>9.4f}")
-    for v, p, layers in sorted(nas)[:5]:
-        print(f"searched    {short(layers):<22} {p:>8} {v:>9.4f}")
-    win = best_n is not None and best_n[0] < best_h[0]
-    print(f"best homogeneous: {short(best_h[2])} {best_h[0]:.4f} ({best_h[1]} params); best searched at <= its size: "
+    print(f"byte-level LM: {args.steps} steps of {args.batch_size} x {args.context} bytes, lr {args.lr}, CPU; "
+          f"space: {depth[0]}-{depth[1]} layers, ops {'/'.join(OPS)}, widths {args.widths}, ffn x{args.ffn_mult}, "
+          f"heads {args.heads}; {args.algorithm}, {args.trials} trials")
+    print("layer code: a/l/c = softmax attention / linear attention / gated conv, then width, f = FFN multiple")
+    print(f"{'model (seed 0)':<44} {'params':>8} {'val_loss':>9}")
+    for v, p, layers in sorted(baseline, key=lambda r: r[0]):
+        print(f"homogeneous {short(layers):<32} {p:>8} {v:>9.4f}")
+    for v, p, layers in sorted(nas, key=lambda r: r[0])[:8]:
+        print(f"searched    {short(layers):<32} {p:>8} {v:>9.4f}")
+    win0 = best_n is not None and best_n[0] < best_h[0]
+    print(f"seed 0: best homogeneous {short(best_h[2])} {best_h[0]:.4f} ({best_h[1]} params); best searched "
+          f"heterogeneous at <= its size: "
           + ("none" if best_n is None else f"{short(best_n[2])} {best_n[0]:.4f} ({best_n[1]} params)")
-          + f" -> {'lower' if win else 'not lower'}{' (heterogeneous)' if heterogeneous else ''}")
-    result = {"bench": "nas_lm", "steps": args.steps, "trials": args.trials, "algorithm": args.algorithm,
-              "best_homogeneous": {"layers": best_h[2], "params": best_h[1], "val_loss": best_h[0]},
-              "best_searched": None if best_n is None else {"layers": best_n[2], "params": best_n[1], "val_loss": best_n[0]},
-              "searched_beats_homogeneous": win, "winner_is_heterogeneous": heterogeneous,
+          + f" -> {'lower' if win0 else 'not lower'}")
+    if confirm is not None:
+        print("  " + describe(confirm))
+    print("budget-matched: best searched heterogeneous model that beats the best homogeneous model no larger "
+          "than it: " + ("none" if best_m is None else
+                         f"{short(best_m[0][2])} {best_m[0][0]:.4f} ({best_m[0][1]} params) vs {short(best_m[1][2])} "
+                         f"{best_m[1][0]:.4f} ({best_m[1][1]} params)"))
+    if confirm_m is not None:
+        print("  " + describe(confirm_m))
+    print(f"time ({args.jobs} processes): baseline ({len(baseline)} models) and search {t_confirm - t_search:.0f} s "
+          f"(search alone {t_search_end - t_search:.0f} s), confirmation {t_end - t_confirm:.0f} s")
+
+    def row(r):
+        return None if r is None else {"layers": r[2], "params": r[1], "val_loss": r[0]}
+
+    result = {"bench": "nas_lm", "steps": args.steps, "context": args.context, "batch_size": args.batch_size,
+              "lr": args.lr, "space": space["layers"], "trials": args.trials, "algorithm": args.algorithm,
+              "n_homogeneous": len(baseline), "best_homogeneous": row(best_h), "best_searched": row(best_n),
+              "searched_beats_homogeneous": win0, "winner_is_heterogeneous": best_n is not None,
+              "confirmation": confirm, "heterogeneous_wins": bool(confirm and confirm["win"]),
+              "budget_matched": None if best_m is None else {"searched": row(best_m[0]), "homogeneous": row(best_m[1]),
+                                                             "confirmation": confirm_m},
+              "budget_matched_wins": bool(confirm_m and confirm_m["win"]),
               "elapsed_s": round(time.time() - t0, 1)}
     print(json.dumps(result))
     return result

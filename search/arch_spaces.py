@@ -10,6 +10,8 @@ returned object follows the parameter protocol of ``search.space`` (``name``, ``
   categorical choices, so samplers that only know categoricals (Optuna's TPE) can search it;
 - ``schema()``: the space's options as plain data, which ``surrogates.arch_encoding`` turns into
   feature vectors without importing ``search``.
+- ``homogeneous()`` (layer-list spaces): every architecture whose layers are all alike, the
+  baseline of a heterogeneous search.
 
 Values are JSON data (a string, or a list of per-layer dicts) so they round-trip through storage
 unchanged. Spaces compose the DeepArchitect way: each is declared with its own options, and a study
@@ -237,6 +239,12 @@ class _LayerListParam:
             for combo in itertools.product(layer_grid, repeat=depth):
                 out.append([dict(layer) for layer in combo])
         return out
+
+    def homogeneous(self) -> list[list[dict[str, Any]]]:
+        """Every architecture of the space whose layers are all the same layer, shallowest first:
+        the baseline a heterogeneous search has to beat."""
+        lo, hi = self.depth
+        return [[dict(layer) for _ in range(depth)] for depth in range(lo, hi + 1) for layer in self._all_layers()]
 
     def _all_layers(self) -> list[dict[str, Any]]:
         raise NotImplementedError
