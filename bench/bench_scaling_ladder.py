@@ -1,15 +1,34 @@
 """Scaling ladder on the built-in byte-level LM: does a ladder of small models predict a larger one?
 
-1. A `scaling` study trains 2-layer attention models of width 12, 16, 20 on the stdlib corpus on
-   131k, 393k and 1.05M tokens, walking the learning rate in each cell until its optimum is pinned,
-   fits the loss and lr laws, and (run_target) trains the target model, a 2-layer width-48 model
-   (4.5x the largest rung's non-embedding parameters) on 1.05M tokens, at the predicted lr.
+1. A `scaling` study trains six models whose depth grows with their width (layers x width: 1x8,
+   1x12, 2x12, 2x16, 3x18, 3x22; 2.9k to 24k non-embedding parameters), every one on the target's
+   1.05M tokens (1024 steps of 16 sequences of 64 bytes), walking the learning rate in each cell
+   until its optimum is pinned. It fits L(N) = E + A/N^alpha and lr* = c*N^a over the tuned cells
+   and, with run_target, trains the target, a 5x44 model (130k non-embedding parameters: 5.4x the
+   largest rung; 4.7x in all parameters), on the same tokens at the predicted learning rate.
 2. A `grid` study sweeps the learning rate at the target size, to see whether the predicted lr
    lies in the flat region: the learning rates whose loss is within 1% of the sweep's best.
 
-Prints figures, then one JSON line. `--quick` is a smoke run on smaller models (minutes); `--widths`,
-`--target-width` and `--tokens` change the ladder (e.g. 16,24,32 / 72 / 262144,524288,1048576).
-Run on shared CPUs with `nice`, e.g.
+Design notes, from sweeps on this trainer (numbers in the README):
+- One token budget. At 128-1024 steps these models are step-limited, and the gain from a longer
+  run grows with the model (width 8: -0.14 nats from 256 to 1024 steps; width 16: -0.30). The
+  additive Chinchilla form E + A/N^alpha + B/D^beta cannot express that: fitted over 131k, 393k
+  and 1.05M tokens, its N term was flattened by the short cells and it predicted a 2x48 model
+  +7.0% / +7.3% too high. Training every rung on the target's tokens removes the data term from
+  the extrapolation (it folds into E).
+- Depth grows with width, in the rungs as in the target. At a fixed 2 layers the lr-tuned loss
+  falls steadily from width 8 to 20 and then flattens (2x20: 2.03, 2x48: 1.88), so a 2-layer
+  ladder of widths 8-20 predicted the 2x48 model 8% too low. Kaplan et al. (Fig. 6) see 1- and
+  2-layer models leave the trend as they grow; here deeper models also train slower per step
+  (5x44 at 1024 steps is worse than 2x48), so the ladder must be of the target's family for its
+  curve to bend the same way.
+
+Anchors in the same run, on the same tuned cells: a pure power law L = (Nc/N)^alpha (Kaplan et al.,
+no floor), and the size law refitted with N counted as all parameters and as the transformer
+blocks only (without the untied output head).
+
+Prints figures, then one JSON line. `--quick` is a smoke run on smaller models (a few minutes);
+`--rungs`, `--target`, `--tokens` and `--seeds` change the ladder. Run on shared CPUs with `nice`:
     nohup nice -n 10 python bench/bench_scaling_ladder.py > /tmp/bench_ladder.log 2>&1 &
 """
 from __future__ import annotations
@@ -21,24 +40,30 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Every rung trains on the same token budgets (128, 384 and 1024 steps at batch 16): at a few
-# hundred steps these models are step-limited, and budgets scaled per parameter (5-20 tokens per
-# parameter) left the small rungs so short that loss rose with width at a fixed budget.
-FULL = {"widths": [12, 16, 20], "target_width": 48, "layers": 2, "budget": ("tokens", [131072, 393216, 1048576]),
-        "target_tokens": 1048576, "lrs": [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2],
-        "sweep_lrs": [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2], "batch_sizes": [16]}
-QUICK = {"widths": [8, 12, 16], "target_width": 32, "layers": 1, "budget": ("tokens", [8192, 16384, 32768]),
-         "target_tokens": 32768, "lrs": [2e-3, 8e-3, 3.2e-2], "sweep_lrs": [2e-3, 8e-3, 3.2e-2], "batch_sizes": [16]}
+# (layers, width): depth grows with width (width / layers between 6 and 12), as in the target.
+FULL = {"rungs": [(1, 8), (1, 12), (2, 12), (2, 16), (3, 18), (3, 22)], "target": (5, 44), "tokens": 1048576,
+        "lrs": [2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2, 6.4e-2, 1.28e-1],
+        "sweep_lrs": [2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2], "batch_size": 16, "seeds": 1}
+QUICK = {"rungs": [(1, 8), (1, 12), (2, 12), (2, 16)], "target": (2, 32), "tokens": 32768,
+         "lrs": [4e-3, 1.6e-2, 6.4e-2], "sweep_lrs": [4e-3, 1.6e-2, 6.4e-2], "batch_size": 16, "seeds": 1}
 FLAT_TOLERANCE = 0.01
 
 
 def _trial_params() -> dict:
     # One eval at the end, no checkpoints: the ladder only needs the final loss. A fixed seed gives
-    # every trial the same initialisation and batches, so lr sweeps compare like with like.
+    # every trial the same initialisation stream and batches, so lr sweeps compare like with like
+    # (with --seeds k the ladder overrides it per trial); every trial is evaluated on the same
+    # validation windows.
     return {"eval_every": 100000, "checkpoint_every": 0, "checkpoint_final": False, "seed": 0, "data_seed": 0}
+
+
+def _shape(text: str) -> tuple[int, int]:
+    layers, width = text.lower().split("x")
+    return int(layers), int(width)
 
 
 def _printer(label: str):
@@ -54,14 +79,46 @@ def _printer(label: str):
     return show
 
 
-def main() -> int:
+def _anchors(cells: list[dict[str, Any]], target: tuple[int, int], context: int, observed: float) -> dict[str, Any]:
+    """Other readings of the same tuned cells: a pure power law, and other parameter counts."""
+    import numpy as np
+
+    from search.algorithms.scaling_ladder import heads_for, lm_param_counts
+    from surrogates.scaling import Runs, fit_kaplan, fit_size_law
+
+    def counts(layers: int, width: int) -> dict[str, float]:
+        spec = [{"op": "attention", "width": width, "heads": heads_for(width, 16), "ffn": 4 * width}] * layers
+        total, non_emb = lm_param_counts(spec, context)
+        return {"non_embedding": non_emb, "total": total, "blocks_only": non_emb - 258 * width}  # head + final norm
+
+    loss = np.array([c["loss"] for c in cells])
+    d = np.full(loss.shape, float(cells[0]["D"]))
+    out: dict[str, Any] = {}
+    for name in ("non_embedding", "total", "blocks_only"):
+        n = np.array([counts(c["layers"], c["width"])[name] for c in cells], float)
+        runs = Runs(N=n, D=d, C=6 * n * d, loss=loss)
+        nt = counts(*target)[name]
+        fit = fit_size_law(runs, n_bootstrap=0)
+        pred = float(fit.predict(nt)[0])
+        out[f"size_law_{name}"] = {"predicted": pred, "relative_error": (pred - observed) / observed,
+                                   "size_ratio": nt / n.max(), "params": fit.params}
+        if name == "non_embedding":
+            kap = fit_kaplan(runs, "N", frontier=False, n_bootstrap=0)
+            pk = float(kap.predict(nt)[0])
+            out["pure_power_law_non_embedding"] = {"predicted": pk, "relative_error": (pk - observed) / observed,
+                                                   "params": kap.params}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run on smaller models")
     ap.add_argument("--out", default=None, help="folder for the database and artifacts (default: a temp folder)")
-    ap.add_argument("--widths", default=None, help="rung widths, e.g. 16,24,32 (default: 12,16,20)")
-    ap.add_argument("--target-width", type=int, default=None, help="target width (default: 48)")
-    ap.add_argument("--tokens", default=None, help="token budgets, e.g. 262144,524288,1048576 (the last one is the target's)")
-    args = ap.parse_args()
+    ap.add_argument("--rungs", default=None, help="rungs as LAYERSxWIDTH, e.g. 1x8,2x12,2x16,3x20 (default: 1x8,1x12,2x12,2x16,3x18,3x22)")
+    ap.add_argument("--target", default=None, help="target as LAYERSxWIDTH (default: 5x44)")
+    ap.add_argument("--tokens", type=int, default=None, help="tokens every rung and the target train on (default: 1048576)")
+    ap.add_argument("--seeds", type=int, default=None, help="trial seeds averaged per point and for the target (default: 1)")
+    args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
@@ -70,24 +127,26 @@ def main() -> int:
     from storage import open_storage
 
     cfg = dict(QUICK if args.quick else FULL)
-    if args.widths:
-        cfg["widths"] = [int(w) for w in args.widths.split(",")]
-    if args.target_width:
-        cfg["target_width"] = args.target_width
+    if args.rungs:
+        cfg["rungs"] = [_shape(r) for r in args.rungs.split(",")]
+    if args.target:
+        cfg["target"] = _shape(args.target)
     if args.tokens:
-        cfg["budget"] = ("tokens", [int(t) for t in args.tokens.split(",")])
-        cfg["target_tokens"] = cfg["budget"][1][-1]
+        cfg["tokens"] = args.tokens
+    if args.seeds:
+        cfg["seeds"] = args.seeds
     work = args.out or tempfile.mkdtemp(prefix="bench-ladder-")
     os.makedirs(work, exist_ok=True)
     url = f"sqlite:///{os.path.join(work, 'ladder.db')}"
-    rungs = [{"layers": cfg["layers"], "width": w} for w in cfg["widths"]]
-    target = {"layers": cfg["layers"], "width": cfg["target_width"], "tokens": cfg["target_tokens"]}
+    context = 64
+    rungs = [{"layers": layers, "width": width} for layers, width in cfg["rungs"]]
+    target = {"layers": cfg["target"][0], "width": cfg["target"][1], "tokens": cfg["tokens"]}
     study = {
         "name": "ladder", "objective": {"metric": "val_loss", "direction": "minimize"},
         "trial": {"entrypoint": "builtin:lm", "params": _trial_params()},
-        "algorithm": {"name": "scaling", "seed": 0, "target": target, "rungs": rungs,
-                      cfg["budget"][0]: cfg["budget"][1], "lrs": cfg["lrs"],
-                      "batch_sizes": cfg["batch_sizes"], "context": 64, "run_target": True, "bootstrap": 200},
+        "algorithm": {"name": "scaling", "seed": 0, "target": target, "rungs": rungs, "tokens": [cfg["tokens"]],
+                      "lrs": cfg["lrs"], "batch_sizes": [cfg["batch_size"]], "context": context,
+                      "run_target": True, "bootstrap": 200, "seeds": cfg["seeds"]},
         "budget": {"trials": 500, "parallel": 1}, "backend": {"name": "inprocess"},
         "artifacts": os.path.join(work, "artifacts"),
     }
@@ -98,27 +157,35 @@ def main() -> int:
         state = st.get_algorithm_state(st.get_study("ladder").id)["algorithm"]
     pred, run = state["prediction"], state.get("target_run") or {}
     print(f"ladder: {summary.complete} trials ({state['trials_run']} of a {state['trials_planned_grid']}-trial "
-          f"full grid, incl. the target run) in {ladder_s:.0f} s")
+          f"full grid, plus the target run) in {ladder_s:.0f} s")
     for c in state["cells"]:
-        print(f"  cell {c['cell']}: width {c['width']:>3}  N={c.get('N', 0):>7.0f}  D={c.get('D', 0):>9.0f}  "
+        print(f"  cell {c['cell']}: {c['layers']} x {c['width']:>3}  N={c.get('N', 0):>7.0f}  D={c.get('D', 0):>9.0f}  "
               f"trials {c['trials']}/{c['grid']}  lr*={c.get('lr', float('nan')):.4g}  loss*={c.get('loss', float('nan')):.4f}")
-    law = state["fit"].get("loss_law", {}).get("params", {})
-    print("  loss law: " + ", ".join(f"{k}={v:.4g}" for k, v in law.items()))
+    law = state["fit"].get("loss_law", {})
+    print(f"  loss law ({law.get('formula')}): " + ", ".join(f"{k}={v:.4g}" for k, v in law.get("params", {}).items()))
     print("  lr law:   " + ", ".join(f"{k}={v:.4g}" for k, v in state["fit"].get("hparam_law", {}).get("constants", {}).items()))
+    for w in state.get("warnings", []):
+        print(f"  warning: {w}")
     largest = max(c["N"] for c in state["cells"] if c.get("N"))
+    observed = run.get("observed_loss", float("nan"))
     print(f"target: N={run.get('observed_N', pred['N']):.0f} ({run.get('observed_N', pred['N']) / largest:.1f}x the largest rung), "
           f"D={run.get('observed_D', pred['D']):.0f}; predicted lr={pred['lr']:.4g}, loss={run.get('predicted_loss_at_observed_N_D', pred['loss']):.4f} "
-          f"[95% {pred['loss_interval'][0]:.4f}, {pred['loss_interval'][1]:.4f}]; observed {run.get('observed_loss', float('nan')):.4f} "
+          f"[95% {pred['loss_interval'][0]:.4f}, {pred['loss_interval'][1]:.4f}]; observed {observed:.4f} "
           f"({100 * run.get('relative_error', float('nan')):+.2f}%)")
+    fitted = [c for c in state["cells"] if c.get("finished")]
+    anchors = _anchors(fitted, cfg["target"], context, observed)
+    print("same cells, other fits (predicted loss at the target, error vs observed):")
+    for name, a in anchors.items():
+        print(f"  {name:<32} {a['predicted']:.4f} ({100 * a['relative_error']:+.2f}%)")
 
-    # lr sweep at the target size and budget
+    # lr sweep at the target size and budget (seed 0, as the target's first run)
     tp = run["params"]
+    t_layers, t_width = cfg["target"]
     sweep = {
         "name": "sweep", "objective": {"metric": "val_loss", "direction": "minimize"},
         "trial": {"entrypoint": "builtin:lm", "params": {
             **_trial_params(), "steps": tp["steps"], "batch_size": tp["batch_size"], "context": tp["context"],
-            "layers": [{"op": "attention", "width": cfg["target_width"], "heads": heads_for(cfg["target_width"], 16),
-                        "ffn": 4 * cfg["target_width"]}] * cfg["layers"]}},
+            "layers": [{"op": "attention", "width": t_width, "heads": heads_for(t_width, 16), "ffn": 4 * t_width}] * t_layers}},
         "space": {"lr": {"type": "categorical", "choices": cfg["sweep_lrs"]}},
         "algorithm": {"name": "grid", "seed": 0}, "budget": {"trials": len(cfg["sweep_lrs"]), "parallel": 1},
         "backend": {"name": "inprocess"}, "artifacts": os.path.join(work, "artifacts"),
@@ -135,15 +202,19 @@ def main() -> int:
     # whose loss is within 1% of the best (coarse: the region's true edges lie between grid
     # points), or the target run at the predicted lr itself lands within 1% of the sweep's best.
     in_flat = min(flat) <= pred["lr"] <= max(flat)
-    observed = run.get("observed_loss", float("nan"))
-    flat_by_loss = observed <= best * (1 + FLAT_TOLERANCE)
+    # the sweep is seed 0: compare it with the target's seed-0 run
+    observed_seed0 = (run.get("observed_losses") or [observed])[0]
+    flat_by_loss = observed_seed0 <= best * (1 + FLAT_TOLERANCE)
     print(f"lr sweep at the target ({sweep_s:.0f} s): " + ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in points))
     print(f"  flat region (loss within {FLAT_TOLERANCE:.0%} of the best {best:.4f}): lr in [{min(flat):g}, {max(flat):g}]; "
           f"predicted lr {pred['lr']:.4g} {'inside' if in_flat else 'OUTSIDE'} that bracket; the target run at it "
-          f"scored {observed:.4f}, {100 * (observed - best) / best:+.2f}% from the best ({'within' if flat_by_loss else 'OUTSIDE'} {FLAT_TOLERANCE:.0%})")
+          f"(seed 0) scored {observed_seed0:.4f}, {100 * (observed_seed0 - best) / best:+.2f}% from the best "
+          f"({'within' if flat_by_loss else 'OUTSIDE'} {FLAT_TOLERANCE:.0%})")
     result = {
         "bench": "scaling_ladder", "quick": args.quick, "ladder_trials": summary.complete,
         "full_grid_trials": state["trials_planned_grid"], "ladder_s": round(ladder_s, 1), "sweep_s": round(sweep_s, 1),
+        "rungs": cfg["rungs"], "target": cfg["target"], "tokens": cfg["tokens"], "seeds": cfg["seeds"],
+        "cells": [{k: c.get(k) for k in ("layers", "width", "N", "D", "lr", "loss", "trials")} for c in fitted],
         "largest_rung_N": largest, "target_N": run.get("observed_N"), "size_ratio": run.get("observed_N", math.nan) / largest,
         "target_D": run.get("observed_D"), "predicted_loss": run.get("predicted_loss_at_observed_N_D"),
         "predicted_interval": pred["loss_interval"], "observed_loss": observed,
@@ -151,11 +222,14 @@ def main() -> int:
         "predicted_lr": pred["lr"], "sweep": points, "sweep_best_loss": best,
         "flat_region": [min(flat), max(flat)], "flat_tolerance": FLAT_TOLERANCE, "lr_in_flat_region": in_flat,
         "loss_at_predicted_lr_within_flat_tolerance": flat_by_loss,
-        "observed_vs_sweep_best": (observed - best) / best, "loss_law": law,
+        "observed_vs_sweep_best": (observed_seed0 - best) / best, "loss_law": law.get("params", {}),
+        "lr_law": state["fit"].get("hparam_law", {}).get("constants", {}), "anchors": anchors,
+        "warnings": state.get("warnings", []),
     }
     print(json.dumps(result))
-    return 0
+    return result
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
+    raise SystemExit(0)

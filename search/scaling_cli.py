@@ -277,6 +277,10 @@ def _report_summary(name: str, state: dict[str, Any]) -> str:
     if not pred:
         lines.append(f"  no prediction yet: {fit.get('error', 'waiting for finished cells')}")
         return "\n".join(lines)
+    law = fit.get("loss_law") or {}
+    if law:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in law.get("params", {}).items())
+        lines.append(f"  loss law {law.get('formula')}: {params}")
     low, high = pred.get("loss_interval") or (None, None)
     band = f" [95% {_fmt(low)}, {_fmt(high)}]" if low is not None and high is not None else ""
     kind = "final" if fit.get("final") else f"provisional, from {fit.get('cells_fitted')} cells"

@@ -28,9 +28,11 @@ __all__ = [
     "Runs",
     "STEP_LAW_PUBLISHED",
     "ScalingDataError",
+    "SizeLawFit",
     "StepLawFit",
     "fit_chinchilla",
     "fit_kaplan",
+    "fit_size_law",
     "fit_step_law",
     "leave_largest_out",
     "load_runs",
@@ -568,6 +570,158 @@ def _fit_chinchilla_theta(
     return best, len(starts), len(grid), boot
 
 
+# --------------------------------------------------------------------------- size law at one budget
+
+
+_SIZE_NAMES = ("E", "A", "alpha")
+_GRID_SIZE_ALPHA = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def _size_objective(theta: np.ndarray, log_n: np.ndarray, log_loss: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """Sum of Huber(LSE(a - α log N, e) - log L) and its exact gradient."""
+    a, e, alpha = theta
+    t1 = a - alpha * log_n
+    lse = np.logaddexp(t1, e)
+    w1 = np.exp(t1 - lse)
+    r = lse - log_loss
+    dr = np.clip(r, -delta, delta)
+    grad = np.array([np.dot(dr, w1), np.dot(dr, 1.0 - w1), -np.dot(dr * w1, log_n)])
+    return float(_huber(r, delta).sum()), grad
+
+
+@dataclass(frozen=True)
+class SizeLawFit:
+    """L(N) = E + A/N^alpha at one token budget D: the Chinchilla form with the data term folded
+    into E, for ladders whose every rung trains on the target's tokens.
+
+    Fitted like `fit_chinchilla` (Huber on log residuals, L-BFGS-B from a grid); `bootstrap_params`
+    holds one (E, A, alpha) row per bootstrap refit.
+    """
+
+    params: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    bootstrap_params: np.ndarray
+    D: float
+    objective: float
+    converged: bool
+    n_points: int
+    huber_delta: float
+    alpha_bounds: tuple[float, float]
+    seed: int
+
+    def predict(self, N: Any) -> tuple[Any, Any, Any]:
+        """Predicted loss at D with its bootstrap 95% interval: (mean, low, high)."""
+        n = np.asarray(N, float)
+        scalar = n.ndim == 0
+        n = np.atleast_1d(n)
+        _check_positive_inputs(N=n)
+        p = np.array([self.params[k] for k in _SIZE_NAMES])
+        mean = p[0] + p[1] / n ** p[2]
+        if self.bootstrap_params.shape[0]:
+            b = self.bootstrap_params
+            low, high = _percentile_interval(b[:, 0:1] + b[:, 1:2] / n[None, :] ** b[:, 2:3])
+        else:
+            low, high = np.full(n.shape, np.nan), np.full(n.shape, np.nan)
+        return tuple(_as_output(v, scalar) for v in (mean, low, high))  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "form": "size-law",
+            "formula": "L(N) = E + A / N**alpha at D tokens (E includes the data term B / D**beta)",
+            "params": dict(self.params),
+            "D": self.D,
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "interval_method": f"bootstrap percentile 95% over {self.bootstrap_params.shape[0]} row resamples, seed {self.seed}",
+            "fitting_loss": f"sum of Huber(delta={self.huber_delta:g}) of log-sum-exp(a - alpha*log N, e) - log L",
+            "optimizer": f"scipy L-BFGS-B from the best of a (a, e, alpha) grid, alpha bounded to {list(self.alpha_bounds)}",
+            "objective": self.objective,
+            "converged": self.converged,
+            "n_points": self.n_points,
+        }
+
+
+def fit_size_law(
+    runs: Runs,
+    *,
+    huber_delta: float = 1e-3,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    alpha_bounds: tuple[float, float] = (0.0, 2.0),
+) -> SizeLawFit:
+    """Fit L(N) = E + A/N^α to runs that all trained on the same number of tokens D.
+
+    At one D the Chinchilla data term B/D^β is a constant and folds into E, so this is the
+    Chinchilla fit (parameters a = log A, e = log E, α; Huber(δ) on log-loss residuals; L-BFGS-B
+    from the best points of a grid over α ∈ {0.1, …, 2}, e spanning the observed losses, a
+    solving the smallest model exactly) with one variable fewer. α is kept in `alpha_bounds`:
+    past 2 the term is a step, not a power law. Bootstrap refits resample rows and start at the
+    full-data optimum; a resample with fewer than 3 distinct N is redrawn.
+    """
+    if huber_delta <= 0:
+        raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    lo_a, hi_a = alpha_bounds
+    if not 0 <= lo_a < hi_a:
+        raise ValueError(f"alpha_bounds must satisfy 0 <= low < high, got {alpha_bounds}")
+    _check_positive_inputs(N=runs.N, D=runs.D, loss=runs.loss)
+    if np.unique(runs.D).size != 1:
+        raise ScalingDataError(
+            f"the size law L(N) = E + A/N^alpha is for runs on one token budget, got {np.unique(runs.D).size} "
+            f"distinct D ({', '.join(f'{d:.4g}' for d in np.unique(runs.D)[:5])}); fit_chinchilla fits several"
+        )
+    if np.unique(runs.N).size < 4:
+        raise ScalingDataError(
+            f"the size law has 3 parameters and needs at least 4 distinct model sizes, got {np.unique(runs.N).size}"
+        )
+    log_n, log_loss = np.log(runs.N), np.log(runs.loss)
+    bounds = [(None, None), (None, None), (lo_a, hi_a)]
+
+    def solve(theta0: np.ndarray, ln: np.ndarray, ll: np.ndarray, tight: bool) -> Any:
+        options = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000} if tight else {}
+        return minimize(_size_objective, theta0, args=(ln, ll, huber_delta), jac=True, method="L-BFGS-B",
+                        bounds=bounds, options=options)
+
+    # Starts: E at fractions of the smallest observed loss, α on a grid, A so that the law passes
+    # through the smallest model's loss (the grid then only has to find the right basin).
+    i_small = int(np.argmin(runs.N))
+    starts = []
+    for frac in (0.05, 0.25, 0.5, 0.7, 0.85, 0.95):
+        e = float(np.log(frac * runs.loss.min()))
+        for alpha in _GRID_SIZE_ALPHA:
+            if not lo_a <= alpha <= hi_a:
+                continue
+            rest = runs.loss[i_small] - np.exp(e)
+            starts.append((float(np.log(rest) + alpha * log_n[i_small]), e, alpha))
+    with _single_threaded_blas():
+        best = None
+        for theta0 in starts:
+            res = solve(np.array(theta0), log_n, log_loss, tight=False)
+            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+                best = res
+        assert best is not None
+        best = solve(best.x, log_n, log_loss, tight=True)
+        rng = np.random.default_rng(seed)
+        boot = np.empty((n_bootstrap, 3))
+        n = len(runs)
+        for i in range(n_bootstrap):
+            idx = rng.integers(0, n, size=n)
+            while np.unique(log_n[idx]).size < 3:
+                idx = rng.integers(0, n, size=n)
+            res = solve(best.x, log_n[idx], log_loss[idx], tight=True)
+            boot[i] = (np.exp(res.x[1]), np.exp(res.x[0]), res.x[2])
+    a, e, alpha = best.x
+    params = {"E": float(np.exp(e)), "A": float(np.exp(a)), "alpha": float(alpha)}
+    if n_bootstrap:
+        low, high = _percentile_interval(boot)
+        intervals = {k: (float(lo), float(hi)) for k, lo, hi in zip(_SIZE_NAMES, low, high)}
+    else:
+        intervals = {k: (float("nan"), float("nan")) for k in _SIZE_NAMES}
+    return SizeLawFit(params=params, intervals=intervals, bootstrap_params=boot, D=float(runs.D[0]),
+                      objective=float(best.fun), converged=bool(best.success), n_points=len(runs),
+                      huber_delta=huber_delta, alpha_bounds=(float(lo_a), float(hi_a)), seed=seed)
+
+
 # --------------------------------------------------------------------------- Kaplan
 
 
@@ -809,6 +963,9 @@ class StepLawFit:
     critical_tolerance: float = 0.01
     rmse_log_lr: float = float("nan")
     rmse_log_bs: float = float("nan")
+    # Set when every cell trained on the same tokens: the D exponents are then 0 by construction,
+    # and the law predicts only at this D.
+    D_fixed: float | None = None
 
     @classmethod
     def from_constants(cls, lr_coef: float, lr_N_exp: float, lr_D_exp: float, bs_coef: float, bs_D_exp: float) -> StepLawFit:
@@ -818,6 +975,9 @@ class StepLawFit:
     def predict(self, N: Any, D: Any) -> dict[str, Any]:
         n, d = np.asarray(N, float), np.asarray(D, float)
         _check_positive_inputs(N=np.atleast_1d(n), D=np.atleast_1d(d))
+        if self.D_fixed is not None and np.any(np.abs(d / self.D_fixed - 1.0) > 0.01):
+            raise ValueError(f"this law was fitted at one token budget D={self.D_fixed:.6g} and cannot predict at "
+                             f"D={np.atleast_1d(d)[0]:.6g}; fit cells at several D to extrapolate in D")
         k = self.constants
         lr = k["lr_coef"] * n ** k["lr_N_exp"] * d ** k["lr_D_exp"]
         bs = k["bs_coef"] * d ** k["bs_D_exp"]
@@ -833,6 +993,7 @@ class StepLawFit:
             "cell_optimum": "least-squares quadratic in (log lr, log batch_size) per cell; best swept point when not convex or optimum outside the sweep",
             "rmse_log_lr": self.rmse_log_lr,
             "rmse_log_batch_size": self.rmse_log_bs,
+            "D_fixed": self.D_fixed,
             "critical_batch_size": (
                 f"largest swept batch size whose lr-tuned loss is within {self.critical_tolerance:.1%} of the "
                 "cell's best loss at the same tokens; censored=true means the largest swept size still was"
@@ -878,7 +1039,8 @@ def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
     (Step Law finds the landscape convex around its optimum); when the quadratic is not convex,
     cannot be fitted, or puts the optimum outside the sweep, the best swept point is used and
     the cell says so. Then log lr* = log c + a log N + b log D and log bs* = log d + e log D are
-    fitted by least squares. Each cell also carries a critical-batch-size estimate (see
+    fitted by least squares; when every cell has the same D, b and e are 0 by construction and
+    the law (``D_fixed``) predicts only at that D. Each cell also carries a critical-batch-size estimate (see
     `StepLawFit.to_dict`); it is not fitted as a law because censored cells only bound it.
     """
     if runs.lr is None or runs.batch_size is None:
@@ -909,6 +1071,20 @@ def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
     log_d = np.log([c.D for c in cells])
     log_lr = np.log([c.lr for c in cells])
     log_bs = np.log([c.batch_size for c in cells])
+    if np.unique(log_d).size == 1 and np.unique(log_n).size >= 2:
+        # One token budget (a ladder trained at the target's D): lr* = c*N^a, batch size* = d.
+        design_lr = np.column_stack([np.ones_like(log_n), log_n])
+        (lc, a), *_ = np.linalg.lstsq(design_lr, log_lr, rcond=None)
+        bc = float(np.mean(log_bs))
+        return StepLawFit(
+            constants={"lr_coef": float(np.exp(lc)), "lr_N_exp": float(a), "lr_D_exp": 0.0,
+                       "bs_coef": float(np.exp(bc)), "bs_D_exp": 0.0},
+            cells=tuple(cells),
+            critical_tolerance=critical_tolerance,
+            rmse_log_lr=float(np.sqrt(np.mean((design_lr @ np.array([lc, a]) - log_lr) ** 2))),
+            rmse_log_bs=float(np.sqrt(np.mean((log_bs - bc) ** 2))),
+            D_fixed=float(cells[0].D),
+        )
     design_lr = np.column_stack([np.ones_like(log_n), log_n, log_d])
     if len(cells) < 3 or np.linalg.matrix_rank(design_lr) < 3:
         raise ScalingDataError(

@@ -23,6 +23,13 @@ prediction for the target (loss with its bootstrap interval, learning rate, batc
 for a compute budget) lives in ``state_dict()["prediction"]``. With ``run_target: true`` the target
 run is proposed last with the predicted hyperparameters and the state records predicted vs observed.
 
+With a single ``tokens`` (or ``steps``) budget every rung trains on the target's tokens, and the
+laws are fitted at that D: L(N) = E + A/N^α (``fit_size_law``; the data term folds into E) and
+lr* = c·N^a. This is the design for predicting one target run: at a few hundred steps these small
+models are step-limited, so a longer budget helps a larger model much more than a smaller one,
+and the additive Chinchilla form fitted over short and long budgets extrapolates N poorly at the
+target's D (the short cells flatten the N term). The target must then train on that D.
+
 N is the trial's reported ``params_non_embedding`` by default (``size_metric``): Kaplan et al. found
 the non-embedding count gives cleaner laws across shapes, and in byte-level models of width 16-64
 the token and position embeddings are 15-35% of all parameters while doing almost none of the
@@ -45,8 +52,9 @@ SIZE_METRICS = ("params_non_embedding", "params")
 BUDGET_KEYS = ("tokens_per_param", "tokens", "steps")
 VOCAB = 256
 _OPTIONS = ("target", "rungs", *BUDGET_KEYS, "lrs", "batch_sizes", "context", "head_dim", "size_metric",
-            "early_stop", "run_target", "bootstrap")
+            "early_stop", "run_target", "bootstrap", "seeds")
 _FIT_MIN_CELLS = 5  # the Chinchilla form has 5 parameters
+_SIZE_LAW_MIN_RUNGS = 4  # the one-budget size law E + A/N^alpha has 3
 
 
 def heads_for(width: int, head_dim: int) -> int:
@@ -137,8 +145,8 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def _key(layers: Any, steps: Any, batch_size: Any, lr: Any) -> str:
-    return json.dumps([layers, steps, batch_size, lr], sort_keys=True)
+def _key(layers: Any, steps: Any, batch_size: Any, lr: Any, seed: Any = None) -> str:
+    return json.dumps([layers, steps, batch_size, lr] + ([] if seed is None else [seed]), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -203,7 +211,7 @@ class ScalingLadder(Algorithm):
                  tokens_per_param: Any = None, tokens: Any = None, steps: Any = None, lrs: Any = None,
                  batch_sizes: Any = (32,), context: Any = 64, head_dim: Any = 16,
                  size_metric: Any = "params_non_embedding", early_stop: Any = True, run_target: Any = False,
-                 bootstrap: Any = 200, **unknown: Any) -> None:
+                 bootstrap: Any = 200, seeds: Any = 1, **unknown: Any) -> None:
         super().__init__(space, metrics, directions, seed)
         if unknown:
             raise ValueError(f"algorithm 'scaling' takes no option {sorted(unknown)[0]!r}; "
@@ -224,6 +232,10 @@ class ScalingLadder(Algorithm):
         if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
             raise _err("bootstrap", f"must be an integer >= 0, got {bootstrap!r}")
         self.bootstrap = bootstrap
+        # seeds > 1: every point (and the target) trains with trial seeds 0..seeds-1 (initialisation
+        # and batch order; the train/validation split stays the study's) and counts their mean loss.
+        self.seeds = _positive_int(seeds, "seeds")
+        self._seed_values: tuple[int | None, ...] = (None,) if self.seeds == 1 else tuple(range(self.seeds))
         if lrs is None:
             raise _err("lrs", "is required: the learning rates to sweep, e.g. lrs: [1e-3, 2e-3, 4e-3, 8e-3]")
         self.lrs = _positive_list(lrs, "lrs")
@@ -242,17 +254,34 @@ class ScalingLadder(Algorithm):
                              f"(a list, e.g. tokens_per_param: [5, 10, 20]), got {sorted(given) or 'none'}")
         (self.budget_key, raw_budget), = given.items()
         self.budgets = _positive_list(raw_budget, self.budget_key, integer=self.budget_key == "steps")
-        if len(self.budgets) < 2:
-            raise _err(self.budget_key, f"needs at least 2 values so that N and D vary independently, "
-                                        f"got {list(self.budgets)}")
+        # One budget in tokens or steps: every rung trains on the target's tokens and the loss law
+        # is L(N) = E + A/N^alpha at that D (no data term to extrapolate); several budgets fit the
+        # Chinchilla law in N and D.
+        self.fixed_d = len(self.budgets) == 1
+        if self.fixed_d and self.budget_key == "tokens_per_param":
+            raise _err(self.budget_key, f"needs at least 2 values so that N and D vary independently (one "
+                                        f"tokens_per_param value ties D to N), got {list(self.budgets)}; give "
+                                        f"tokens: [D] to train every rung on the target's D")
+        if self.fixed_d and len(self.rungs) < _SIZE_LAW_MIN_RUNGS:
+            raise _err("rungs", f"with one token budget the loss law L(N) = E + A/N^alpha needs at least "
+                                f"{_SIZE_LAW_MIN_RUNGS} model sizes, got {len(self.rungs)}; add rungs")
         if self.budget_key == "steps" and len(self.batch_sizes) > 1:
             raise _err("steps", "fixes the tokens only for one batch size; with several batch_sizes give "
                                 "tokens_per_param or tokens")
         self.cells = self._plan()
-        if len(self.cells) < _FIT_MIN_CELLS:
+        if not self.fixed_d and len(self.cells) < _FIT_MIN_CELLS:
             raise ValueError(f"algorithm 'scaling' needs at least {_FIT_MIN_CELLS} (rung, budget) cells for the "
                              f"5-parameter loss law, got {len(self.rungs)} rungs x {len(self.budgets)} budgets")
         self.target = self._parse_target(target)
+        if self.fixed_d:
+            d_ladder = self.cells[0].tokens
+            if "compute" in self.target:
+                raise _err("target", "compute needs the data term of a ladder over several token budgets; with one "
+                                     "budget give the target's size and tokens, e.g. {layers: 2, width: 48, tokens: D}")
+            if abs(self.target["tokens"] / d_ladder - 1.0) > 0.01:
+                raise _err("target.tokens", f"must equal the ladder's one token budget D={d_ladder:.6g} (the law is "
+                                            f"fitted at that D), got {self.target['tokens']:.6g}; set "
+                                            f"target.tokens to {d_ladder:.6g} or give several budgets")
         # Derived from history on every call; kept only to skip refits that would give the same answer.
         self._fit_key: tuple | None = None
         self._fit_state: dict[str, Any] = {}
@@ -337,17 +366,26 @@ class ScalingLadder(Algorithm):
 
     # -- history --------------------------------------------------------------------------------
 
-    def _index(self) -> dict[str, tuple[int, int, int]]:
+    def _index(self) -> dict[str, tuple[int, int, int, int | None]]:
         out = {}
         for c in self.cells:
             for j, bs in enumerate(self.batch_sizes):
                 for i, lr in enumerate(self.lrs):
-                    out[_key(list(c.layers), c.steps[j], bs, lr)] = (c.index, j, i)
+                    for seed in self._seed_values:
+                        out[_key(list(c.layers), c.steps[j], bs, lr, seed)] = (c.index, j, i, seed)
         return out
 
     def _trial_key(self, t: TrialRecord) -> str:
         p = t.params
-        return _key(p.get("layers"), p.get("steps"), p.get("batch_size"), p.get("lr"))
+        seed = p.get("seed") if self.seeds > 1 else None
+        return _key(p.get("layers"), p.get("steps"), p.get("batch_size"), p.get("lr"), seed)
+
+    @staticmethod
+    def _mean_loss(losses: Sequence[float | None]) -> float | None:
+        """A point's loss over its seeds: None while any is pending, inf if any failed."""
+        if any(v is None for v in losses):
+            return None
+        return sum(losses) / len(losses)  # type: ignore[arg-type]
 
     def _loss(self, history: History, t: TrialRecord) -> float | None:
         if t.state == TrialState.COMPLETE:
@@ -357,19 +395,32 @@ class ScalingLadder(Algorithm):
             return math.inf  # a diverged learning rate is a rise in the loss
         return None
 
-    def _gather(self, history: History) -> tuple[dict[int, dict[int, dict[int, tuple[float | None, TrialRecord]]]], list[TrialRecord]]:
-        """cell -> batch index -> lr index -> (loss or None, trial); and trials outside the grid."""
+    def _gather(self, history: History) -> tuple[dict[int, dict[int, dict[int, tuple[float | None, TrialRecord]]]],
+                                                 dict[int, dict[tuple[int, int], list[Any]]], list[TrialRecord]]:
+        """cell -> batch index -> lr index -> (mean loss over seeds or None, first seed's trial);
+        cell -> (batch index, lr index) -> seeds not yet proposed; and trials outside the grid."""
         index = self._index()
-        grid: dict[int, dict[int, dict[int, tuple[float | None, TrialRecord]]]] = {}
+        by_seed: dict[int, dict[int, dict[int, dict[Any, tuple[float | None, TrialRecord]]]]] = {}
         other = []
         for t in history.trials:
             where = index.get(self._trial_key(t))
             if where is None:
                 other.append(t)
                 continue
-            c, j, i = where
-            grid.setdefault(c, {}).setdefault(j, {})[i] = (self._loss(history, t), t)
-        return grid, other
+            c, j, i, seed = where
+            by_seed.setdefault(c, {}).setdefault(j, {}).setdefault(i, {})[seed] = (self._loss(history, t), t)
+        grid: dict[int, dict[int, dict[int, tuple[float | None, TrialRecord]]]] = {}
+        missing: dict[int, dict[tuple[int, int], list[Any]]] = {}
+        for c, lines in by_seed.items():
+            for j, points in lines.items():
+                for i, runs in points.items():
+                    absent = [s for s in self._seed_values if s not in runs]
+                    if absent:
+                        missing.setdefault(c, {})[(j, i)] = absent
+                    losses = [runs[s][0] if s in runs else None for s in self._seed_values]
+                    first = runs[min(runs, key=lambda s: -1 if s is None else s)][1]
+                    grid.setdefault(c, {}).setdefault(j, {})[i] = (self._mean_loss(losses), first)
+        return grid, missing, other
 
     # -- the walk -------------------------------------------------------------------------------
 
@@ -445,7 +496,7 @@ class ScalingLadder(Algorithm):
         return min(range(len(self.lrs)), key=lambda i: (abs(math.log(self.lrs[i] / lr)), i))
 
     def _analyse(self, history: History) -> tuple[list[Proposal], dict[int, dict[str, Any]], dict[int, int], list[TrialRecord]]:
-        grid, other = self._gather(history)
+        grid, missing, other = self._gather(history)
         finished: dict[int, dict[str, Any]] = {}
         proposals: list[Proposal] = []
         tried = {}
@@ -455,10 +506,15 @@ class ScalingLadder(Algorithm):
             todo, optimum = self._cell_status(cell, lines, self._lr_start(cell, finished))
             if optimum is not None:
                 finished[cell.index] = optimum
-            for j, i in todo:
-                proposals.append(Proposal({"layers": [dict(s) for s in cell.layers], "steps": cell.steps[j],
-                                           "batch_size": self.batch_sizes[j], "lr": self.lrs[i],
-                                           "context": self.context}))
+            # a point some of whose seeds were never proposed (e.g. an interrupted proposal batch)
+            todo_seeds = [(j, i, s) for (j, i), seeds in missing.get(cell.index, {}).items() for s in seeds]
+            todo_seeds += [(j, i, s) for j, i in todo for s in self._seed_values]
+            for j, i, seed in todo_seeds:
+                params = {"layers": [dict(s) for s in cell.layers], "steps": cell.steps[j],
+                          "batch_size": self.batch_sizes[j], "lr": self.lrs[i], "context": self.context}
+                if seed is not None:
+                    params["seed"] = seed
+                proposals.append(Proposal(params))
         return proposals, finished, tried, other
 
     # -- fits and the prediction ----------------------------------------------------------------
@@ -466,36 +522,43 @@ class ScalingLadder(Algorithm):
     def _fit(self, finished: Mapping[int, dict[str, Any]], final: bool) -> dict[str, Any]:
         import numpy as np
 
-        from surrogates.scaling import Runs, ScalingDataError, fit_chinchilla, fit_step_law
+        from surrogates.scaling import Runs, ScalingDataError, fit_chinchilla, fit_size_law, fit_step_law
 
         points = [o for o in finished.values() if math.isfinite(o["loss"])]
         out: dict[str, Any] = {"cells_fitted": len(points), "final": final}
-        if len(points) < _FIT_MIN_CELLS:
-            out["error"] = f"{len(points)} finished cells with a finite loss; the loss law needs {_FIT_MIN_CELLS}"
+        need = _SIZE_LAW_MIN_RUNGS if self.fixed_d else _FIT_MIN_CELLS
+        if len(points) < need:
+            out["error"] = f"{len(points)} finished cells with a finite loss; the loss law needs {need}"
             return out
         n = np.array([p["N"] for p in points])
         d = np.array([p["D"] for p in points])
         runs = Runs(N=n, D=d, C=6.0 * n * d, loss=np.array([p["loss"] for p in points]),
                     lr=np.array([p["lr"] for p in points]), batch_size=np.array([p["batch_size"] for p in points]))
         try:
-            # Provisional fits only keep the report current: 20 of the grid's best starts find the
-            # same optimum on the Epoch AI data, and they skip the bootstrap.
-            chin = fit_chinchilla(runs, n_bootstrap=self.bootstrap if final else 0, seed=self.seed or 0,
-                                  n_starts=100 if final else 20)
+            if self.fixed_d:
+                # Cells report D from their own steps; at one budget they share it up to rounding.
+                runs = Runs(N=runs.N, D=np.full_like(runs.D, self.cells[0].tokens), C=runs.C, loss=runs.loss,
+                            lr=runs.lr, batch_size=runs.batch_size)
+                chin = fit_size_law(runs, n_bootstrap=self.bootstrap if final else 0, seed=self.seed or 0)
+            else:
+                # Provisional fits only keep the report current: 20 of the grid's best starts find
+                # the same optimum on the Epoch AI data, and they skip the bootstrap.
+                chin = fit_chinchilla(runs, n_bootstrap=self.bootstrap if final else 0, seed=self.seed or 0,
+                                      n_starts=100 if final else 20)
         except ScalingDataError as exc:
             out["error"] = str(exc)
             return out
         out["loss_law"] = chin.to_dict()
         warnings = []
-        for name, var in (("alpha", "N"), ("beta", "D")):
+        for name, var in (("alpha", "N"),) if self.fixed_d else (("alpha", "N"), ("beta", "D")):
             value = chin.params[name]
             if not value > 0:
                 warnings.append(f"fitted {name}={value:.3g} is not positive: the tuned loss does not fall with {var} "
                                 "across the ladder, so the extrapolation is not trustworthy; train the rungs longer "
                                 "or spread their sizes further")
-            elif value > 2.0:
+            elif value >= 2.0 - 1e-9:
                 # Epoch AI's start grid stops at 2; beyond it the term is a step, not a power law.
-                warnings.append(f"fitted {name}={value:.3g} is above 2: the {var} term is degenerate (it vanishes past "
+                warnings.append(f"fitted {name}={value:.3g} is at or above 2: the {var} term is degenerate (it vanishes past "
                                 "the ladder), so the extrapolation is not trustworthy; train the rungs longer or "
                                 "spread their sizes further")
         try:
@@ -527,7 +590,7 @@ class ScalingLadder(Algorithm):
         else:
             n, d = t["params"], t["tokens"]
             pred.update(N=n, D=d)
-        loss, low, high = chin.predict(n, d)
+        loss, low, high = chin.predict(n) if self.fixed_d else chin.predict(n, d)
         pred.update(loss=float(loss), loss_interval=[float(low), float(high)],
                     interval="bootstrap 95% of the fitted law over cells (not run-to-run noise)")
         if law is not None:
@@ -582,7 +645,8 @@ class ScalingLadder(Algorithm):
             "version": 1, "method": "scaling-ladder", "objective": self.metrics[0], "size_metric": self.size_metric,
             "target": {k: v for k, v in self.target.items() if k not in ("layers", "layers_count")},
             "cells_finished": len(finished), "cells": cells,
-            "trials_run": sum(tried.values()), "trials_planned_grid": planned * len(self.cells),
+            "seeds": self.seeds, "trials_run": sum(tried.values()) * self.seeds,
+            "trials_planned_grid": planned * len(self.cells) * self.seeds,
             "fit": {k: v for k, v in self._fit_state.items() if k != "prediction"},
             "warnings": list(self._fit_state.get("warnings", [])) + [
                 f"cell {c['cell']} (width {c['width']}, D={c['D']:.4g}): the best lr {c['lr']:.4g} is at the end of "
@@ -603,26 +667,35 @@ class ScalingLadder(Algorithm):
         rec: dict[str, Any] = {"params": {k: v for k, v in params.items() if k != "layers"},
                                "width": params["layers"][0]["width"], "layers": len(params["layers"]),
                                "predicted_loss": pred["loss"], "predicted_interval": pred["loss_interval"]}
-        key = self._trial_key_of(params)
-        trial = next((t for t in other if self._trial_key(t) == key), None)
-        if trial is None:
+        keys = {self._trial_key_of(params, seed): seed for seed in self._seed_values}
+        found = {keys[k]: t for t in other if (k := self._trial_key(t)) in keys}
+        if not found:
             rec["status"] = "not started"
             return rec
-        rec["trial"] = trial.number
-        rec["status"] = trial.state
-        if trial.state == TrialState.COMPLETE and trial.values:
-            observed = float(trial.values[0])
-            n = trial.metrics.get(self.size_metric, pred["N"])
-            d = trial.metrics.get("tokens", pred["D"])
+        trials = [found[s] for s in self._seed_values if s in found]
+        rec["trial"] = trials[0].number
+        rec["seeds_not_started"] = [s for s in self._seed_values if s not in found]
+        if self.seeds > 1:
+            rec["trials"] = [t.number for t in trials]
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        rec["status"] = TrialState.COMPLETE if len(done) == self.seeds else next(
+            (t.state for t in trials if t.state != TrialState.COMPLETE), TrialState.RUNNING)
+        if len(done) == self.seeds:
+            losses = [float(t.values[0]) for t in done]
+            observed = sum(losses) / len(losses)
+            n = done[0].metrics.get(self.size_metric, pred["N"])
+            d = done[0].metrics.get("tokens", pred["D"])
             loss_law = self._fit_state.get("loss_law")
-            at_observed = _chinchilla_at(loss_law, float(n), float(d)) if loss_law else pred["loss"]
+            at_observed = _law_at(loss_law, float(n), float(d)) if loss_law else pred["loss"]
             rec.update(observed_loss=observed, observed_N=float(n), observed_D=float(d),
                        predicted_loss_at_observed_N_D=at_observed,
                        relative_error=(at_observed - observed) / observed)
+            if self.seeds > 1:
+                rec["observed_losses"] = losses
         return rec
 
-    def _trial_key_of(self, params: Mapping[str, Any]) -> str:
-        return _key(params["layers"], params["steps"], params["batch_size"], params["lr"])
+    def _trial_key_of(self, params: Mapping[str, Any], seed: int | None = None) -> str:
+        return _key(params["layers"], params["steps"], params["batch_size"], params["lr"], seed)
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -631,10 +704,12 @@ class ScalingLadder(Algorithm):
         out = self._proposals[:n]
         if out or not self._all_done or not self.run_target:
             return out
-        if (self._state.get("target_run") or {}).get("status") != "not started":
+        run = self._state.get("target_run") or {}
+        todo = list(self._seed_values) if run.get("status") == "not started" else run.get("seeds_not_started", [])
+        params = self._target_params(self._state["prediction"]) if todo else None
+        if params is None:
             return []
-        params = self._target_params(self._state["prediction"])
-        return [Proposal(params)] if params is not None else []
+        return [Proposal(params if seed is None else {**params, "seed": seed}) for seed in todo][:n]
 
     def on_complete(self, history: History, trial: TrialRecord) -> None:
         self._refresh(history)
@@ -651,6 +726,8 @@ class ScalingLadder(Algorithm):
         self._state = dict(state)
 
 
-def _chinchilla_at(loss_law: Mapping[str, Any], n: float, d: float) -> float:
+def _law_at(loss_law: Mapping[str, Any], n: float, d: float) -> float:
+    """The recorded loss law (Chinchilla, or the one-budget size law) at N, D."""
     p = loss_law["params"]
-    return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    data_term = p["B"] / d ** p["beta"] if "B" in p else 0.0
+    return p["E"] + p["A"] / n ** p["alpha"] + data_term

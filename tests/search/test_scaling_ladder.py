@@ -123,6 +123,56 @@ def test_ladder_pins_cells_early_and_recovers_the_toy_laws(tmp_path, sqlite_url)
     assert abs(run["relative_error"]) < 0.01
 
 
+def test_one_budget_ladder_fits_the_size_law_at_the_targets_tokens(tmp_path, sqlite_url):
+    # Every rung trains on the target's D: the loss law is E' + A/N^alpha with E' = E + B/D^beta,
+    # and the lr law c*N^a at that D.
+    k = LADDER_TOY
+    d = 262144
+    rungs = [{"layers": 2, "width": w} for w in (8, 12, 16, 20, 24)]
+    opts = {"tokens": [d], "rungs": rungs, "batch_sizes": [4], "run_target": True,
+            "target": {"layers": 2, "width": 64, "tokens": d}}
+    search.run(_study(tmp_path, **opts), storage=sqlite_url)
+    state, trials = _state(sqlite_url)
+    assert state["complete"] and state["warnings"] == []
+    assert len(state["cells"]) == len(rungs) and {c["D"] for c in state["cells"]} == {d}
+    law = state["fit"]["loss_law"]
+    assert law["form"] == "size-law" and law["D"] == d
+    # one batch size, off the toy's optimum: the same penalty in every cell, so it joins E too
+    bs_penalty = 0.02 * math.log(4 * 64 / (k["bs_coef"] * d ** k["bs_D_exp"])) ** 2
+    assert law["params"]["E"] == pytest.approx(k["E"] + k["B"] / d ** k["beta"] + bs_penalty, rel=1e-5)
+    assert law["params"]["alpha"] == pytest.approx(k["alpha"], rel=1e-4)
+    hp = state["fit"]["hparam_law"]["constants"]
+    assert hp["lr_N_exp"] == pytest.approx(k["lr_N_exp"], rel=1e-6) and hp["lr_D_exp"] == 0.0
+    n_target = lm_param_counts([{"width": 64, "heads": 4, "ffn": 256}] * 2, 64)[1]
+    pred = state["prediction"]
+    assert pred["loss"] == pytest.approx(_toy(n_target, d) + bs_penalty, rel=1e-5)
+    assert pred["loss_interval"][0] <= pred["loss"] <= pred["loss_interval"][1]
+    assert pred["lr"] == pytest.approx(k["lr_coef"] * n_target ** k["lr_N_exp"] * d ** k["lr_D_exp"], rel=1e-6)
+    run = state["target_run"]
+    assert run["observed_N"] == n_target and abs(run["relative_error"]) < 1e-3
+    assert [s["width"] for s in max(trials, key=lambda t: t.number).params["layers"]] == [64, 64]
+
+
+def test_seeds_train_every_point_and_the_target_at_each_seed_and_average(tmp_path, sqlite_url):
+    d = 262144
+    rungs = [{"layers": 2, "width": w} for w in (8, 12, 16, 20)]
+    opts = {"tokens": [d], "rungs": rungs, "batch_sizes": [4], "run_target": True, "seeds": 2, "bootstrap": 0,
+            "target": {"layers": 2, "width": 40, "tokens": d}}
+    search.run(_study(tmp_path, parallel=1, **opts), storage=sqlite_url)
+    state, trials = _state(sqlite_url)
+    assert state["complete"] and state["seeds"] == 2
+    points: dict = {}
+    for t in trials:
+        key = json.dumps({k: v for k, v in t.params.items() if k != "seed"}, sort_keys=True)
+        points.setdefault(key, []).append(t.params["seed"])
+    assert all(sorted(seeds) == [0, 1] for seeds in points.values())
+    assert state["trials_run"] == len(trials) - 2
+    run = state["target_run"]
+    assert len(run["trials"]) == 2 and run["seeds_not_started"] == []
+    assert run["observed_loss"] == pytest.approx(sum(run["observed_losses"]) / 2)
+    assert abs(run["relative_error"]) < 1e-3
+
+
 def test_early_stop_false_runs_the_whole_grid(tmp_path, sqlite_url):
     opts = {"lrs": [0.025, 0.05, 0.1, 0.2], "batch_sizes": [4], "bootstrap": 0}
     search.run(_study(tmp_path, name="full", early_stop=False, **opts), storage=sqlite_url)
@@ -203,11 +253,15 @@ def test_report_on_other_studies_is_one_error_line(tmp_path, sqlite_url, capsys)
     ({"lrs": None}, "'lrs'"),
     ({"batch_sizes": [2.5]}, "'batch_sizes'"),
     ({"tokens_per_param": [5, 10]}, "exactly one token budget"),
-    ({"tokens": [65536]}, "at least 2"),
+    ({"tokens": [65536]}, "at least 4 model sizes"),
+    ({"tokens": None, "tokens_per_param": [20]}, "at least 2"),
+    ({"tokens": [1048576], "rungs": RUNGS + [{"layers": 2, "width": 40}], "target": {"compute": 1e12}}, "compute"),
+    ({"tokens": [65536], "rungs": RUNGS + [{"layers": 2, "width": 40}]}, "target.tokens"),
     ({"tokens": None, "steps": [10, 20]}, "'steps'"),
     ({"size_metric": "flops"}, "'size_metric'"),
     ({"early_stop": "yes"}, "'early_stop'"),
     ({"bootstrap": -1}, "'bootstrap'"),
+    ({"seeds": 0}, "'seeds'"),
     ({"typo": 1}, "'typo'"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, over, needle):
@@ -226,3 +280,39 @@ def test_ladder_needs_a_minimized_objective_and_no_space(tmp_path):
     study["space"] = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
     with pytest.raises(ConfigError, match="remove space"):
         parse_study(study)
+
+
+def test_example_study_parses_as_a_one_budget_ladder():
+    import os
+
+    import yaml
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "scaling_ladder.yaml")
+    with open(path, encoding="utf-8") as f:
+        study = yaml.safe_load(f)
+    parse_study(study)
+    opts = {k: v for k, v in study["algorithm"].items() if k not in ("name", "seed")}
+    algo = ScalingLadder(Space(()), ("val_loss",), ("minimize",), seed=0, **opts)
+    assert algo.fixed_d and len(algo.cells) == len(opts["rungs"])
+    largest = max(c.n_planned for c in algo.cells)
+    assert algo.target["params"] >= 4 * largest  # the target is a genuine 4x extrapolation
+
+
+@pytest.mark.slow
+def test_ladder_bench_quick_runs_end_to_end(tmp_path, capsys):
+    import importlib
+    import os
+    import sys
+
+    bench = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+    sys.path.insert(0, os.path.abspath(bench))
+    try:
+        out = importlib.import_module("bench_scaling_ladder").main(["--quick", "--out", str(tmp_path)])
+    finally:
+        sys.path.remove(os.path.abspath(bench))
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(out))
+    assert out["bench"] == "scaling_ladder" and len(out["cells"]) == len(out["rungs"])
+    assert {c["D"] for c in out["cells"]} == {out["tokens"]} == {out["target_D"]}
+    assert out["size_ratio"] == pytest.approx(out["target_N"] / out["largest_rung_N"])
+    assert out["relative_error"] == pytest.approx((out["predicted_loss"] - out["observed_loss"]) / out["observed_loss"])
+    assert len(out["sweep"]) == 3 and set(out["anchors"]) >= {"size_law_non_embedding", "pure_power_law_non_embedding"}

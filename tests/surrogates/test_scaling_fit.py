@@ -14,6 +14,7 @@ from surrogates.scaling import (
     StepLawFit,
     fit_chinchilla,
     fit_kaplan,
+    fit_size_law,
     fit_step_law,
     leave_largest_out,
     load_runs,
@@ -325,6 +326,57 @@ def test_step_law_needs_lr_batch_and_varied_cells():
     one_n = step_law_sweeps(cells=[(1e8, 2e9), (1e8, 8e9), (1e8, 3.2e10)])
     with pytest.raises(ScalingDataError, match="N and D vary independently"):
         fit_step_law(load_runs(one_n))
+
+
+def test_step_law_at_one_budget_fits_lr_in_n_and_predicts_only_there():
+    known = {"lr_coef": 0.5, "lr_N_exp": -0.3, "lr_D_exp": 0.1, "bs_coef": 2.0, "bs_D_exp": 0.4}
+    d = 2e9
+    law = fit_step_law(load_runs(step_law_sweeps(known, cells=[(1e8, d), (4e8, d), (1.6e9, d)])))
+    assert law.D_fixed == d and law.constants["lr_D_exp"] == 0.0 and law.constants["bs_D_exp"] == 0.0
+    assert law.constants["lr_N_exp"] == pytest.approx(-0.3, rel=1e-6)
+    assert law.predict(1e10, d)["lr"] == pytest.approx(0.5 * 1e10**-0.3 * d**0.1, rel=1e-6)
+    assert law.predict(1e10, d)["batch_size"] == pytest.approx(2.0 * d**0.4, rel=1e-6)
+    assert law.to_dict()["D_fixed"] == d
+    with pytest.raises(ValueError, match="one token budget"):
+        law.predict(1e10, 2 * d)
+
+
+# --------------------------------------------------------------------------- size law at one budget
+
+
+def test_size_law_recovers_constants_and_extrapolates():
+    n = np.geomspace(3e3, 2e4, 6)
+    loss = 1.1 + 30.0 / n**0.45
+    runs = load_runs(pd.DataFrame({"params": n, "tokens": 1e6, "loss": loss}))
+    fit = fit_size_law(runs, n_bootstrap=30, seed=0)
+    assert fit.params == pytest.approx({"E": 1.1, "A": 30.0, "alpha": 0.45}, rel=1e-4)
+    mean, low, high = fit.predict(1e5)
+    assert mean == pytest.approx(1.1 + 30.0 / 1e5**0.45, rel=1e-6)
+    assert low <= mean <= high
+    assert fit.to_dict()["form"] == "size-law" and fit.D == 1e6
+
+
+def test_size_law_bootstrap_is_seeded_and_alpha_bounded():
+    rng = np.random.default_rng(1)
+    n = np.geomspace(3e3, 2e4, 6)
+    loss = (1.1 + 30.0 / n**0.45) * np.exp(0.003 * rng.standard_normal(n.size))
+    runs = load_runs(pd.DataFrame({"params": n, "tokens": 1e6, "loss": loss}))
+    a, b = fit_size_law(runs, n_bootstrap=20, seed=3), fit_size_law(runs, n_bootstrap=20, seed=3)
+    assert np.array_equal(a.bootstrap_params, b.bootstrap_params)
+    assert a.intervals["alpha"][0] <= a.params["alpha"] <= a.intervals["alpha"][1]
+    # a step down between two plateaus wants a huge exponent; the bound holds it
+    step = load_runs(pd.DataFrame({"params": n, "tokens": 1e6, "loss": np.where(n < 8e3, 3.0, 2.0)}))
+    assert fit_size_law(step, n_bootstrap=0, alpha_bounds=(0.0, 1.5)).params["alpha"] <= 1.5
+
+
+def test_size_law_needs_one_budget_and_four_sizes():
+    frame = pd.DataFrame({"params": [1e3, 2e3, 4e3, 8e3], "tokens": [1e6, 1e6, 1e6, 2e6], "loss": [3.0, 2.8, 2.7, 2.6]})
+    with pytest.raises(ScalingDataError, match="one token budget, got 2 distinct D"):
+        fit_size_law(load_runs(frame))
+    frame["tokens"] = 1e6
+    frame.loc[3, "params"] = 4e3
+    with pytest.raises(ScalingDataError, match="at least 4 distinct model sizes, got 3"):
+        fit_size_law(load_runs(frame))
 
 
 # --------------------------------------------------------------------------- bad tables
