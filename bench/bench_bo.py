@@ -1,17 +1,32 @@
 """Benchmark the ``bo`` algorithm against Optuna TPE, Optuna's GP sampler and random search.
 
-Protocol in the style of the NeurIPS 2020 black-box optimisation challenge: 16 rounds of 8
-parallel suggestions per run, every method on the same problems and seeds. A run's score is
-``100 * (R - f) / (R - f*)`` where ``f`` is the best loss the run found, ``R`` the mean over
-seeds of random search's best loss at the same budget, and ``f*`` the best loss known for the
-problem (the known optimum for synthetic functions; for the scikit-learn problems the best loss
-seen by any method on any seed in this run). 100 = best known, 0 = random search on average.
+Protocol of the NeurIPS 2020 black-box optimisation challenge: 16 rounds of 8 parallel suggestions
+per run, every method on the same problems and seeds. Scores follow Bayesmark
+(uber/bayesmark, ``experiment_baseline.compute_baseline`` and ``experiment_analysis.
+compute_aggregates``; docs "How scoring works"), computed on the best loss ``f`` of each run:
+
+- ``opt_p``: the best loss known for problem ``p``: the known optimum of a synthetic function, else
+  the best loss any method found on any seed in this run (Bayesmark: the best of any method).
+- ``clip_p``: the median of all random-search evaluations of ``p`` (the median loss of a single
+  random configuration).
+- per run ``N = clip((f - opt_p) / (clip_p - opt_p), -1, 1)``; per problem and method the mean
+  of ``N`` over seeds, ``N_pm``; 0 = best known, 1 = no better than one random guess.
+- random search's expected normalised loss at the same budget, ``N_p,rand``, from all of its
+  evaluations pooled (Bayesmark's unbiased expected-minimum estimator).
+- the headline score, 100 = best known and 0 = random search at the same budget, is Bayesmark's
+  normalised mean ``100 * (1 - mean_p N_pm / mean_p N_p,rand)``: a ratio of means over problems,
+  so a problem on which random search already lands within a hair of the optimum (``N_p,rand``
+  near 0) weighs by the little room it leaves, instead of blowing up a per-problem ratio.
+- also printed: the challenge leaderboard score ``100 * (1 - mean_p N_pm)`` (on which random
+  search does not score 0), and per problem ``100 * (1 - N_pm / N_p,rand)``.
 
 Also prints ``bo``'s proposal latency at 200 and 2,000 completed trials.
 
     python bench/bench_bo.py              # full run (10 seeds, every problem)
     python bench/bench_bo.py --quick      # smoke run: 2 seeds, 3 problems, 6 rounds
     python bench/bench_bo.py --seeds 5 --problems branin,svm_cancer
+    python bench/bench_bo.py --problems branin --save a.json   # raw results of a part ...
+    python bench/bench_bo.py --combine a.json,b.json             # ... scored together
 """
 from __future__ import annotations
 
@@ -256,9 +271,11 @@ METHODS = {"bo": run_bo, "tpe": run_tpe, "gp": run_gp, "random": run_random}
 
 
 # -- latency ---------------------------------------------------------------------------------
-def latency(n_completed: int, repeats: int = 3) -> dict[str, float]:
+def latency(n_completed: int, repeats: int = 5) -> dict[str, float]:
     """Median seconds of ``propose(h, 1)`` and per proposal of ``propose(h, 8)`` on Hartmann-6
-    with ``n_completed`` random completed trials."""
+    with ``n_completed`` random completed trials: wall-clock, and CPU time of this process (the
+    wall-clock a quiet machine would show, since the benchmark runs single-threaded; on a shared
+    machine the wall-clock mostly measures the other processes)."""
     problem = PROBLEMS["hartmann6"]
     rng = np.random.default_rng(0)
     trials = []
@@ -267,11 +284,63 @@ def latency(n_completed: int, repeats: int = 3) -> dict[str, float]:
         trials.append(_record(i, c, problem.fn(c)))
     h = History(tuple(trials), ("loss",), ("minimize",))
     algo = BayesOpt(problem.space, ("loss",), ("minimize",), seed=0)
-    one, eight = [], []
+    out: dict[str, list[float]] = {k: [] for k in ("single_s", "single_cpu_s", "per_proposal_in_batch_of_8_s",
+                                                   "per_proposal_in_batch_of_8_cpu_s")}
     for _ in range(repeats):
-        t = time.perf_counter(); algo.propose(h, 1); one.append(time.perf_counter() - t)
-        t = time.perf_counter(); algo.propose(h, 8); eight.append((time.perf_counter() - t) / 8)
-    return {"single_s": float(np.median(one)), "per_proposal_in_batch_of_8_s": float(np.median(eight))}
+        for n, key in ((1, "single"), (8, "per_proposal_in_batch_of_8")):
+            t, c = time.perf_counter(), time.process_time()
+            algo.propose(h, n)
+            out[f"{key}_s"].append((time.perf_counter() - t) / n)
+            out[f"{key}_cpu_s"].append((time.process_time() - c) / n)
+    return {k: float(np.median(v)) for k, v in out.items()}
+
+
+def expected_min(values: list[float], m: int) -> float:
+    """Unbiased estimate of E[min of m draws] from a pool of n >= m i.i.d. draws (Bayesmark's
+    ``expected_max.expected_min``): the i-th smallest value is the minimum of a random m-subset
+    with probability C(n - i, m - 1) / C(n, m)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if not 1 <= m <= n:
+        raise ValueError(f"need 1 <= m <= n pooled draws, got m={m}, n={n}")
+    i = np.arange(1, n + 1)
+    logc = lambda a, b: math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)  # noqa: E731
+    w = np.array([math.exp(logc(n - k, m - 1) - logc(n, m)) if n - k >= m - 1 else 0.0 for k in i])
+    return float(w @ x / w.sum())
+
+
+def score(finals: dict[str, dict[str, list[float]]], random_evals: dict[str, list[float]],
+          optima: dict[str, float | None], budget: int) -> dict[str, Any]:
+    """Bayesmark scores (see the module docstring) from each run's best loss. A method missing on
+    some problems (a run cut short) is scored over the problems it has, random's baseline over
+    the same problems; ``problems`` says which."""
+    methods = list(dict.fromkeys(m for by_method in finals.values() for m in by_method))
+    opt, clip, per_problem, N, N_rand = {}, {}, {}, {}, {}
+    for name, by_method in finals.items():
+        seen = min(min(v) for v in by_method.values())
+        known = optima.get(name)
+        o = seen if known is None else min(known, seen)
+        c = float(np.median(random_evals[name]))
+        if not c > o:
+            raise ValueError(f"{name}: median random loss {c} is not above the best known {o}; "
+                             "the problem cannot be scored")
+        opt[name], clip[name] = o, c
+        N[name] = {m: float(np.mean(np.clip((np.array(v) - o) / (c - o), -1.0, 1.0)))
+                   for m, v in by_method.items()}
+        N_rand[name] = (min(expected_min(random_evals[name], budget), c) - o) / (c - o)
+        per_problem[name] = {m: 100.0 * (1.0 - N[name][m] / N_rand[name]) if N_rand[name] > 0 else
+                             math.nan for m in by_method}
+    problems = {m: [n for n in finals if m in finals[n]] for m in methods}
+    mean_N = {m: float(np.mean([N[n][m] for n in problems[m]])) for m in methods}
+    mean_rand = {m: float(np.mean([N_rand[n] for n in problems[m]])) for m in methods}
+    return {
+        "score": {m: 100.0 * (1.0 - mean_N[m] / mean_rand[m]) for m in methods},
+        "leaderboard": {m: 100.0 * (1.0 - mean_N[m]) for m in methods},
+        "mean_per_problem": {m: float(np.nanmean([per_problem[n][m] for n in problems[m]]))
+                             for m in methods},
+        "per_problem": per_problem, "normalised_loss": N, "normalised_loss_random_expected": N_rand,
+        "opt": opt, "clip": clip, "problems": problems,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8, help="parallel proposals per round")
     ap.add_argument("--bo-options", default="{}", help="JSON options for bo, e.g. '{\"acquisition\": \"ei\"}'")
     ap.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    ap.add_argument("--save", default=None, help="also write the raw per-run results to this JSON file")
+    ap.add_argument("--combine", default=None,
+                    help="comma-separated --save files: score them together instead of running")
     args = ap.parse_args(argv)
 
     import optuna
@@ -309,59 +381,79 @@ def main(argv: list[str] | None = None) -> int:
     if "random" not in methods:
         ap.error("the score needs random search as its baseline: keep 'random' in --methods")
 
-    best: dict[str, dict[str, list[float]]] = {}
-    seconds: dict[str, float] = {m: 0.0 for m in methods}
-    for name in names:
+    batch = args.batch
+    if args.combine:
+        parts = [json.loads(Path(f).read_text()) for f in args.combine.split(",")]
+        finals = {k: v for part in parts for k, v in part["finals"].items()}
+        random_evals = {k: v for part in parts for k, v in part["random_evals"].items()}
+        names = list(finals)
+        methods = list(dict.fromkeys(m for n in names for m in finals[n]))
+        seconds = {m: sum(part["seconds"].get(m, 0.0) for part in parts) for m in methods}
+        seeds = max(part["seeds"] for part in parts)
+        rounds, batch = parts[0]["rounds"], parts[0]["batch"]
+        if any((part["rounds"], part["batch"]) != (rounds, batch) for part in parts):
+            ap.error("--combine: every part must use the same --rounds and --batch")
+    else:
+        finals, random_evals, seconds = {}, {}, {m: 0.0 for m in methods}
+    for name in ([] if args.combine else names):
         problem = PROBLEMS[name]
-        best[name] = {}
+        finals[name] = {}
         for m in methods:
-            finals = []
+            runs = []
             t_method = time.perf_counter()
             n_seeds = min(seeds, args.gp_seeds) if m == "gp" and args.gp_seeds else seeds
             for seed in range(n_seeds):
                 t = time.perf_counter()
-                values = METHODS[m](problem, seed, rounds, args.batch)
+                values = METHODS[m](problem, seed, rounds, batch)
                 seconds[m] += time.perf_counter() - t
-                finals.append(float(np.min(values)))
-            best[name][m] = finals
-            print(f"# {name:16s} {m:7s} mean best {np.mean(finals):.6g} "
-                  f"({len(finals)} seeds, {time.perf_counter() - t_method:.0f} s)", flush=True)
+                runs.append(float(np.min(values)))
+                if m == "random":
+                    random_evals.setdefault(name, []).extend(float(v) for v in values)
+            finals[name][m] = runs
+            print(f"# {name:16s} {m:7s} mean best {np.mean(runs):.6g} "
+                  f"({len(runs)} seeds, {time.perf_counter() - t_method:.0f} s)", flush=True)
+            if args.save:  # after every method, so a long run that is cut short keeps its results
+                Path(args.save).write_text(json.dumps({
+                    "finals": finals, "random_evals": random_evals, "seconds": seconds, "seeds": seeds,
+                    "rounds": rounds, "batch": batch, "bo_options": BO_OPTIONS}))
 
-    scores: dict[str, dict[str, float]] = {}
-    optima: dict[str, float] = {}
-    for name in names:
-        seen = min(min(v) for v in best[name].values())
-        opt = PROBLEMS[name].optimum
-        f_star = seen if opt is None else min(opt, seen)
-        optima[name] = f_star
-        R = float(np.mean(best[name]["random"]))
-        scores[name] = {}
-        for m in methods:
-            runs = [100.0 * (R - f) / (R - f_star) if R > f_star else 100.0 for f in best[name][m]]
-            scores[name][m] = float(np.mean(runs))
-    mean_scores = {m: float(np.mean([scores[n][m] for n in names])) for m in methods}
-
-    gp_note = (f" (Optuna GP sampler: first {min(seeds, args.gp_seeds)} seeds only)"
-               if "gp" in methods and args.gp_seeds and args.gp_seeds < seeds else "")
-    print(f"\nnormalised score (100 = best known, 0 = mean random search), {seeds} seeds{gp_note}, "
-          f"{rounds} rounds x {args.batch}; sklearn problems: best known = best seen in this run")
-    print(f"{'problem':18s}" + "".join(f"{m:>10s}" for m in methods) + "   best known")
+    methods = [m for m in METHODS if m in methods]  # print in one order, whatever the run order
+    res = score(finals, random_evals, {n: PROBLEMS[n].optimum for n in names}, rounds * batch)
+    gp_counts = {len(finals[n]["gp"]) for n in names if "gp" in finals[n]}
+    gp_note = (f" (Optuna GP sampler: {min(gp_counts)} seeds)"
+               if gp_counts and min(gp_counts) < seeds else "")
+    print(f"\nBayesmark scores, {seeds} seeds{gp_note}, {rounds} rounds x {batch}; "
+          "best known = known optimum, else (seen) the best any method found in this run")
+    print("per problem: 100 * (1 - N_pm / N_p,rand)   (100 = best known, 0 = random search)")
+    print(f"{'problem':18s}" + "".join(f"{m:>10s}" for m in methods) + "   best known   clip (median random)")
     for n in names:
         note = "" if PROBLEMS[n].optimum is not None else " (seen)"
-        print(f"{n:18s}" + "".join(f"{scores[n][m]:10.1f}" for m in methods) + f"   {optima[n]:.6g}{note}")
-    print(f"{'mean':18s}" + "".join(f"{mean_scores[m]:10.1f}" for m in methods))
+        print(f"{n:18s}" + "".join(f"{res['per_problem'][n][m]:10.1f}" if m in res["per_problem"][n]
+                                   else f"{'-':>10s}" for m in methods)
+              + f"   {res['opt'][n]:.6g}{note}   {res['clip'][n]:.6g}")
+    print(f"{'score':18s}" + "".join(f"{res['score'][m]:10.1f}" for m in methods)
+          + "   <- 100 * (1 - mean_p N_pm / mean_p N_p,rand): 100 = best known, 0 = random")
+    print(f"{'leaderboard':18s}" + "".join(f"{res['leaderboard'][m]:10.1f}" for m in methods)
+          + "   <- challenge leaderboard 100 * (1 - mean_p N_pm)")
+    print(f"{'mean per problem':18s}" + "".join(f"{res['mean_per_problem'][m]:10.1f}" for m in methods)
+          + "   <- plain mean of the rows above (not Bayesmark's; volatile on flat problems)")
+    for m in methods:
+        if len(res["problems"][m]) < len(names):
+            print(f"note: {m} ran on {len(res['problems'][m])} of {len(names)} problems; its scores "
+                  "cover those (random's baseline too)")
     print("wall seconds per method: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()))
 
     lat = {}
     if not args.no_latency:
         for n in (200, 2000):
             lat[str(n)] = latency(n)
-            print(f"bo proposal latency at {n} completed trials: "
-                  f"single {lat[str(n)]['single_s'] * 1000:.0f} ms, "
-                  f"per proposal in a batch of 8 {lat[str(n)]['per_proposal_in_batch_of_8_s'] * 1000:.0f} ms")
-    print(json.dumps({"bench": "bo", "bo_options": BO_OPTIONS, "seeds": seeds, "gp_seeds": args.gp_seeds, "rounds": rounds, "batch": args.batch,
-                      "scores": scores, "mean_scores": mean_scores, "best_known": optima,
-                      "latency": lat}))
+            print(f"bo proposal latency at {n} completed trials: single {lat[str(n)]['single_s'] * 1000:.0f} ms "
+                  f"wall ({lat[str(n)]['single_cpu_s'] * 1000:.0f} ms CPU), per proposal in a batch of 8 "
+                  f"{lat[str(n)]['per_proposal_in_batch_of_8_s'] * 1000:.0f} ms wall "
+                  f"({lat[str(n)]['per_proposal_in_batch_of_8_cpu_s'] * 1000:.0f} ms CPU)")
+    print(json.dumps({"bench": "bo", "bo_options": BO_OPTIONS, "seeds": seeds,
+                      "gp_seeds": min(gp_counts) if gp_counts else None, "rounds": rounds,
+                      "batch": batch, **res, "problem_names": names, "latency": lat}))
     return 0
 
 

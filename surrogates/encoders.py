@@ -123,11 +123,6 @@ class SpaceEncoder:
             return math.log(lo), math.log(hi), True
         return lo, hi, False
 
-    def _to_unit(self, b: _Block, v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ValueError(f"parameter {b.name!r} is numeric, got {v!r}")
-        return float(self._to_unit_vec(b, np.array([float(v)]))[0])
-
     def _to_unit_vec(self, b: _Block, v: np.ndarray) -> np.ndarray:
         lo, hi, log = self._range(b)
         if hi == lo:
@@ -162,29 +157,39 @@ class SpaceEncoder:
 
     def encode(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """One row per configuration. A parameter counts as active when it is present."""
-        X = np.zeros((len(configs), self.n_features))
-        for i, config in enumerate(configs):
-            for b in self._blocks:
-                present = b.name in config
-                if not present and b.active_col is None:
-                    raise ValueError(
-                        f"configuration {i} lacks unconditional parameter {b.name!r}; "
-                        f"got keys {sorted(config)}"
-                    )
-                if b.active_col is not None:
-                    X[i, b.active_col] = 1.0 if present else 0.0
-                if b.kind == "cat":
-                    if present:
-                        v = config[b.name]
-                        try:
-                            j = list(b.param.choices).index(v)
-                        except ValueError:
-                            raise ValueError(
-                                f"value {v!r} of {b.name!r} is not one of its choices "
-                                f"{list(b.param.choices)}") from None
-                        X[i, b.start + j] = 1.0
-                else:
-                    X[i, b.start] = self._to_unit(b, config[b.name]) if present else _INACTIVE_NUMERIC
+        n = len(configs)
+        X = np.zeros((n, self.n_features))
+        for b in self._blocks:
+            present = np.array([b.name in config for config in configs], dtype=bool)
+            if b.active_col is None and not present.all():
+                i = int(np.argmin(present))
+                raise ValueError(
+                    f"configuration {i} lacks unconditional parameter {b.name!r}; "
+                    f"got keys {sorted(configs[i])}"
+                )
+            if b.active_col is not None:
+                X[:, b.active_col] = present
+            rows = np.flatnonzero(present)
+            if b.kind == "cat":
+                choices = list(b.param.choices)
+                for i in rows:
+                    v = configs[i][b.name]
+                    try:
+                        j = choices.index(v)
+                    except ValueError:
+                        raise ValueError(
+                            f"value {v!r} of {b.name!r} is not one of its choices "
+                            f"{choices}") from None
+                    X[i, b.start + j] = 1.0
+            else:
+                vals = [configs[i][b.name] for i in rows]
+                for v in vals:
+                    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                        raise ValueError(f"parameter {b.name!r} is numeric, got {v!r}")
+                col = np.full(n, _INACTIVE_NUMERIC)
+                if len(rows):
+                    col[rows] = self._to_unit_vec(b, np.array(vals, dtype=float))
+                X[:, b.start] = col
         return X
 
     def decode(self, U: np.ndarray) -> list[dict[str, Any]]:

@@ -21,6 +21,13 @@ __all__ = ["GaussianProcess"]
 
 _SQRT5 = math.sqrt(5.0)
 _EPS = 1e-6
+# Upper bound on the lengthscale of a one-hot column. Two categories differ in two such columns,
+# so at this bound switching category leaves a Matérn-5/2 correlation of about 0.3. Left free, the
+# marginal likelihood happily makes every category look alike (lengthscales in the tens) after
+# the first rounds sampled mostly one category, and the model then carries that category's
+# response into the others (lasso's poor large-alpha losses predicted for ridge): the search
+# never returns to the other categories.
+_CAT_MAX_LS = 1.0
 
 
 def _yj(y: np.ndarray, lam: float) -> np.ndarray:
@@ -92,13 +99,15 @@ class GaussianProcess:
     max_iter: L-BFGS iterations per restart.
     max_fit_samples: above this many rows, hyperparameters are fitted on a random subset of this
         size (the posterior still conditions on every row); None fits on all.
+    categorical_columns: indices of one-hot columns; their lengthscales are capped at 1 so a
+        change of category always decorrelates the function noticeably.
     random_state: seed for restart draws.
     """
 
     def __init__(self, *, y_transform: str = "yeo-johnson", input_warping: bool = False,
                  warp_columns: Any = None, normalize_inputs: bool = True, n_restarts: int = 1,
                  max_iter: int = 50, max_fit_samples: int | None = 160,
-                 random_state: Any = None) -> None:
+                 categorical_columns: Any = None, random_state: Any = None) -> None:
         self.y_transform = y_transform
         self.input_warping = input_warping
         self.warp_columns = warp_columns
@@ -106,6 +115,7 @@ class GaussianProcess:
         self.n_restarts = n_restarts
         self.max_iter = max_iter
         self.max_fit_samples = max_fit_samples
+        self.categorical_columns = categorical_columns
         self.random_state = random_state
 
     # -- transforms ----------------------------------------------------------------------------
@@ -260,11 +270,19 @@ class GaussianProcess:
 
         w = idx.size
         prior_mu = math.sqrt(2.0) + 0.5 * math.log(d)
-        bounds = ([(math.log(1e-2), math.log(1e3))] * d + [(math.log(1e-2), math.log(1e2))]
+        ls_bounds = [(math.log(1e-2), math.log(1e3))] * d
+        if self.categorical_columns is not None:
+            cat = np.asarray(self.categorical_columns, dtype=int)
+            if cat.size and (cat.min() < 0 or cat.max() >= d):
+                raise ValueError(
+                    f"categorical_columns must index the {d} columns of X, got {cat.tolist()}")
+            for c in cat:
+                ls_bounds[c] = (math.log(1e-2), math.log(_CAT_MAX_LS))
+        bounds = (ls_bounds + [(math.log(1e-2), math.log(1e2))]
                   + [(math.log(1e-6), 0.0)] + [(math.log(0.1), math.log(10.0))] * (2 * w))
         start = np.concatenate([np.full(d, math.log(0.5 * math.sqrt(d))), [0.0, math.log(1e-2)],
                                 np.zeros(2 * w)])
-        starts = [start]
+        starts = [np.clip(start, [b[0] for b in bounds], [b[1] for b in bounds])]
         for _ in range(max(self.n_restarts, 1) - 1):
             s = start.copy()
             s[:d] = rng.normal(prior_mu, math.sqrt(3.0), d)

@@ -208,3 +208,53 @@ def test_log_ei_is_accurate_and_finite_in_the_tail():
     far = log_ei(np.array([10.0, 40.0, 1e3, 1e8]), np.ones(4), 0.0)
     assert np.all(np.isfinite(far)) and np.all(np.diff(far) < 0)
     assert far[1] == pytest.approx(-0.5 * 40 ** 2 - 0.5 * math.log(2 * math.pi) - 2 * math.log(40), rel=1e-3)
+
+
+def test_resumed_study_proposes_from_the_full_history(sqlite_url, tmp_path, monkeypatch):
+    """A study killed after ten trials and resumed: the first proposal after the restart sees all
+    ten stored trials (model-based, not a fresh initial design), and equals what a fresh ``bo``
+    with the same seed proposes from those records."""
+    import search
+    from search.config import parse_study
+    from storage import TrialState, open_storage
+
+    config = parse_study({
+        "name": "bo-resume", "objective": {"metric": "loss", "direction": "minimize"},
+        "trial": {"entrypoint": "search_test_objectives:quadratic"},
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0},
+                  "kind": {"type": "categorical", "choices": ["a", "b"]}},
+        "algorithm": {"name": "bo", "seed": 3, "n_initial": 4},
+        "budget": {"trials": 12, "parallel": 1},
+        "backend": {"name": "inprocess"}, "artifacts": str(tmp_path / "artifacts"),
+    })
+    st = open_storage(sqlite_url)
+    study = st.create_study(config.name, metrics=config.metrics, directions=config.directions,
+                            spec=dict(config.raw))
+    rng = np.random.default_rng(0)
+    for _ in range(10):  # what the killed controller left behind
+        c = {"x": float(rng.random()), "kind": str(rng.choice(["a", "b"]))}
+        t = st.create_trial(study.id, c)
+        v = (c["x"] - 0.3) ** 2 + (1.0 if c["kind"] == "b" else 0.0)
+        st.finish_trial(t.id, 0, state=TrialState.COMPLETE, values=[v], metrics={"loss": v})
+    stored = st.get_trials(study.id)
+    st.close()
+
+    seen: list[int] = []
+    original = BayesOpt.propose
+
+    def spy(self, history, n):
+        seen.append(len(history.trials))
+        return original(self, history, n)
+
+    monkeypatch.setattr(BayesOpt, "propose", spy)
+    summary = search.resume("bo-resume", storage=sqlite_url)
+    assert summary.complete == 12
+    assert seen and seen[0] == 10
+    monkeypatch.setattr(BayesOpt, "propose", original)
+    with open_storage(sqlite_url) as st2:
+        after = st2.get_trials(st2.get_study("bo-resume").id)
+    expected = BayesOpt(config.space, M, MIN, seed=3, n_initial=4).propose(
+        History(tuple(stored), M, MIN), 1)[0].params
+    assert after[10].params == expected
+    fresh = BayesOpt(config.space, M, MIN, seed=3, n_initial=4).propose(History((), M, MIN), 1)[0].params
+    assert after[10].params != fresh

@@ -21,6 +21,7 @@ FACTORIES = {
     "gp": lambda seed: GaussianProcess(random_state=seed),
     "gp_warped": lambda seed: GaussianProcess(input_warping=True, n_restarts=2, random_state=seed),
     "gp_standardize": lambda seed: GaussianProcess(y_transform="standardize", random_state=seed),
+    "gp_categorical": lambda seed: GaussianProcess(categorical_columns=[2], random_state=seed),
     "extra_trees": lambda seed: ForestSurrogate(kind="extra", random_state=seed),
     "random_forest": lambda seed: ForestSurrogate(kind="random", random_state=seed),
     "deep_ensemble": lambda seed: DeepEnsemble(n_members=3, hidden=(32, 32), epochs=150,
@@ -164,6 +165,22 @@ def test_gp_rejects_bad_transform_and_unwarpable_inputs():
         GaussianProcess(y_transform="log").fit(X, y)
     with pytest.raises(ValueError, match="input_warping needs warped columns in \\[0, 1\\]"):
         GaussianProcess(input_warping=True, normalize_inputs=False).fit(X * 3, y)
+
+
+def test_gp_categorical_columns_keep_categories_apart():
+    """One-hot columns get lengthscales of at most 1: the model must not carry one category's
+    response over to another it has barely seen (the flat linear_diabetes benchmark trap)."""
+    rng = np.random.default_rng(0)
+    x = rng.random(40)
+    cat = (np.arange(40) < 36).astype(float)  # mostly category A, four points of B
+    X = np.column_stack([x, cat, 1 - cat])
+    y = np.where(cat == 1, (x - 0.2) ** 2, (x - 0.8) ** 2)
+    free = GaussianProcess(random_state=0).fit(X, y)
+    capped = GaussianProcess(categorical_columns=[1, 2], random_state=0).fit(X, y)
+    assert np.all(capped.lengthscales_[1:] <= 1.0 + 1e-9)
+    assert np.all(free.lengthscales_[1:] > capped.lengthscales_[1:])
+    with pytest.raises(ValueError, match="categorical_columns must index the 3 columns of X, got \\[3\\]"):
+        GaussianProcess(categorical_columns=[3]).fit(X, y)
 
 
 def test_deep_ensemble_separates_aleatoric_from_epistemic():
