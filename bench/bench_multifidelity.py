@@ -1,29 +1,39 @@
 """ASHA against random search and against Ray Tune's ASHAScheduler, on real training, side by side.
 
     nice python bench/bench_multifidelity.py [--tasks cnn,lm] [--seeds 0,1,2] [--quick] [--skip-ray]
-                                             [--inprocess] [--more-trials K]
+                                             [--inprocess] [--draws K] [--no-same-configs]
 
-For each task and seed, three runs over the *same* configurations in the same order (our ``random``
-algorithm's draws for the seed, each trial trained with the seed our controller gives it):
+The question: how much compute does each method spend before it first reaches the best validation
+loss X that random search reaches with its full budget (N trials trained to the end)?
 
-- random: ``algorithm: random``, no scheduler, every trial to the full budget;
-- asha: the same study with ``scheduler: asha`` (stopping form);
-- ray-asha: ``tune.Tuner`` with ``ASHAScheduler`` (same rungs: grace period, reduction factor,
-  max_t), its function trainable running our built-in trainer through ``trials.run_trial``.
+Primary protocol, equal compute (how ASHA is compared in Li et al. 2020, and how it is used: the
+budget is compute, not a trial count). Random search's total compute B = N x max_resource is the
+budget of every method. ASHA may try as many configurations as B allows: it gets a stream of
+``K x N`` draws (random search's N first, then more from the same seeded stream), runs them in
+order and ends when it has spent B. Rows ``asha@budget`` (ours) and ``ray-asha@budget`` (``tune.Tuner`` with
+``ASHAScheduler``, same rungs, the same draws in the same order with the same trial seeds, stopped
+by a ``Stopper`` once it has trained B). Trials run one at a time (``parallel: 1``;
+``max_concurrent_trials=1``), so ASHA's decisions about a trial depend only on the trials before
+it: a run over more draws, cut at compute B, is exactly the run a compute budget B would give
+(ours is cut after the fact, Ray's is stopped at B; the curves of both are cut at B). A method
+that has not reached X within B reports "never".
 
-Trials run one at a time (``parallel: 1``; ``max_concurrent_trials=1``) so completion order is
-trial order and the compute figures are exact. Ours run on the simulated backend: the real
-controller, scheduler and trainer, with each report answered before training goes on, which is
-also how Ray Tune's function trainables behave (``tune.report`` waits for the next ``train()``).
-``--more-trials K`` adds our ASHA with K times the trials: the same first draws and then more, as
-ASHA is used when the budget is compute rather than a trial count. ``--inprocess`` adds our ASHA on the in-process backend, where a report returns at once and a stop
-is seen at the trial's next report: the cost of that asynchrony in extra compute.
+Secondary protocol, same configurations (``--no-same-configs`` leaves it out): ASHA and Ray's
+ASHA over random search's N configurations only, rows ``asha`` and ``ray-asha``. ASHA can then
+only reach X if it promotes the trial that reached X to (nearly) the end, so this measures how
+often the rungs keep the eventual best, not the method's efficiency.
+
+Ours run on the simulated backend: the real controller, scheduler and trainer, with each report
+answered before training goes on, which is also how Ray Tune's function trainables behave
+(``tune.report`` waits for the next ``train()``). ``--inprocess`` adds our ASHA (same configurations) on the in-process
+backend, where a report returns at once and a stop is seen at the trial's next report: the cost of
+that asynchrony in extra compute.
 
 Compute is the sum over trials of the resource actually trained (epochs for the CNN, optimiser
-steps for the LM). The target X is the best validation loss random search reports anywhere in its
-full budget; "compute to reach X" is the compute spent, in run order, until some trial of a method
-first reports val_loss <= X (relative tolerance 1e-6: the same trial retrained gives the same
-float up to summation order). Prints a table per task and a final JSON line.
+steps for the LM). "Compute to reach X" is computed the same way for every method: the compute
+spent, trials in run order, until some trial first reports val_loss <= X (relative tolerance 1e-6:
+the same trial retrained gives the same float up to summation order). Prints a table per task and
+a final JSON line.
 """
 from __future__ import annotations
 
@@ -59,6 +69,7 @@ class Task:
     eta: int
     trials: int
     unit: str  # rungs must be multiples of the trainer's reporting interval
+    draws: int  # K: the equal-compute runs may draw K x trials configurations (enough to spend B)
 
 
 def tasks(quick: bool) -> dict[str, Task]:
@@ -68,13 +79,13 @@ def tasks(quick: bool) -> dict[str, Task]:
                         {"model": "cnn", "data": "digits", "channels": 4, "checkpoint_every": 0,
                          "checkpoint_final": False},
                         {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
-                        "epochs", 4, 1, 2, 4, "epochs"),
+                        "epochs", 4, 1, 2, 4, "epochs", 4),
             "lm": Task("lm", "builtin:lm",
                        {"context": 16, "width": 16, "layers": 1, "batch_size": 4, "eval_tokens": 256,
                         "eval_every": 4, "checkpoint_every": 0, "checkpoint_final": False,
                         "corpus_bytes": 1 << 16},
                        {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
-                       "steps", 8, 4, 2, 3, "steps"),
+                       "steps", 8, 4, 2, 3, "steps", 4),
         }
     return {
         # Digits (1,437 training images) and a small CNN: an epoch is a fraction of a second.
@@ -85,7 +96,7 @@ def tasks(quick: bool) -> dict[str, Task]:
                      "channels": {"type": "categorical", "choices": [4, 8, 16]},
                      "layers": {"type": "int", "low": 1, "high": 3},
                      "batch_size": {"type": "categorical", "choices": [32, 64, 128]}},
-                    "epochs", 27, 1, 3, 32, "epochs"),
+                    "epochs", 27, 1, 3, 32, "epochs", 12),
         # The byte-level LM on the stdlib corpus: rungs at 18, 54, 162 steps.
         "lm": Task("lm", "builtin:lm",
                    {"context": 64, "batch_size": 16, "eval_tokens": 4096, "eval_every": 18,
@@ -94,7 +105,7 @@ def tasks(quick: bool) -> dict[str, Task]:
                     "width": {"type": "categorical", "choices": [32, 64]},
                     "layers": {"type": "int", "low": 1, "high": 2},
                     "weight_decay": {"type": "float", "low": 1e-3, "high": 0.3, "log": True}},
-                   "steps", 162, 18, 3, 12, "steps"),
+                   "steps", 162, 18, 3, 12, "steps", 8),
     }
 
 
@@ -121,6 +132,17 @@ class Run:
         return sum(1 for c in self.curves if c and c[-1][0] < full)
 
 
+def rung_rank_correlation(curves: list[list[tuple[int, float]]], low: int, high: int) -> float | None:
+    """Spearman correlation, over trials with reports at both, of the loss at resource ``low`` and
+    at ``high``: how well the first rung predicts the final ranking (what ASHA bets on)."""
+    from scipy.stats import spearmanr
+
+    pairs = [(dict(c)[low], dict(c)[high]) for c in curves if low in dict(c) and high in dict(c)]
+    if len(pairs) < 3:
+        return None
+    return float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic)
+
+
 def compute_to_reach(curves: list[list[tuple[int, float]]], target: float) -> int | None:
     """Resource spent, trials in run order, until a report first has loss <= target; None if never.
     Each report's resource counts from the trial's previous report (trials start at 0)."""
@@ -133,6 +155,26 @@ def compute_to_reach(curves: list[list[tuple[int, float]]], target: float) -> in
             if loss <= target + TOLERANCE * abs(target):
                 return spent
     return None
+
+
+def within_budget(curves: list[list[tuple[int, float]]], budget: int) -> list[list[tuple[int, float]]]:
+    """The reports of a sequential run that fit in ``budget``: trials in run order, each report
+    costing the resource trained since the trial's previous one; the run ends at the first report
+    past the budget (that trial is cut there, later trials never start)."""
+    out: list[list[tuple[int, float]]] = []
+    spent = 0
+    for curve in curves:
+        kept, prev = [], 0
+        for step, loss in curve:
+            if spent + step - prev > budget:
+                if kept:
+                    out.append(kept)
+                return out
+            spent += step - prev
+            prev = step
+            kept.append((step, loss))
+        out.append(kept)
+    return out
 
 
 def study(task: Task, seed: int, name: str, artifacts: str, scheduler: bool, trials: int) -> dict[str, Any]:
@@ -168,8 +210,6 @@ def run_ours(task: Task, seed: int, workdir: str, scheduler: bool, backend: str 
         for t in trials:
             reps = sorted(st.get_reports(t.id), key=lambda r: r.step)
             curves.append([(r.step, float(r.metrics["val_loss"])) for r in reps if "val_loss" in r.metrics])
-    if trials_factor != 1:
-        method += f" x{trials_factor} trials"
     if backend != "simulated":
         method += f" ({backend})"
     return Run(method, curves, wall, [dict(t.params) for t in trials])
@@ -245,11 +285,25 @@ def tune_trainable(config: dict[str, Any]) -> None:
         raise RuntimeError(errors[0])
 
 
-def run_ray_asha(task: Task, seed: int, configs: list[dict[str, Any]], workdir: str) -> Run:
+def run_ray_asha(task: Task, seed: int, configs: list[dict[str, Any]], workdir: str,
+                 budget: int | None = None) -> Run:
+    """Ray Tune's ASHA over ``configs`` in order; with ``budget``, stopped once it has trained that
+    much (its curves are then cut at the budget as ours are)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from search.controller import trial_seed
+
+    class ComputeBudget(tune.Stopper):
+        def __init__(self) -> None:
+            self.spent = 0
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            self.spent += int(result.get("trained", 0))
+            return False
+
+        def stop_all(self) -> bool:
+            return budget is not None and self.spent >= budget
 
     # A grid over our configurations: every trial is one of them, in our order, with the seed our
     # controller gave that trial number.
@@ -263,8 +317,8 @@ def run_ray_asha(task: Task, seed: int, configs: list[dict[str, Any]], workdir: 
         param_space=param_space,
         tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler,
                                     max_concurrent_trials=1, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=os.path.join(workdir, "tune"), name=f"{task.name}-asha-s{seed}",
-                                  verbose=0),
+        run_config=tune.RunConfig(storage_path=os.path.join(workdir, "tune"),
+                                  name=f"{task.name}-asha-{len(configs)}-s{seed}", verbose=0, stop=ComputeBudget()),
     )
     t0 = time.perf_counter()
     results = tuner.fit()
@@ -273,11 +327,18 @@ def run_ray_asha(task: Task, seed: int, configs: list[dict[str, Any]], workdir: 
     for r in results:
         if r.error is not None:
             raise RuntimeError(f"ray tune trial failed: {r.error}")
-        df = r.metrics_dataframe.sort_values("step")
+        df = r.metrics_dataframe
+        if df is None or "step" not in df:
+            continue  # stopped by the budget before its first report
+        df = df.sort_values("step")
         by_member[int(r.config["_point"]["_member"])] = [(int(s), float(v)) for s, v in zip(df["step"], df["val_loss"])]
-    if sorted(by_member) != list(range(len(points))):
-        raise RuntimeError(f"ray tune ran members {sorted(by_member)}, expected 0..{len(points) - 1}")
-    return Run("ray-asha", [by_member[i] for i in range(len(points))], wall)
+    ran = sorted(by_member)
+    if ran != list(range(len(ran))) or (budget is None and len(ran) != len(points)):
+        raise RuntimeError(f"ray tune ran members {ran}, expected 0..{len(points) - 1} in order")
+    curves = [by_member[i] for i in ran]
+    if budget is None:
+        return Run("ray-asha", curves, wall)
+    return Run("ray-asha@budget", within_budget(curves, budget), wall)
 
 
 def start_ray() -> None:
@@ -302,15 +363,17 @@ def _fmt(v: float | int | None, nd: int = 0) -> str:
 def summarize(task: Task, per_seed: dict[int, dict[str, Run]]) -> dict[str, Any]:
     out: dict[str, Any] = {"unit": task.unit, "trials": task.trials, "max_resource": task.max_resource,
                            "min_resource": task.min_resource, "reduction_factor": task.eta, "seeds": {}}
-    print(f"\n== {task.name}: {task.trials} trials, max {task.max_resource} {task.unit}, rungs from "
-          f"{task.min_resource} x{task.eta}; compute in {task.unit}")
+    print(f"\n== {task.name}: random search {task.trials} trials x {task.max_resource} {task.unit}; ASHA rungs from "
+          f"{task.min_resource} x{task.eta}; @budget: random's compute as the budget (more configurations), "
+          f"else random's {task.trials} configurations; compute in {task.unit}")
     print(f"{'seed':>4} {'method':<20} {'best val_loss':>13} {'total':>7} {'stopped':>7} "
           f"{'to reach X':>10} {'random/method':>13} {'wall s':>7}")
     ratios: dict[str, list[float]] = {}
     for seed, runs in per_seed.items():
         target = runs["random"].best
         base = compute_to_reach(runs["random"].curves, target)
-        seed_out: dict[str, Any] = {"target_val_loss": target}
+        seed_out: dict[str, Any] = {"target_val_loss": target, "first_rung_spearman": rung_rank_correlation(
+            runs["random"].curves, task.min_resource, task.max_resource)}
         for method, run in runs.items():
             ctr = compute_to_reach(run.curves, target)
             ratio = None if ctr is None or base is None else base / ctr
@@ -320,10 +383,13 @@ def summarize(task: Task, per_seed: dict[int, dict[str, Run]]) -> dict[str, Any]
                                 "compute_to_reach": ctr, "random_over_method": ratio, "wall_s": round(run.wall_s, 1)}
             print(f"{seed:>4} {method:<20} {run.best:>13.4f} {run.compute:>7} {run.stopped:>7} {_fmt(ctr):>10} "
                   f"{_fmt(ratio, 2):>13} {run.wall_s:>7.1f}")
-        if "ray-asha" in runs and "asha" in runs:
-            a = compute_to_reach(runs["asha"].curves, target)
-            r = compute_to_reach(runs["ray-asha"].curves, target)
-            seed_out["ray_over_ours"] = None if a is None or r is None else r / a
+        for suffix in ("@budget", ""):
+            if f"ray-asha{suffix}" in runs and f"asha{suffix}" in runs:
+                a = compute_to_reach(runs[f"asha{suffix}"].curves, target)
+                r = compute_to_reach(runs[f"ray-asha{suffix}"].curves, target)
+                seed_out[f"ray_over_ours{suffix}"] = None if a is None or r is None else r / a
+        print(f"     rank correlation of random search's losses at {task.min_resource} and {task.max_resource} "
+              f"{task.unit}: {_fmt(seed_out['first_rung_spearman'], 2)}")
         out["seeds"][str(seed)] = seed_out
     methods = list(next(iter(per_seed.values())))
     out["mean"] = {}
@@ -368,10 +434,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--skip-ray", action="store_true", help="leave out Ray Tune's ASHA")
     ap.add_argument("--inprocess", action="store_true",
                     help="also run our ASHA on the in-process backend (reports answered asynchronously)")
-    ap.add_argument("--more-trials", type=int, default=1, metavar="K",
-                    help="also run our ASHA with K times the trials (its first draws are random search's)")
+    ap.add_argument("--draws", type=int, default=None, metavar="K",
+                    help="the equal-compute runs draw up to K x trials configurations (default: the task's)")
+    ap.add_argument("--no-same-configs", action="store_true",
+                    help="leave out the secondary protocol (ASHA over random search's N configurations)")
     args = ap.parse_args(argv)
     all_tasks, names = prepare(args, tasks)
+    if args.draws is not None and args.draws < 1:
+        raise SystemExit(f"--draws: must be >= 1, got {args.draws}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
     if args.quick and args.seeds == "0,1,2":
         seeds = [0]
@@ -382,21 +452,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-mf-") as wd:
         for name in names:
             task = all_tasks[name]
+            k = args.draws or task.draws
             per_seed: dict[int, dict[str, Run]] = {}
             for seed in seeds:
-                runs = {"random": run_ours(task, seed, wd, scheduler=False),
-                        "asha": run_ours(task, seed, wd, scheduler=True)}
-                if runs["asha"].configs != runs["random"].configs:
+                runs = {"random": run_ours(task, seed, wd, scheduler=False)}
+                budget = runs["random"].compute
+                full = run_ours(task, seed, wd, scheduler=True, trials_factor=k)
+                if full.configs[:task.trials] != runs["random"].configs:
                     raise RuntimeError(f"{name} seed {seed}: ASHA and random drew different configurations")
-                if args.more_trials > 1:
-                    runs[f"asha x{args.more_trials} trials"] = run_ours(task, seed, wd, scheduler=True,
-                                                                        trials_factor=args.more_trials)
+                if full.compute < budget:
+                    print(f"warning: {name} seed {seed}: ASHA spent {full.compute} < {budget} over {k} x "
+                          f"{task.trials} draws; raise --draws", flush=True)
+                runs["asha@budget"] = Run("asha@budget", within_budget(full.curves, budget), full.wall_s, full.configs)
+                if not args.skip_ray:
+                    runs["ray-asha@budget"] = run_ray_asha(task, seed, full.configs, wd, budget=budget)
+                if not args.no_same_configs:
+                    runs["asha"] = run_ours(task, seed, wd, scheduler=True)
+                    if not args.skip_ray:
+                        runs["ray-asha"] = run_ray_asha(task, seed, runs["random"].configs, wd)
                 if args.inprocess:
                     runs["asha (inprocess)"] = run_ours(task, seed, wd, scheduler=True, backend="inprocess")
-                if not args.skip_ray:
-                    runs["ray-asha"] = run_ray_asha(task, seed, runs["random"].configs, wd)
                 per_seed[seed] = runs
-                print(f"[{name} seed {seed} done]", flush=True)
+                # One line per seed, so an interrupted run keeps its figures.
+                target = runs["random"].best
+                print(f"[{name} seed {seed} done] " + json.dumps(
+                    {m: {"compute_to_reach": compute_to_reach(r.curves, target), "compute": r.compute,
+                         "best_val_loss": r.best} for m, r in runs.items()}), flush=True)
             result["tasks"][name] = summarize(task, per_seed)
     print(json.dumps(result, default=lambda o: None))
     return result

@@ -2,15 +2,21 @@
 Ray Tune's PopulationBasedTraining on the same task and budget as an anchor.
 
     nice python bench/bench_pbt.py [--tasks lm,cnn] [--seeds 0,1,2] [--ray-seeds 0] [--quick] [--skip-ray]
+                                   [--interval K] [--quantile Q]
 
 Per task and seed:
 
 - pbt: our ``algorithm: pbt`` (population P, ``interval`` steps between exploit checks, truncation
-  at ``quantile``, explore by x0.8/x1.2 or resampling) over ``lr``, each member training T steps
-  with a constant learning rate between exploits, on the simulated backend (the real controller and
-  trainer; exploits restart a member from its parent's checkpoint);
+  at ``quantile``, explore by x0.8/x1.2 or resampling, ``horizon`` T so nobody exploits at the end)
+  over ``lr``, each member training T steps with a constant learning rate between exploits, on the
+  simulated backend (the real controller and trainer; exploits restart a member from its parent's
+  checkpoint);
+- pb2: the same study with ``explore: pb2`` (Population-Based Bandits: the explored learning rate
+  maximises GP-UCB over a time-varying GP of the population's recent improvements);
 - fixed: our ``random`` algorithm, P trials of T steps each with a fixed learning rate drawn from
   the same prior and the same constant schedule: the same P x T compute;
+- fixed (pbt's lrs): P fixed-lr trials with exactly the learning rates PBT's population started from
+  (PBT without its exploits: a paired comparison, free of the luck of the draw);
 - fixed+cosine: the same draws with the trainer's cosine decay, a hand-made schedule for reference;
 - ray-pbt: ``tune.Tuner`` with ``PopulationBasedTraining`` (same P, T, interval, quantile,
   resample probability, factors), started from our PBT's initial learning rates, its function
@@ -24,11 +30,13 @@ exploit included). The learning-rate schedule our PBT found for its best member 
 Not bit-reproducible: the simulated backend starts all members at once on threads that share
 torch's global RNG, so members' initial weights depend on thread timing (the fixed-lr runs, one
 trial at a time, are reproducible). PBT's initial draws come from its own stream, so they differ
-from the fixed runs' draws over the same prior.
+from the fixed runs' draws over the same prior; "fixed (pbt's lrs)" removes that difference (the
+initial weights still differ: on the CNN they move the final loss as much as the learning rate).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -59,6 +67,7 @@ class Task:
     population: int  # P
     interval: int
     unit: str
+    quantile: float = 0.25
 
 
 def tasks(quick: bool) -> dict[str, Task]:
@@ -118,19 +127,21 @@ def trained(st, trials) -> int:
     return total
 
 
-def run_pbt(task: Task, seed: int, workdir: str) -> Outcome:
+def run_pbt(task: Task, seed: int, workdir: str, explore: str = "perturb") -> Outcome:
     import search
     from search.lineage import schedules
     from storage import open_storage
 
-    name = f"{task.name}-pbt-s{seed}"
+    method = "pbt" if explore == "perturb" else explore
+    name = f"{task.name}-{method}-s{seed}"
     url = f"sqlite:///{os.path.join(workdir, 'ours.db')}"
     spec = {
         "name": name, "objective": {"metric": "val_loss", "direction": "minimize"},
         "trial": {"entrypoint": task.entrypoint, "params": _params(task, "constant")},
         "space": _space(task),
         "algorithm": {"name": "pbt", "seed": seed, "population": task.population, "interval": task.interval,
-                      "quantile": 0.25, "resample_probability": 0.25, "perturbation_factors": [0.8, 1.2]},
+                      "quantile": task.quantile, "resample_probability": 0.25, "perturbation_factors": [0.8, 1.2],
+                      "explore": explore, "horizon": task.steps},
         "budget": {"trials": task.population, "parallel": task.population},
         "backend": {"name": "simulated"}, "artifacts": os.path.join(workdir, "artifacts"),
     }
@@ -152,25 +163,28 @@ def run_pbt(task: Task, seed: int, workdir: str) -> Outcome:
     for e in sorted(exploits, key=lambda e: e.id):
         first.setdefault(e.number, e.params_before)
     initial = [first.get(t.number, t.params)["lr"] for t in sorted(trials, key=lambda t: t.number)]
-    return Outcome("pbt", float(best.value), compute, wall, {
+    return Outcome(method, float(best.value), compute, wall, {
         "best_member": best.number, "exploits": len(exploits), "initial_lrs": initial,
         "schedule": [{"from_step": s["from_step"], "lr": s["params"]["lr"]} for s in sched[best.number]],
         "members_final": sorted(float(t.value) for t in done),
     })
 
 
-def run_fixed(task: Task, seed: int, workdir: str, schedule: str) -> Outcome:
+def run_fixed(task: Task, seed: int, workdir: str, schedule: str, lrs: list[float] | None = None) -> Outcome:
+    """P fixed-lr trials: the random algorithm's draws from the prior, or with ``lrs`` exactly those
+    learning rates, in order (trial i gets lrs[i] and the trial seed of PBT's member i)."""
     import search
     from storage import open_storage
 
-    name = f"{task.name}-fixed-{schedule}-s{seed}"
+    method = ("fixed" if schedule == "constant" else f"fixed+{schedule}") + ("" if lrs is None else " (pbt's lrs)")
+    name = f"{task.name}-fixed-{schedule}-{'own' if lrs is None else 'pbt'}-s{seed}"
     url = f"sqlite:///{os.path.join(workdir, 'ours.db')}"
     spec = {
         "name": name, "objective": {"metric": "val_loss", "direction": "minimize"},
         "trial": {"entrypoint": task.entrypoint,
                   "params": {**_params(task, schedule), "checkpoint_every": 0, "checkpoint_final": False}},
-        "space": _space(task),
-        "algorithm": {"name": "random", "seed": seed},
+        "space": _space(task) if lrs is None else {"lr": {"type": "categorical", "choices": list(lrs)}},
+        "algorithm": {"name": "random", "seed": seed} if lrs is None else {"name": "grid", "seed": seed},
         "budget": {"trials": task.population, "parallel": 1},
         "backend": {"name": "simulated"}, "artifacts": os.path.join(workdir, "artifacts"),
     }
@@ -184,7 +198,6 @@ def run_fixed(task: Task, seed: int, workdir: str, schedule: str) -> Outcome:
     if len(done) != task.population:
         raise RuntimeError(f"{name}: {len(done)} of {task.population} trials completed")
     best = min(done, key=lambda t: t.value)
-    method = "fixed" if schedule == "constant" else f"fixed+{schedule}"
     return Outcome(method, float(best.value), compute, wall,
                    {"best_lr": best.params["lr"], "lrs": sorted(t.params["lr"] for t in done)})
 
@@ -196,7 +209,7 @@ def run_ray_pbt(task: Task, seed: int, initial_lrs: list[float], workdir: str) -
     from search.controller import trial_seed
 
     pbt = PopulationBasedTraining(
-        time_attr="step", perturbation_interval=task.interval, quantile_fraction=0.25,
+        time_attr="step", perturbation_interval=task.interval, quantile_fraction=task.quantile,
         resample_probability=0.25, perturbation_factors=(1.2, 0.8),
         hyperparam_mutations={"lr": tune.loguniform(task.lr_low, task.lr_high)},
     )
@@ -248,8 +261,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--ray-seeds", default=None, help="seeds that also run Ray Tune's PBT (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline end to end")
     ap.add_argument("--skip-ray", action="store_true", help="leave out Ray Tune's PBT")
+    ap.add_argument("--interval", type=int, default=None, help="steps between exploit checks (default: the task's)")
+    ap.add_argument("--quantile", type=float, default=None, help="truncation quantile (default: 0.25)")
     args = ap.parse_args(argv)
     all_tasks, names = prepare(args, tasks)
+    for opt, value in (("interval", args.interval), ("quantile", args.quantile)):
+        if value is not None:
+            all_tasks = {n: dataclasses.replace(t, **{opt: value}) for n, t in all_tasks.items()}
     seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",") if s]
     ray_seeds = set(seeds if args.ray_seeds is None else (int(s) for s in args.ray_seeds.split(",") if s))
     if args.skip_ray:
@@ -264,41 +282,49 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows: dict[int, dict[str, Outcome]] = {}
             for seed in seeds:
                 pbt = run_pbt(task, seed, wd)
-                runs = {"pbt": pbt, "fixed": run_fixed(task, seed, wd, "constant"),
-                        "fixed+cosine": run_fixed(task, seed, wd, "cosine")}
+                runs = {"pbt": pbt, "pb2": run_pbt(task, seed, wd, explore="pb2"),
+                        "fixed": run_fixed(task, seed, wd, "constant"),
+                        "fixed+cosine": run_fixed(task, seed, wd, "cosine"),
+                        "fixed (pbt's lrs)": run_fixed(task, seed, wd, "constant", lrs=pbt.detail["initial_lrs"])}
                 if seed in ray_seeds:
                     runs["ray-pbt"] = run_ray_pbt(task, seed, pbt.detail["initial_lrs"], wd)
                 rows[seed] = runs
                 print(f"[{name} seed {seed} done]", flush=True)
             print(f"\n== {name}: population {task.population} x {task.steps} {task.unit}, interval "
-                  f"{task.interval}, lr prior log-uniform [{task.lr_low:g}, {task.lr_high:g}]")
-            print(f"{'seed':>4} {'method':<14} {'final val_loss':>14} {'compute':>8} {'wall s':>7}  note")
+                  f"{task.interval}, quantile {task.quantile}, lr prior log-uniform [{task.lr_low:g}, {task.lr_high:g}]")
+            print(f"{'seed':>4} {'method':<18} {'final val_loss':>14} {'compute':>8} {'wall s':>7}  note")
             out: dict[str, Any] = {"population": task.population, "steps": task.steps, "unit": task.unit,
-                                   "interval": task.interval, "seeds": {}}
+                                   "interval": task.interval, "quantile": task.quantile, "seeds": {}}
             for seed, runs in rows.items():
                 for method, o in runs.items():
                     note = ""
-                    if method == "pbt":
+                    if method in ("pbt", "pb2"):
                         note = f"best member {o.detail['best_member']}, {o.detail['exploits']} exploits"
                     elif method.startswith("fixed"):
                         note = f"best lr {o.detail['best_lr']:.3g}"
-                    print(f"{seed:>4} {method:<14} {o.final:>14.4f} {o.compute:>8} {o.wall_s:>7.1f}  {note}")
-                print(f"     pbt best member's lr schedule: "
-                      f"{_schedule_text(runs['pbt'].detail['schedule'], task.steps, task.unit)}")
+                    print(f"{seed:>4} {method:<18} {o.final:>14.4f} {o.compute:>8} {o.wall_s:>7.1f}  {note}")
+                for m in ("pbt", "pb2"):
+                    print(f"     {m} best member's lr schedule: "
+                          f"{_schedule_text(runs[m].detail['schedule'], task.steps, task.unit)}")
                 out["seeds"][str(seed)] = {m: {"final_val_loss": o.final, "compute": o.compute,
                                                "wall_s": round(o.wall_s, 1), **o.detail} for m, o in runs.items()}
                 out["seeds"][str(seed)]["pbt_beats_fixed"] = runs["pbt"].final < runs["fixed"].final
+                out["seeds"][str(seed)]["pb2_beats_fixed"] = runs["pb2"].final < runs["fixed"].final
             methods = list(next(iter(rows.values())))
             out["mean"] = {}
             for m in methods:
                 vals = [rows[s][m].final for s in rows if m in rows[s]]
                 out["mean"][m] = {"final_val_loss": statistics.mean(vals), "n": len(vals),
                                   "compute": statistics.mean(rows[s][m].compute for s in rows if m in rows[s])}
-                print(f"mean {m:<14} {out['mean'][m]['final_val_loss']:>14.4f} {out['mean'][m]['compute']:>8.0f}"
+                print(f"mean {m:<18} {out['mean'][m]['final_val_loss']:>14.4f} {out['mean'][m]['compute']:>8.0f}"
                       f"          over {len(vals)} seeds")
-            wins = sum(1 for s in rows if rows[s]["pbt"].final < rows[s]["fixed"].final)
-            print(f"pbt lower than the best fixed lr in {wins}/{len(rows)} seeds")
-            out["pbt_wins"] = f"{wins}/{len(rows)}"
+            for m in ("pbt", "pb2"):
+                wins = sum(1 for s in rows if rows[s][m].final < rows[s]["fixed"].final)
+                paired = sum(1 for s in rows if rows[s][m].final < rows[s]["fixed (pbt's lrs)"].final)
+                print(f"{m} lower than the best fixed lr in {wins}/{len(rows)} seeds, than the best of its own "
+                      f"initial lrs trained fixed in {paired}/{len(rows)}")
+                out[f"{m}_wins"] = f"{wins}/{len(rows)}"
+                out[f"{m}_wins_paired"] = f"{paired}/{len(rows)}"
             result["tasks"][name] = out
     print(json.dumps(result))
     return result
