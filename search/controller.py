@@ -3,8 +3,10 @@
     algorithm --proposals--> controller --specs--> backend --events--> controller --> storage
 
 It asks the algorithm for proposals, records trials, dispatches specs, receives events, records
-them, asks the algorithm for decisions, and reaps attempts that were interrupted. The budget is
-the study's: terminal trials in storage count, whichever process ran them.
+them, asks the algorithm (then the scheduler) for decisions, and reaps attempts that were
+interrupted. The budget is the study's, counted in configurations: terminal trials in storage
+count, whichever process ran them, and so do paused ones (a thaw resumes a configuration, it is
+not a new one).
 """
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class Controller:
         self._running: dict[int, TrialRecord] = {}  # trial id -> record of the attempt in flight
         self._waiting: deque[int] = deque()  # trial numbers to dispatch again
         self._stop_requested: set[int] = set()
+        self._pausing: set[int] = set()  # trial ids asked to stop by a "pause" decision
         self._exploits: dict[int, tuple[dict, int]] = {}  # trial id -> (decision.extra, step)
         self._resumed_at: dict[int, int] = {}  # trial id -> step of the checkpoint it resumed from
         self._best: TrialRecord | None = None
@@ -135,18 +138,24 @@ class Controller:
         self.backend.submit(self._spec(rec, resume))
 
     def _fill(self) -> None:
-        """Start trials (requeued ones first) until every slot is busy, the budget is covered,
-        or the algorithm has nothing more to propose right now."""
+        """Fill every free slot: requeued trials first, then a paused trial the scheduler wants
+        thawed, then new configurations while the budget allows and the algorithm proposes."""
         cfg = self.config
-        finished, _ = self._counts()
-        while len(self._running) < cfg.parallel and finished + len(self._running) < cfg.trials:
-            if self._waiting:
+        while len(self._running) < cfg.parallel:
+            finished, _ = self._counts()
+            if self._waiting and finished + len(self._running) < cfg.trials:
                 number = self._waiting.popleft()
                 rec = self.storage.start_trial(self._trials[number].id)
                 self._put(rec)
                 self._dispatch(rec)
                 continue
-            n = min(cfg.parallel - len(self._running), cfg.trials - finished - len(self._running))
+            if self._thaw():
+                continue
+            paused = sum(1 for t in self._trials.values() if t.state == TrialState.PAUSED)
+            left = cfg.trials - finished - len(self._running) - paused
+            if left <= 0:
+                return
+            n = min(cfg.parallel - len(self._running), left)
             proposals: list[Proposal] = self.algorithm.propose(self._history(), n)
             if not proposals:
                 return
@@ -154,6 +163,30 @@ class Controller:
                 rec = self.storage.create_trial(self.study.id, dict(p.params))
                 self._put(rec)
                 self._dispatch(rec)
+
+    def _thaw(self) -> bool:
+        """Resume the paused trial the scheduler picks, from its newest checkpoint, as a new
+        attempt of the same trial. False when there is none to thaw."""
+        if self.scheduler is None:
+            return False
+        paused = {t.number: int(t.last_step or 0) for t in self._trials.values() if t.state == TrialState.PAUSED}
+        number = self.scheduler.thaw(paused) if paused else None
+        if number is None:
+            return False
+        rec = self._trials[number]
+        if self.storage.latest_checkpoint(rec.id, artifacts.exists) is None:
+            # Its checkpoint files are gone: resuming would silently restart it from step 0.
+            log.warning("trial %d: no checkpoint left to thaw it from; it ends PRUNED at step %s",
+                        number, rec.last_step)
+            for r in self.storage.end_paused(self.study.id, trial_ids=[rec.id]):
+                self._put(r)
+                self._completed(r)
+            return True
+        new = self.storage.thaw_trial(rec.id)
+        log.info("trial %d thawed at step %s as attempt %d", number, rec.last_step, new.attempt)
+        self._put(new)
+        self._dispatch(new)
+        return True
 
     def _reload(self) -> None:
         self._trials = {rec.number: rec for rec in self.storage.get_trials(self.study.id)}
@@ -187,10 +220,12 @@ class Controller:
                     decision = self.algorithm.on_report(self._history(), rec, step, ev.metrics)
                     if decision.action == "continue" and self.scheduler is not None:
                         decision = self.scheduler.on_report(rec.number, step, ev.metrics)
-                    if decision.action in ("stop", "exploit"):
+                    if decision.action in ("stop", "exploit", "pause"):
                         if decision.action == "exploit":
                             self._exploits[ev.trial_id] = (dict(decision.extra), step)
                             self._save_algorithm_state()
+                        elif decision.action == "pause":
+                            self._pausing.add(ev.trial_id)
                         self._stop_requested.add(ev.trial_id)
                         self.backend.request_stop(ev.trial_id)
             elif ev.kind == "checkpoint":
@@ -209,6 +244,10 @@ class Controller:
     def _finish(self, rec: TrialRecord, ev: TrialEvent) -> None:
         exploit = self._exploits.pop(rec.id, None)
         if exploit is not None and ev.error is None and ev.stopped and self._exploit(rec, ev, *exploit):
+            return
+        pausing = rec.id in self._pausing
+        self._pausing.discard(rec.id)
+        if pausing and ev.error is None and ev.stopped and self._pause(rec, ev):
             return
         metrics = dict(ev.metrics)
         values = None
@@ -240,14 +279,34 @@ class Controller:
         self._put(done)
         self._completed(done)
 
+    def _pause(self, rec: TrialRecord, ev: TrialEvent) -> bool:
+        """Freeze a trial the scheduler paused. False when it has no checkpoint to resume from:
+        it then ends PRUNED as a stopped trial would."""
+        if self.storage.latest_checkpoint(rec.id, artifacts.exists) is None:
+            log.warning("trial %d: paused without a checkpoint (the trainer saved none); it ends PRUNED", rec.number)
+            return False
+        last_step = ev.step if ev.step is not None else self._resumed_at.get(rec.id)
+        self._resumed_at.pop(rec.id, None)
+        paused = self.storage.pause_trial(rec.id, rec.attempt, metrics=dict(ev.metrics), last_step=last_step,
+                                          node=ev.node)
+        self._running.pop(rec.id, None)
+        self._stop_requested.discard(rec.id)
+        if paused is None:
+            log.warning("trial %d attempt %d paused after it was reaped; ignored", rec.number, rec.attempt)
+            self._reload()
+        else:
+            self._put(paused)
+        return True
+
     def _completed(self, rec: TrialRecord) -> None:
         self.algorithm.on_complete(self._history(), rec)
         self._save_algorithm_state()
 
     def _retain(self, trial_id: int) -> None:
         """Keep-last-N: delete the files of a trial's older checkpoints. Nothing a pending decision
-        refers to is touched: resumes and PBT exploits always start from a trial's newest recorded
-        checkpoint (an exploit copies it before it restarts the member), and the newest N stay."""
+        refers to is touched: resumes, thaws of paused trials and PBT exploits always start from a
+        trial's newest recorded checkpoint (an exploit copies it before it restarts the member),
+        and the newest N stay."""
         cks = sorted(self.storage.get_checkpoints(trial_id), key=lambda c: c.id)
         protected = {c.path for c in cks[-self.config.keep_last:]}
         for c in cks[:-self.config.keep_last]:
@@ -296,6 +355,7 @@ class Controller:
     def _lost(self, rec: TrialRecord, reason: str) -> None:
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
+        self._pausing.discard(rec.id)
         for r in self.storage.requeue_running(self.study.id, reason=reason, trial_ids=[rec.id],
                                               max_retries=self.config.max_failures):
             self._put(r)
@@ -338,6 +398,10 @@ class Controller:
                     self.storage.heartbeat(list(self._running))
                     last_beat = now
                 self._progress()
+            # Nothing runs and nothing more will start: paused trials not worth thawing end here.
+            for r in self.storage.end_paused(self.study.id):
+                self._put(r)
+                self._completed(r)
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -1,8 +1,11 @@
 """Early-stopping schedulers: a decision on every report, composable with any proposal algorithm.
 
-``scheduler: {name: asha | hyperband | median | none, ...}`` in the study file. A scheduler sees
-each report (trial number, step, metrics) and answers ``continue`` or ``stop``; a stopped trial
-ends PRUNED at the step it reached. The resource is whatever step the trial reports (epochs for
+``scheduler: {name: asha | hyperband | median | freeze-thaw | none, ...}`` in the study file. A
+scheduler sees each report (trial number, step, metrics) and answers ``continue``, ``stop`` or
+``pause``; a stopped trial ends PRUNED at the step it reached. A paused trial keeps its checkpoint
+and waits: when a slot frees, the controller asks ``thaw`` which paused trial (if any) to resume
+from its checkpoint before it proposes a new configuration; paused trials never thawed end PRUNED
+at the step they reached when the study ends. The resource is whatever step the trial reports (epochs for
 ``builtin:classifier``, optimiser steps for ``builtin:lm``). A scheduler holds no storage handle:
 on resume the controller replays the stored reports through ``observe`` before any new decision.
 """
@@ -13,7 +16,7 @@ from typing import Any, Mapping
 
 from search.algorithms.base import CONTINUE, Decision
 
-__all__ = ["Scheduler", "ASHA", "Hyperband", "MedianStopping", "SCHEDULERS", "make_scheduler"]
+__all__ = ["Scheduler", "ASHA", "Hyperband", "MedianStopping", "FreezeThaw", "SCHEDULERS", "make_scheduler"]
 
 STOP = Decision("stop")
 
@@ -46,6 +49,12 @@ class Scheduler:
         if loss is None:
             return CONTINUE
         return self._decide(number, step, loss)
+
+    def thaw(self, paused: Mapping[int, int]) -> int | None:
+        """Of the paused trials (number -> step reached), the one to resume now, or None to leave
+        them all paused (the controller then proposes a new configuration). Only schedulers that
+        pause override this."""
+        return None
 
     def _record(self, number: int, step: int, loss: float) -> None:
         raise NotImplementedError
@@ -221,7 +230,104 @@ class MedianStopping(Scheduler):
         return CONTINUE
 
 
-SCHEDULERS: dict[str, type[Scheduler]] = {"asha": ASHA, "hyperband": Hyperband, "median": MedianStopping}
+class FreezeThaw(Scheduler):
+    """Freeze-thaw scheduling (after Swersky, Snoek & Adams 2014): pause trials instead of stopping
+    them, and resume the paused trial whose predicted final value is best.
+
+    Trials are frozen at successive-halving rungs r_min * eta^k below max_resource. A trial's value
+    at max_resource is predicted from its learning curve by ``surrogates.learning_curve``
+    (a parametric ensemble after Domhan et al. 2015); at a rung every trial that reached it is
+    predicted from its curve up to that rung, so all are judged on the same information, and a
+    trial that reached max_resource counts with its value there. A trial reaching a rung goes on
+    if its prediction ranks in the top 1/eta at that rung, and is paused otherwise (it keeps its
+    checkpoint). When a slot frees, ``thaw`` picks, among the paused trials that now rank in the
+    top 1/eta at their rung (more trials at a rung admit more), the one with the best predicted
+    final value; with none, the controller starts a new configuration. With max_resource 27 and
+    eta 3 a trial is judged at 1, 3 and 9 steps: from one point the prediction is the value itself
+    (as ASHA ranks), from three or more the extrapolated curve, so a steep curve can overtake a
+    flat one that is ahead now. This is the asynchronous promotion form of successive halving
+    ranked by extrapolated curves; the thaw-or-start choice is this rule, not the paper's entropy
+    search over a Gaussian process of curves.
+    """
+
+    name = "freeze-thaw"
+
+    def __init__(self, metric: str, mode: str, seed: int = 0, **options: Any) -> None:
+        super().__init__(metric, mode, seed)
+        unknown = set(options) - {"min_resource", "max_resource", "reduction_factor"}
+        if unknown:
+            raise ValueError(f"scheduler 'freeze-thaw' takes no option {sorted(unknown)[0]!r}; it takes "
+                             "min_resource, max_resource, reduction_factor")
+        r_min = _check_int(options, "min_resource", 1, 1)
+        eta = _check_int(options, "reduction_factor", 3, 2)
+        if options.get("max_resource") is None:
+            raise ValueError("scheduler 'freeze-thaw' needs max_resource (the step a full trial reaches, "
+                             "where final values are predicted)")
+        self.r_max = _check_int(options, "max_resource", 0, r_min + 1)
+        self.rungs = _Rungs(r_min, eta, self.r_max)
+        self.curves: dict[int, list[tuple[int, float]]] = {}  # trial -> [(step, loss)] by step
+        # (trial, last step fitted) -> (points, last value, predicted final): fits are reused
+        # until that part of the curve changes
+        self._predicted: dict[tuple[int, int], tuple[int, float, float]] = {}
+
+    def _record(self, number: int, step: int, loss: float) -> list[int]:
+        """Add the report to the trial's curve; return the rungs it newly reached."""
+        # A trial thawed from an older checkpoint reports some steps again: the newer value wins.
+        curve = [p for p in self.curves.get(number, []) if p[0] < step]
+        curve.append((step, loss))
+        self.curves[number] = curve
+        return self.rungs.record(number, step, loss)
+
+    def predicted_final(self, number: int, upto: int | None = None) -> float:
+        """The trial's predicted loss at max_resource from its curve up to step ``upto`` (all of
+        it by default); its value there once it reached it."""
+        curve = [p for p in self.curves[number] if upto is None or p[0] <= upto]
+        if curve[-1][0] >= self.r_max:
+            return curve[-1][1]
+        key = (number, curve[-1][0])
+        cached = self._predicted.get(key)
+        if cached is not None and cached[0] == len(curve) and cached[1] == curve[-1][1]:
+            return cached[2]
+        import numpy as np
+
+        from surrogates.learning_curve import LearningCurve
+
+        steps = np.array([[float(s)] for s, _ in curve])
+        mean, _ = LearningCurve().fit(steps, np.array([v for _, v in curve])).predict(np.array([[float(self.r_max)]]))
+        value = float(mean[0])
+        self._predicted[key] = (len(curve), curve[-1][1], value)
+        return value
+
+    def _ranks_in(self, number: int, k: int) -> bool:
+        """Whether the trial's predicted final value is in the top 1/eta at rung k. Every member
+        is predicted from its curve up to the rung, so all are judged on the same information."""
+        level = self.rungs.level(k)
+        members = sorted(self.rungs.recorded[k], key=lambda n: (self.predicted_final(n, level), n))
+        keep = max(1, len(members) // self.rungs.eta)
+        return number in members[:keep]
+
+    def _decide(self, number: int, step: int, loss: float) -> Decision:
+        new = self._record(number, step, loss)
+        if step >= self.r_max:
+            return CONTINUE
+        for k in new:
+            if not self._ranks_in(number, k):
+                return Decision("pause", f"predicted final {self.predicted_final(number, step):.4g} not in the top "
+                                         f"1/{self.rungs.eta} at rung {self.rungs.level(k)}")
+        return CONTINUE
+
+    def thaw(self, paused: Mapping[int, int]) -> int | None:
+        ready = []
+        for number, step in paused.items():
+            k = self.rungs.rung_of(step)
+            if number in self.curves and k is not None and number in self.rungs.recorded.get(k, {}) \
+                    and self._ranks_in(number, k):
+                ready.append((self.predicted_final(number, step), number))
+        return min(ready)[1] if ready else None
+
+
+SCHEDULERS: dict[str, type[Scheduler]] = {"asha": ASHA, "hyperband": Hyperband, "median": MedianStopping,
+                                          "freeze-thaw": FreezeThaw}
 
 
 def make_scheduler(spec: Mapping[str, Any] | None, metrics: tuple[str, ...], directions: tuple[str, ...],

@@ -3,8 +3,8 @@
 Thread-safety: a ``Storage`` may be shared by threads; each call opens its own short session and
 commits before returning. Every record returned is an immutable snapshot.
 
-The write set is narrow on purpose (create/start/finish trials, add reports and checkpoints,
-requeue, heartbeat, algorithm state); everything else is a read derived from the tables.
+The write set is narrow on purpose (create/start/finish trials, pause and thaw them, add reports
+and checkpoints, requeue, heartbeat, algorithm state); everything else is a read derived from the tables.
 """
 from __future__ import annotations
 
@@ -406,6 +406,50 @@ class Storage:
                 .returning(*_T.c)
             ).one_or_none()
         return None if row is None else self._trial(row)
+
+    @_retrying
+    def pause_trial(self, trial_id: int, attempt: int, *, metrics: Mapping[str, float] | None = None,
+                    last_step: int | None = None, node: str | None = None) -> TrialRecord | None:
+        """RUNNING -> PAUSED for this ``attempt`` (a freeze-thaw scheduler froze it). None (and
+        nothing written) when that attempt is no longer the live one."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(_T).where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
+                .values(state=TrialState.PAUSED, metrics=_finite(metrics or {}),
+                        last_step=_T.c.last_step if last_step is None else last_step,
+                        heartbeat_at=_now(), **({"node": node} if node else {}))
+                .returning(*_T.c)
+            ).one_or_none()
+        return None if row is None else self._trial(row)
+
+    @_retrying
+    def thaw_trial(self, trial_id: int) -> TrialRecord:
+        """PAUSED -> RUNNING as ``attempt + 1``: the trial resumes from its newest checkpoint."""
+        now = _now()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(_T).where(_T.c.id == trial_id, _T.c.state == TrialState.PAUSED)
+                .values(state=TrialState.RUNNING, attempt=_T.c.attempt + 1, started_at=now, heartbeat_at=now)
+                .returning(*_T.c)
+            ).one_or_none()
+        if row is None:
+            raise StorageError(f"trial {trial_id} is not PAUSED; it cannot be thawed")
+        return self._trial(row)
+
+    @_retrying
+    def end_paused(self, study_id: int, *, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
+        """PAUSED trials of the study (all, or those in ``trial_ids``) -> PRUNED at the step they
+        reached: the study ended before they were thawed."""
+        q = update(_T).where(_T.c.study_id == study_id, _T.c.state == TrialState.PAUSED)
+        if trial_ids is not None:
+            q = q.where(_T.c.id.in_(list(trial_ids)))
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                q
+                .values(state=TrialState.PRUNED, finished_at=_now())
+                .returning(*_T.c)
+            ).all()
+        return sorted((self._trial(r) for r in rows), key=lambda t: t.number)
 
     @_retrying
     def add_exploit(self, study_id: int, trial_id: int, *, number: int, parent_number: int, step: int,

@@ -20,7 +20,10 @@ class TrialState:
     COMPLETE = "COMPLETE"
     PRUNED = "PRUNED"
     FAILED = "FAILED"
-    ALL = (WAITING, RUNNING, COMPLETE, PRUNED, FAILED)
+    # Frozen by a freeze-thaw scheduler: not running, its checkpoint kept, to be resumed (a new
+    # attempt of the same trial) or, if the study ends first, PRUNED at the step it reached.
+    PAUSED = "PAUSED"
+    ALL = (WAITING, RUNNING, PAUSED, COMPLETE, PRUNED, FAILED)
 
 
 TERMINAL_STATES = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED})

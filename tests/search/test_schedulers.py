@@ -13,13 +13,17 @@ OPTIONS = {
     "asha": {"min_resource": 1, "reduction_factor": 3, "max_resource": STEPS},
     "hyperband": {"min_resource": 1, "reduction_factor": 3, "max_resource": STEPS},
     "median": {"grace_period": 2, "min_samples": 3},
+    "freeze-thaw": {"min_resource": 1, "reduction_factor": 3, "max_resource": STEPS},
 }
+# Freeze-thaw resumes paused trials from their checkpoints: the same curve, checkpointed every step.
+ENTRYPOINTS = {"freeze-thaw": "freeze_thaw_objectives:curve_ckpt"}
 
 
 def _study(name, scheduler, tmp_path, trials=24, parallel=4):
     return {
         "name": name, "objective": {"metric": "loss", "direction": "minimize"},
-        "trial": {"entrypoint": "search_test_objectives:curve", "params": {"steps": STEPS}},
+        "trial": {"entrypoint": ENTRYPOINTS.get(scheduler, "search_test_objectives:curve"),
+                  "params": {"steps": STEPS}},
         "space": {"q": {"type": "float", "low": 0.0, "high": 1.0}},
         "algorithm": {"name": "random", "seed": 11},
         "scheduler": {"name": scheduler, **OPTIONS[scheduler]},
@@ -92,6 +96,10 @@ def test_median_rule_and_replay_match():
     ({"name": "asha", "reduction_factor": 1}, "reduction_factor' must be an integer >= 2"),
     ({"name": "hyperband"}, "needs max_resource"),
     ({"name": "median", "min_samples": 0}, "min_samples' must be an integer >= 1"),
+    ({"name": "freeze-thaw"}, "'freeze-thaw' needs max_resource"),
+    ({"name": "freeze-thaw", "max_resource": 9, "grace_period": 2}, "takes no option 'grace_period'"),
+    ({"name": "freeze-thaw", "max_resource": 3, "min_resource": 3}, "max_resource' must be an integer >= 4"),
+    ({"name": "freeze_thaw", "max_resource": 9}, "choose one of none, asha, freeze-thaw"),
 ])
 def test_bad_scheduler_specs(spec, match, tmp_path):
     d = _study("bad", "asha", tmp_path)
