@@ -140,7 +140,7 @@ def cmd_studies(args) -> int:
                 "name": s.name, "state": s.state, "algorithm": s.spec.get("algorithm", {}).get("name"),
                 "metric": s.metrics[0], "direction": s.directions[0],
                 "complete": c.get("COMPLETE", 0), "pruned": c.get("PRUNED", 0), "failed": c.get("FAILED", 0),
-                "running": c.get("RUNNING", 0), "waiting": c.get("WAITING", 0),
+                "running": c.get("RUNNING", 0), "waiting": c.get("WAITING", 0), "paused": c.get("PAUSED", 0),
                 "best": None if best is None else best.value,
                 "created_at": s.created_at.isoformat() + "Z",
             })

@@ -299,6 +299,7 @@ class ReadAPI:
             "counts": {s: counts.get(s, 0) for s in TrialState.ALL},
             "done": done, "running": counts.get(TrialState.RUNNING, 0),
             "failed": counts.get(TrialState.FAILED, 0), "waiting": counts.get(TrialState.WAITING, 0),
+            "paused": counts.get(TrialState.PAUSED, 0),
             "total": sum(counts.values()),
             "budget": budget.get("trials") if isinstance(budget, dict) else None,
             "best": _num(best),

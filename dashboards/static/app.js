@@ -431,7 +431,7 @@ function studyPage() {
     };
     const groups = {};
     for (const t of d.trials) (groups[t.state] = groups[t.state] || []).push(t);
-    const colour = { COMPLETE: '#4c78a8', RUNNING: '#e45756', FAILED: '#b279a2', PRUNED: '#bab0ac', WAITING: '#eeca3b' };
+    const colour = { COMPLETE: '#4c78a8', RUNNING: '#e45756', FAILED: '#b279a2', PRUNED: '#bab0ac', WAITING: '#eeca3b', PAUSED: '#72b7b2' };
     const traces = Object.entries(groups).map(([st, ts]) => ({
       type: 'bar', orientation: 'h', name: st, marker: { color: colour[st] || '#888' },
       base: ts.map((t) => t.start), x: ts.map((t) => t.duration_s * 1000),

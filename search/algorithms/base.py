@@ -53,7 +53,8 @@ class Proposal:
 class Decision:
     """What to do with a running trial after a report: ``continue``, ``stop`` (ends PRUNED), or
     ``exploit`` with ``extra={"parent": trial number, "params": new config}`` (PBT: restart from
-    the parent's newest checkpoint with these params)."""
+    the parent's newest checkpoint with these params). Schedulers also answer ``pause`` (freeze-thaw:
+    the trial becomes PAUSED, keeps its checkpoint and may be resumed from it later)."""
 
     action: str = "continue"
     reason: str = ""
