@@ -97,7 +97,9 @@ class BayesOpt(Algorithm):
     - ``acquisition``: "mace" (default), "ei", "ucb" or "ts".
     - ``surrogate``: "gp" (default) or "forest" (extra-trees, cheaper at many thousands of trials).
     - ``input_warping`` (bool, default True), ``ucb_beta`` (float, default 2.0: UCB = mean - beta * std
-      on losses), ``n_candidates`` (int, default 1024), ``max_gp_points`` (int, default 256).
+      on losses), ``n_candidates`` (int, default 1024), ``max_gp_points`` (int, default 256),
+      ``refine_rounds`` (int, default 1: local refinements of the best candidates, each at a fifth
+      of the previous scale).
     """
 
     name = "bo"
@@ -106,7 +108,7 @@ class BayesOpt(Algorithm):
                  seed: int | None = None, **options: Any) -> None:
         opts = dict(options)
         known = {"n_initial", "acquisition", "surrogate", "input_warping", "ucb_beta",
-                 "n_candidates", "max_gp_points"}
+                 "n_candidates", "max_gp_points", "refine_rounds"}
         unknown = sorted(set(opts) - known)
         if unknown:
             raise ValueError(
@@ -136,6 +138,7 @@ class BayesOpt(Algorithm):
         self.n_initial = self._int_option(opts, "n_initial", max(8, self._encoder.n_features + 1), 1)
         self.n_candidates = self._int_option(opts, "n_candidates", 1024, 16)
         self.max_gp_points = self._int_option(opts, "max_gp_points", 256, 16)
+        self.refine_rounds = self._int_option(opts, "refine_rounds", 1, 1)
         beta = opts.get("ucb_beta", 2.0)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
             raise ValueError(f"ucb_beta must be a number >= 0, got {beta!r}")
@@ -351,13 +354,15 @@ class BayesOpt(Algorithm):
             return C[int(np.argmin(draw))]
 
         s, mu, sd, logp = score(C)
-        # refine: perturb the best few candidates at a smaller scale
-        top = C[np.argsort(-s, kind="stable")[:8]]
-        R = screen(self._candidates(top, tr_length, model.lengthscales(), rng, scale=0.2, n=256))
-        if len(R):
-            s2, mu2, sd2, logp2 = score(R)
-            C, s = np.vstack([C, R]), np.concatenate([s, s2])
-            mu, sd, logp = np.concatenate([mu, mu2]), np.concatenate([sd, sd2]), np.concatenate([logp, logp2])
+        # refine: perturb the best few candidates at a smaller scale, `refine_rounds` times, each
+        # round around the best so far at a fifth of the previous scale
+        for r in range(self.refine_rounds):
+            top = C[np.argsort(-s, kind="stable")[:8]]
+            R = screen(self._candidates(top, tr_length, model.lengthscales(), rng, scale=0.2 ** (r + 1), n=256))
+            if len(R):
+                s2, mu2, sd2, logp2 = score(R)
+                C, s = np.vstack([C, R]), np.concatenate([s, s2])
+                mu, sd, logp = np.concatenate([mu, mu2]), np.concatenate([sd, sd2]), np.concatenate([logp, logp2])
         if kind != "mace":
             return C[int(np.argmax(s))]
         # HEBO's MACE: a random member of the Pareto front of (log-EI, UCB, log-PI)

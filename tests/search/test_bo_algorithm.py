@@ -62,7 +62,7 @@ def _valid(space, config):
 
 @pytest.mark.parametrize("options", [{}, {"acquisition": "ei"}, {"acquisition": "ucb"},
                                      {"acquisition": "ts"}, {"surrogate": "forest"},
-                                     {"input_warping": False}])
+                                     {"input_warping": False}, {"refine_rounds": 3}])
 def test_valid_configs_on_mixed_conditional_space(options):
     algo = BayesOpt(MIXED, M, MIN, seed=0, **options)
     trials = run(algo, mixed_loss, rounds=5, batch=4)
@@ -81,6 +81,8 @@ def test_name_and_option_errors():
         BayesOpt(BOX, M, MIN, acquisition="pi")
     with pytest.raises(ValueError, match="n_initial must be an integer >= 1, got 0"):
         BayesOpt(BOX, M, MIN, n_initial=0)
+    with pytest.raises(ValueError, match="refine_rounds must be an integer >= 1, got 0"):
+        BayesOpt(BOX, M, MIN, refine_rounds=0)
     with pytest.raises(ValueError, match="directions"):
         BayesOpt(BOX, M, ("down",))
 
