@@ -218,6 +218,8 @@ class Controller:
                 if ev.trial_id not in self._stop_requested:
                     step = int(ev.step or 0)
                     decision = self.algorithm.on_report(self._history(), rec, step, ev.metrics)
+                    if self.algorithm.state_changed and decision.action != "exploit":
+                        self._save_algorithm_state()
                     if decision.action == "continue" and self.scheduler is not None:
                         decision = self.scheduler.on_report(rec.number, step, ev.metrics)
                     if decision.action in ("stop", "exploit", "pause"):
@@ -317,6 +319,7 @@ class Controller:
                     log.warning("could not delete old checkpoint %s: %s", c.path, exc)
 
     def _save_algorithm_state(self) -> None:
+        self.algorithm.state_changed = False
         state = self.algorithm.state_dict()
         if state:
             self.storage.set_algorithm_state(self.study.id, "algorithm", state)

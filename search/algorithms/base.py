@@ -72,6 +72,10 @@ class Algorithm(ABC):
     """
 
     name: str = ""
+    # Set by an algorithm whose ``state_dict()`` changed in ``on_report`` without a decision (PB2's
+    # observations at ready points): the controller then saves the state and clears the flag, so
+    # a kill loses nothing the algorithm has learnt. Exploits and completions are saved anyway.
+    state_changed: bool = False
 
     def __init__(self, space: Space, metrics: tuple[str, ...], directions: tuple[str, ...],
                  seed: int | None = None, **options: Any) -> None:

@@ -208,6 +208,7 @@ class PBT(Algorithm):
             self.observations.append((step / self.interval, self._to_unit(trial.params),
                                       (a_value - signed) / (step - a_step)))
             del self.observations[:-PB2_MAX_OBSERVATIONS]
+            self.state_changed = True
         self.anchor[trial.number] = (step, signed)
         self.pending.pop(trial.number, None)
 

@@ -192,3 +192,23 @@ def test_pb2_options_validated():
         PBT(Space((IntParam("a", 0, 1), FloatParam("b", 0.0, 1.0, when={"a": (1,)}))),
             ("loss",), ("minimize",), explore="pb2")
     assert parse_study({**base, "algorithm": {"name": "pbt", "explore": "pb2"}}).algorithm_options["explore"] == "pb2"
+
+
+def test_pb2_observations_are_saved_as_they_arrive(tmp_path, sqlite_url, monkeypatch):
+    """Each PB2 observation reaches storage before the next one is taken (not only at exploits and
+    completions), so a controller killed between them loses nothing the bandit has learnt."""
+    from storage._rdb import Storage
+
+    counts: list[int] = []
+    original = Storage.set_algorithm_state
+
+    def spy(self, study_id, key, value):
+        counts.append(len(value.get("observations", [])))
+        return original(self, study_id, key, value)
+
+    monkeypatch.setattr(Storage, "set_algorithm_state", spy)
+    search.run(_spec("pb2-saves", tmp_path, tmp_path / "h.jsonl"), storage=sqlite_url)
+    with open_storage(sqlite_url) as st:
+        final = st.get_algorithm_state(st.get_study("pb2-saves").id)["algorithm"]
+    assert counts and counts[-1] == len(final["observations"]) >= 10
+    assert all(b - a <= 1 for a, b in zip(counts, counts[1:])), counts
