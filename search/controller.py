@@ -142,16 +142,20 @@ class Controller:
         thawed, then new configurations while the budget allows and the algorithm proposes."""
         cfg = self.config
         while len(self._running) < cfg.parallel:
-            finished, _ = self._counts()
+            finished = paused = 0
+            for t in self._trials.values():
+                if t.state in TERMINAL_STATES:
+                    finished += 1
+                elif t.state == TrialState.PAUSED:
+                    paused += 1
             if self._waiting and finished + len(self._running) < cfg.trials:
                 number = self._waiting.popleft()
                 rec = self.storage.start_trial(self._trials[number].id)
                 self._put(rec)
                 self._dispatch(rec)
                 continue
-            if self._thaw():
+            if paused and self._thaw():
                 continue
-            paused = sum(1 for t in self._trials.values() if t.state == TrialState.PAUSED)
             left = cfg.trials - finished - len(self._running) - paused
             if left <= 0:
                 return

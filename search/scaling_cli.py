@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from search.algorithms.scaling_ladder import json_safe as _jsonable
+
 FORMS = ("chinchilla", "kaplan-n", "kaplan-d", "kaplan-c")
 _COLUMN_FLAGS = (
     ("--params-col", "params", "column with the parameter count N"),
@@ -302,18 +304,6 @@ def _report_summary(name: str, state: dict[str, Any]) -> str:
 _VERBS = {"fit": _cmd_fit, "predict": _cmd_predict, "optimal": _cmd_optimal, "hparams": _cmd_hparams,
           "report": _cmd_report}
 
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: numpy scalars and arrays to Python, NaN (an interval from zero refits) to null."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _plot(fit: Any, runs: Any, args: argparse.Namespace) -> None:

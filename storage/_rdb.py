@@ -354,15 +354,21 @@ class Storage:
         if state not in TERMINAL_STATES:
             raise ValueError(f"finish_trial needs a terminal state, got {state!r}")
         vals = None if values is None else [float(v) for v in values]
+        return self._leave_running(trial_id, attempt, metrics, last_step, node, state=state, values=vals,
+                                   value=None if vals is None else vals[0], error=error, finished_at=_now())
+
+    def _leave_running(self, trial_id: int, attempt: int, metrics: Mapping[str, float] | None,
+                       last_step: int | None, node: str | None, **values: Any) -> TrialRecord | None:
+        """Move the live ``attempt`` out of RUNNING with these column values, its final metrics,
+        step and node. None (nothing written) when that attempt is no longer the live one."""
         with self.engine.begin() as conn:
             row = conn.execute(
                 update(_T)
                 .where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
-                .values(state=state, values=vals, value=None if vals is None else vals[0],
-                        metrics=_finite(metrics or {}), error=error,
+                .values(metrics=_finite(metrics or {}),
                         # No step from the worker: keep the one its reports recorded.
                         last_step=_T.c.last_step if last_step is None else last_step,
-                        finished_at=_now(), **({"node": node} if node else {}))
+                        **({"node": node} if node else {}), **values)
                 .returning(*_T.c)
             ).one_or_none()
         return None if row is None else self._trial(row)
@@ -412,15 +418,8 @@ class Storage:
                     last_step: int | None = None, node: str | None = None) -> TrialRecord | None:
         """RUNNING -> PAUSED for this ``attempt`` (a freeze-thaw scheduler froze it). None (and
         nothing written) when that attempt is no longer the live one."""
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                update(_T).where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
-                .values(state=TrialState.PAUSED, metrics=_finite(metrics or {}),
-                        last_step=_T.c.last_step if last_step is None else last_step,
-                        heartbeat_at=_now(), **({"node": node} if node else {}))
-                .returning(*_T.c)
-            ).one_or_none()
-        return None if row is None else self._trial(row)
+        return self._leave_running(trial_id, attempt, metrics, last_step, node, state=TrialState.PAUSED,
+                                   heartbeat_at=_now())
 
     @_retrying
     def thaw_trial(self, trial_id: int) -> TrialRecord:

@@ -18,3 +18,15 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def interrupt_after(n: int):
+    """An ``on_progress`` callback that raises KeyboardInterrupt (as Ctrl-C would) at its n-th call."""
+    calls = {"n": 0}
+
+    def interrupt(progress) -> None:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+
+    return interrupt

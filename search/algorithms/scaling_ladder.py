@@ -132,14 +132,14 @@ def _architecture(spec: Any, option: str, head_dim: int) -> list[dict[str, Any]]
     return [{"op": "attention", "width": width, "heads": heads, "ffn": ffn} for _ in range(layers)]
 
 
-def _finite(x: Any) -> Any:
-    """JSON-safe: NaN and infinities become None (PostgreSQL JSON rejects them)."""
+def json_safe(x: Any) -> Any:
+    """Plain JSON: numpy values to Python, NaN and infinities to None (PostgreSQL JSON rejects them)."""
     if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
+        return [json_safe(v) for v in x]
     if hasattr(x, "tolist"):
-        return _finite(x.tolist())
+        return json_safe(x.tolist())
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
@@ -656,7 +656,7 @@ class ScalingLadder(Algorithm):
         if self.run_target and all_done and state["prediction"]:
             state["target_run"] = self._target_record(history, state["prediction"], other)
         state["complete"] = all_done and (not self.run_target or "observed_loss" in state.get("target_run", {}))
-        self._state = _finite(state)
+        self._state = json_safe(state)
         self._proposals = proposals
         self._all_done = all_done
 

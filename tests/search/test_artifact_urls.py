@@ -7,6 +7,7 @@ import os
 
 import search
 from storage import TrialState, open_storage
+from testlib import interrupt_after
 from trials import artifacts
 
 
@@ -24,14 +25,8 @@ def _stepper_study(name, store, log, trials=6):
 def test_interrupted_study_resumes_from_checkpoints_in_an_object_store(tmp_path, sqlite_url):
     store = f"file://{tmp_path}/store"
     log = tmp_path / "starts.jsonl"
-    calls = {"n": 0}
-
-    def interrupt(progress):
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise KeyboardInterrupt
-
-    assert search.run(_stepper_study("urls", store, log), storage=sqlite_url, on_progress=interrupt).interrupted
+    assert search.run(_stepper_study("urls", store, log), storage=sqlite_url,
+                      on_progress=interrupt_after(25)).interrupted
     search.resume("urls", storage=sqlite_url)
     with open_storage(sqlite_url) as st:
         trials = st.get_trials(st.get_study("urls").id)

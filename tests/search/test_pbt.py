@@ -14,6 +14,7 @@ from search.config import parse_study
 from search.lineage import params_at, schedules
 from search.space import CategoricalParam, FloatParam, IntParam, Space
 from storage import TrialState, open_storage
+from testlib import interrupt_after
 
 
 def _study(name, tmp_path, log, population=6, interval=4):
@@ -76,14 +77,7 @@ def test_pbt_exploits_and_lineage_reconstructs_every_schedule(tmp_path, sqlite_u
 
 def test_pbt_interrupted_resumes_with_population_and_lineage(tmp_path, sqlite_url):
     log = tmp_path / "histories.jsonl"
-    events = {"n": 0}
-
-    def interrupt(progress):
-        events["n"] += 1
-        if events["n"] == 60:
-            raise KeyboardInterrupt
-
-    summary = search.run(_study("pbt-resume", tmp_path, log), storage=sqlite_url, on_progress=interrupt)
+    summary = search.run(_study("pbt-resume", tmp_path, log), storage=sqlite_url, on_progress=interrupt_after(60))
     assert summary.interrupted
     with open_storage(sqlite_url) as st:
         s = st.get_study("pbt-resume")
