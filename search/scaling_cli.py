@@ -288,7 +288,10 @@ def _report_summary(name: str, state: dict[str, Any]) -> str:
     kind = "final" if fit.get("final") else f"provisional, from {fit.get('cells_fitted')} cells"
     lines.append(f"  target N={_fmt(pred['N'])}, D={_fmt(pred['D'])}: loss {_fmt(pred['loss'])}{band} ({kind})")
     if "lr" in pred:
-        lines.append(f"  lr={_fmt(pred['lr'])}, batch size {pred['batch_size']} sequences ({_fmt(pred['batch_size_tokens'])} tokens)")
+        band = pred.get("lr_interval")
+        band_text = f" [95% {_fmt(band[0])}, {_fmt(band[1])}]" if band and all(b == b for b in band) else ""
+        lines.append(f"  lr={_fmt(pred['lr'])}{band_text}, batch size {pred['batch_size']} sequences "
+                     f"({_fmt(pred['batch_size_tokens'])} tokens)")
     run = state.get("target_run") or {}
     if "observed_loss" in run:
         lines.append(

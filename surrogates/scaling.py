@@ -966,6 +966,10 @@ class StepLawFit:
     # Set when every cell trained on the same tokens: the D exponents are then 0 by construction,
     # and the law predicts only at this D.
     D_fixed: float | None = None
+    # Covariance of the least-squares lr coefficients (log lr_coef, lr_N_exp[, lr_D_exp]) and its
+    # residual degrees of freedom, for `lr_interval`; None for a law given by constants.
+    lr_cov: tuple[tuple[float, ...], ...] | None = None
+    lr_dof: int = 0
 
     @classmethod
     def from_constants(cls, lr_coef: float, lr_N_exp: float, lr_D_exp: float, bs_coef: float, bs_D_exp: float) -> StepLawFit:
@@ -984,6 +988,27 @@ class StepLawFit:
         scalar = lr.ndim == 0
         return {"lr": _as_output(lr, scalar), "batch_size": _as_output(np.broadcast_to(bs, lr.shape), scalar)}
 
+    def lr_interval(self, N: Any, D: Any, level: float = 0.95) -> tuple[Any, Any]:
+        """(low, high) of the fitted lr law at N, D: a t-interval on log lr from the coefficients'
+        least-squares covariance (the scatter of the per-cell optima about the line). It is a
+        confidence interval of the law, not of one cell's optimum; NaN when the law came from
+        constants or the fit has no residual degrees of freedom (as many cells as coefficients)."""
+        from scipy.stats import t as student_t
+
+        n, d = np.asarray(N, float), np.asarray(D, float)
+        lr = np.asarray(self.predict(n, d)["lr"], float)
+        if self.lr_cov is None or self.lr_dof < 1:
+            nan = np.full(lr.shape, np.nan)
+            return _as_output(nan, lr.ndim == 0), _as_output(nan, lr.ndim == 0)
+        cov = np.asarray(self.lr_cov)
+        rows = [np.ones_like(lr), np.broadcast_to(np.log(n), lr.shape)]
+        if cov.shape[0] == 3:
+            rows.append(np.broadcast_to(np.log(d), lr.shape))
+        z = np.stack(rows, axis=-1)
+        se = np.sqrt(np.einsum("...i,ij,...j->...", z, cov, z))
+        half = student_t.ppf(0.5 + level / 2.0, self.lr_dof) * se
+        return _as_output(lr * np.exp(-half), lr.ndim == 0), _as_output(lr * np.exp(half), lr.ndim == 0)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "form": "step-law",
@@ -994,6 +1019,8 @@ class StepLawFit:
             "rmse_log_lr": self.rmse_log_lr,
             "rmse_log_batch_size": self.rmse_log_bs,
             "D_fixed": self.D_fixed,
+            "lr_interval": "t-interval on log lr from the least-squares covariance of the lr coefficients "
+                           f"({self.lr_dof} residual degrees of freedom)",
             "critical_batch_size": (
                 f"largest swept batch size whose lr-tuned loss is within {self.critical_tolerance:.1%} of the "
                 "cell's best loss at the same tokens; censored=true means the largest swept size still was"
@@ -1032,6 +1059,14 @@ def _critical_batch_size(bs: np.ndarray, loss: np.ndarray, tolerance: float) -> 
     return largest, largest == float(sizes.max())
 
 
+def _lstsq_covariance(design: np.ndarray, residuals: np.ndarray) -> tuple[tuple[tuple[float, ...], ...], int]:
+    """Ordinary least squares' coefficient covariance s²·(XᵀX)⁻¹ and its residual degrees of freedom."""
+    dof = design.shape[0] - design.shape[1]
+    s2 = float(residuals @ residuals) / dof if dof > 0 else np.nan
+    cov = s2 * np.linalg.pinv(design.T @ design)
+    return tuple(tuple(float(v) for v in row) for row in cov), max(dof, 0)
+
+
 def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
     """Fit Step Law's hyperparameter laws from per-(N, D) sweeps over lr × batch size.
 
@@ -1042,6 +1077,8 @@ def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
     fitted by least squares; when every cell has the same D, b and e are 0 by construction and
     the law (``D_fixed``) predicts only at that D. Each cell also carries a critical-batch-size estimate (see
     `StepLawFit.to_dict`); it is not fitted as a law because censored cells only bound it.
+    `StepLawFit.lr_interval` gives the lr law's interval at a new N, D from the scatter of the cells'
+    optima about it.
     """
     if runs.lr is None or runs.batch_size is None:
         missing = [name for name, v in (("lr", runs.lr), ("batch_size", runs.batch_size)) if v is None]
@@ -1076,6 +1113,7 @@ def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
         design_lr = np.column_stack([np.ones_like(log_n), log_n])
         (lc, a), *_ = np.linalg.lstsq(design_lr, log_lr, rcond=None)
         bc = float(np.mean(log_bs))
+        cov, dof = _lstsq_covariance(design_lr, log_lr - design_lr @ np.array([lc, a]))
         return StepLawFit(
             constants={"lr_coef": float(np.exp(lc)), "lr_N_exp": float(a), "lr_D_exp": 0.0,
                        "bs_coef": float(np.exp(bc)), "bs_D_exp": 0.0},
@@ -1084,6 +1122,8 @@ def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
             rmse_log_lr=float(np.sqrt(np.mean((design_lr @ np.array([lc, a]) - log_lr) ** 2))),
             rmse_log_bs=float(np.sqrt(np.mean((log_bs - bc) ** 2))),
             D_fixed=float(cells[0].D),
+            lr_cov=cov,
+            lr_dof=dof,
         )
     design_lr = np.column_stack([np.ones_like(log_n), log_n, log_d])
     if len(cells) < 3 or np.linalg.matrix_rank(design_lr) < 3:
@@ -1094,10 +1134,13 @@ def fit_step_law(runs: Runs, *, critical_tolerance: float = 0.01) -> StepLawFit:
     (lc, a, b), *_ = np.linalg.lstsq(design_lr, log_lr, rcond=None)
     design_bs = np.column_stack([np.ones_like(log_d), log_d])
     (bc, e), *_ = np.linalg.lstsq(design_bs, log_bs, rcond=None)
+    cov, dof = _lstsq_covariance(design_lr, log_lr - design_lr @ np.array([lc, a, b]))
     return StepLawFit(
         constants={"lr_coef": float(np.exp(lc)), "lr_N_exp": float(a), "lr_D_exp": float(b), "bs_coef": float(np.exp(bc)), "bs_D_exp": float(e)},
         cells=tuple(cells),
         critical_tolerance=critical_tolerance,
         rmse_log_lr=float(np.sqrt(np.mean((design_lr @ np.array([lc, a, b]) - log_lr) ** 2))),
         rmse_log_bs=float(np.sqrt(np.mean((design_bs @ np.array([bc, e]) - log_bs) ** 2))),
+        lr_cov=cov,
+        lr_dof=dof,
     )

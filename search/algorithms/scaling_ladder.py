@@ -572,6 +572,8 @@ class ScalingLadder(Algorithm):
                 "form": "step-law", "formula": "lr = lr_coef * N**lr_N_exp * D**lr_D_exp; batch_size = bs_coef * D**bs_D_exp",
                 "constants": law.constants, "rmse_log_lr": law.rmse_log_lr, "rmse_log_batch_size": law.rmse_log_bs,
                 "fitted_to": "per-cell tuned lr and batch size (tokens per step), least squares in log space",
+                "lr_interval": "95% t-interval of the lr law at the target from the scatter of the cells' tuned lr "
+                               "about it (the law's uncertainty, not the width of the target's flat region)",
             }
         out["prediction"] = self._predict(chin, law)
         out["prediction"]["extrapolation"] = {"N": out["prediction"]["N"] / float(n.max()),
@@ -595,7 +597,9 @@ class ScalingLadder(Algorithm):
                     interval="bootstrap 95% of the fitted law over cells (not run-to-run noise)")
         if law is not None:
             hp = law.predict(n, d)
-            pred.update(lr=float(hp["lr"]), batch_size_tokens=float(hp["batch_size"]),
+            low, high = law.lr_interval(n, d)
+            pred.update(lr=float(hp["lr"]), lr_interval=[float(low), float(high)],
+                        batch_size_tokens=float(hp["batch_size"]),
                         batch_size=max(1, round(float(hp["batch_size"]) / self.context)))
         return pred
 

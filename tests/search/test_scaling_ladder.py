@@ -148,6 +148,8 @@ def test_one_budget_ladder_fits_the_size_law_at_the_targets_tokens(tmp_path, sql
     assert pred["loss"] == pytest.approx(_toy(n_target, d) + bs_penalty, rel=1e-5)
     assert pred["loss_interval"][0] <= pred["loss"] <= pred["loss_interval"][1]
     assert pred["lr"] == pytest.approx(k["lr_coef"] * n_target ** k["lr_N_exp"] * d ** k["lr_D_exp"], rel=1e-6)
+    # the toy's cells lie exactly on the lr law, so its interval collapses onto the prediction
+    assert pred["lr_interval"] == pytest.approx([pred["lr"], pred["lr"]], rel=1e-6)
     run = state["target_run"]
     assert run["observed_N"] == n_target and abs(run["relative_error"]) < 1e-3
     assert [s["width"] for s in max(trials, key=lambda t: t.number).params["layers"]] == [64, 64]

@@ -10,6 +10,7 @@ import pytest
 
 from surrogates.scaling import (
     STEP_LAW_PUBLISHED,
+    Runs,
     ScalingDataError,
     StepLawFit,
     fit_chinchilla,
@@ -339,6 +340,37 @@ def test_step_law_at_one_budget_fits_lr_in_n_and_predicts_only_there():
     assert law.to_dict()["D_fixed"] == d
     with pytest.raises(ValueError, match="one token budget"):
         law.predict(1e10, 2 * d)
+
+
+def test_lr_interval_is_the_least_squares_t_interval_and_covers_the_law():
+    from scipy import stats
+
+    d = 2e9
+    n = np.array([1e6, 2e6, 4e6, 8e6, 1.6e7, 3.2e7])
+    noise = np.array([0.2, -0.15, 0.05, -0.1, 0.15, -0.05])  # scatter of the cells' optima in log lr
+    lr = 0.5 * n**-0.3 * np.exp(noise)
+    runs = Runs(N=n, D=np.full_like(n, d), C=6 * n * d, loss=np.ones_like(n), lr=lr, batch_size=np.full_like(n, 1e6))
+    law = fit_step_law(runs)
+    # the same interval by hand: OLS of log lr on [1, log N], t with n - 2 degrees of freedom
+    x = np.column_stack([np.ones_like(n), np.log(n)])
+    coef, *_ = np.linalg.lstsq(x, np.log(lr), rcond=None)
+    resid = np.log(lr) - x @ coef
+    cov = resid @ resid / 4 * np.linalg.inv(x.T @ x)
+    z = np.array([1.0, np.log(1e9)])
+    half = stats.t.ppf(0.975, 4) * np.sqrt(z @ cov @ z)
+    low, high = law.lr_interval(1e9, d)
+    assert law.lr_dof == 4
+    assert np.log(low) == pytest.approx(z @ coef - half) and np.log(high) == pytest.approx(z @ coef + half)
+    assert low < 0.5 * 1e9**-0.3 < high  # the true law lies inside
+    # wider the further it extrapolates; arrays in, arrays out
+    lows, highs = law.lr_interval(np.array([4e6, 1e9]), d)
+    assert highs[0] / lows[0] < highs[1] / lows[1]
+    # exact optima: the interval collapses onto the law; a law from constants has none
+    exact = fit_step_law(Runs(N=n, D=runs.D, C=runs.C, loss=runs.loss, lr=0.5 * n**-0.3, batch_size=runs.batch_size))
+    assert exact.lr_interval(1e9, d) == pytest.approx((0.5 * 1e9**-0.3,) * 2, rel=1e-6)
+    assert all(np.isnan(v) for v in StepLawFit.from_constants(**STEP_LAW_PUBLISHED).lr_interval(1e9, 1e11))
+    two = fit_step_law(runs.subset(np.arange(2)))
+    assert two.lr_dof == 0 and all(np.isnan(v) for v in two.lr_interval(1e9, d))
 
 
 # --------------------------------------------------------------------------- size law at one budget
