@@ -124,7 +124,11 @@ def load_classification(data: str, seed: int, val_fraction: float, target: str |
             f"param 'val_fraction' leaves no training data: {n_val} of {len(X)} samples; lower it"
         )
     val, train = order[:n_val], order[n_val:]
-    mean, std = X[train].mean(0), X[train].std(0) + 1e-6
+    # A feature constant in the training part (a digits pixel that is always 0 there) is centred
+    # but not scaled, as scikit-learn's StandardScaler does: dividing by its zero spread (plus a
+    # tiny epsilon) turned one validation pixel into ~1e6 and its sample's loss into thousands.
+    mean, std = X[train].mean(0), X[train].std(0)
+    std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
     X = (X - mean) / std
     return ClassificationData(X[train], labels[train].astype(np.int64), X[val], labels[val].astype(np.int64),
                               len(classes))

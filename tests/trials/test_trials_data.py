@@ -89,3 +89,16 @@ def test_classification_split_depends_only_on_the_seed():
     assert len(a.y_val) == 30 and a.n_classes == 3
     digits = load_classification("digits", 0, 0.2)
     assert digits.sample_shape == (8, 8)
+
+
+def test_features_constant_in_training_part_are_not_blown_up():
+    # digits with data seed 5: some pixel is 0 in every training image but not in one validation
+    # image; dividing by its zero spread once made that pixel ~1e6 and the sample's loss thousands
+    d = load_classification("digits", 5, 0.2)
+    assert np.isfinite(d.X_val).all()
+    assert np.abs(d.X_val).max() < 100
+    assert np.abs(d.X_train).max() < 100
+    # features that do vary in the training part are still standardised there
+    varying = d.X_train.std(0) > 0
+    assert np.allclose(d.X_train[:, varying].mean(0), 0.0, atol=1e-5)
+    assert np.allclose(d.X_train[:, varying].std(0), 1.0, atol=1e-4)
