@@ -2,7 +2,7 @@
 Ray Tune's PopulationBasedTraining on the same task and budget as an anchor.
 
     nice python bench/bench_pbt.py [--tasks lm,cnn] [--seeds 0,1,2] [--ray-seeds 0] [--quick] [--skip-ray]
-                                   [--interval K] [--quantile Q]
+                                   [--interval K] [--quantile Q] [--skip pb2,cosine,paired] [--keep DIR]
 
 Per task and seed:
 
@@ -36,6 +36,7 @@ initial weights still differ: on the CNN they move the final loss as much as the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -263,6 +264,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--skip-ray", action="store_true", help="leave out Ray Tune's PBT")
     ap.add_argument("--interval", type=int, default=None, help="steps between exploit checks (default: the task's)")
     ap.add_argument("--quantile", type=float, default=None, help="truncation quantile (default: 0.25)")
+    ap.add_argument("--skip", default="", help="comma-separated methods to leave out: pb2, cosine (fixed+cosine), "
+                    "paired (fixed (pbt's lrs))")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="keep the study database and checkpoints in DIR (default: a temporary folder)")
     args = ap.parse_args(argv)
     all_tasks, names = prepare(args, tasks)
     for opt, value in (("interval", args.interval), ("quantile", args.quantile)):
@@ -270,22 +275,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             all_tasks = {n: dataclasses.replace(t, **{opt: value}) for n, t in all_tasks.items()}
     seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",") if s]
     ray_seeds = set(seeds if args.ray_seeds is None else (int(s) for s in args.ray_seeds.split(",") if s))
+    ray_seeds &= set(seeds)  # no Ray cluster for seeds that are not run
     if args.skip_ray:
         ray_seeds = set()
     if ray_seeds:
         start_ray()
     result: dict[str, Any] = {"bench": "pbt", "quick": args.quick, "seeds": seeds, "cpus": os.cpu_count(),
                               "tasks": {}}
-    with tempfile.TemporaryDirectory(prefix="bench-pbt-") as wd:
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - {"pb2", "cosine", "paired"}
+    if unknown:
+        ap.error(f"--skip: unknown method(s) {', '.join(sorted(unknown))}; choose from pb2, cosine, paired")
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="bench-pbt-")) as wd:
         for name in names:
             task = all_tasks[name]
             rows: dict[int, dict[str, Outcome]] = {}
             for seed in seeds:
                 pbt = run_pbt(task, seed, wd)
-                runs = {"pbt": pbt, "pb2": run_pbt(task, seed, wd, explore="pb2"),
-                        "fixed": run_fixed(task, seed, wd, "constant"),
-                        "fixed+cosine": run_fixed(task, seed, wd, "cosine"),
-                        "fixed (pbt's lrs)": run_fixed(task, seed, wd, "constant", lrs=pbt.detail["initial_lrs"])}
+                runs = {"pbt": pbt}
+                if "pb2" not in skip:
+                    runs["pb2"] = run_pbt(task, seed, wd, explore="pb2")
+                runs["fixed"] = run_fixed(task, seed, wd, "constant")
+                if "cosine" not in skip:
+                    runs["fixed+cosine"] = run_fixed(task, seed, wd, "cosine")
+                if "paired" not in skip:
+                    runs["fixed (pbt's lrs)"] = run_fixed(task, seed, wd, "constant", lrs=pbt.detail["initial_lrs"])
                 if seed in ray_seeds:
                     runs["ray-pbt"] = run_ray_pbt(task, seed, pbt.detail["initial_lrs"], wd)
                 rows[seed] = runs
@@ -304,12 +320,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         note = f"best lr {o.detail['best_lr']:.3g}"
                     print(f"{seed:>4} {method:<18} {o.final:>14.4f} {o.compute:>8} {o.wall_s:>7.1f}  {note}")
                 for m in ("pbt", "pb2"):
+                    if m not in runs:
+                        continue
                     print(f"     {m} best member's lr schedule: "
                           f"{_schedule_text(runs[m].detail['schedule'], task.steps, task.unit)}")
                 out["seeds"][str(seed)] = {m: {"final_val_loss": o.final, "compute": o.compute,
                                                "wall_s": round(o.wall_s, 1), **o.detail} for m, o in runs.items()}
                 out["seeds"][str(seed)]["pbt_beats_fixed"] = runs["pbt"].final < runs["fixed"].final
-                out["seeds"][str(seed)]["pb2_beats_fixed"] = runs["pb2"].final < runs["fixed"].final
+                if "pb2" in runs:
+                    out["seeds"][str(seed)]["pb2_beats_fixed"] = runs["pb2"].final < runs["fixed"].final
             methods = list(next(iter(rows.values())))
             out["mean"] = {}
             for m in methods:
@@ -319,12 +338,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"mean {m:<18} {out['mean'][m]['final_val_loss']:>14.4f} {out['mean'][m]['compute']:>8.0f}"
                       f"          over {len(vals)} seeds")
             for m in ("pbt", "pb2"):
+                if m not in methods:
+                    continue
                 wins = sum(1 for s in rows if rows[s][m].final < rows[s]["fixed"].final)
-                paired = sum(1 for s in rows if rows[s][m].final < rows[s]["fixed (pbt's lrs)"].final)
-                print(f"{m} lower than the best fixed lr in {wins}/{len(rows)} seeds, than the best of its own "
-                      f"initial lrs trained fixed in {paired}/{len(rows)}")
+                print(f"{m} lower than the best fixed lr in {wins}/{len(rows)} seeds", end="")
                 out[f"{m}_wins"] = f"{wins}/{len(rows)}"
-                out[f"{m}_wins_paired"] = f"{paired}/{len(rows)}"
+                if "fixed (pbt's lrs)" in methods:
+                    paired = sum(1 for s in rows if rows[s][m].final < rows[s]["fixed (pbt's lrs)"].final)
+                    print(f", than the best of its own initial lrs trained fixed in {paired}/{len(rows)}", end="")
+                    out[f"{m}_wins_paired"] = f"{paired}/{len(rows)}"
+                print()
             result["tasks"][name] = out
     print(json.dumps(result))
     return result

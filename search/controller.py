@@ -61,6 +61,17 @@ class Progress:
     final: bool = False
 
 
+def exploit_checkpoint(checkpoints, step: int | None, exists) -> "CheckpointRecord | None":
+    """The checkpoint an exploit copies: the parent's most recent one at ``step`` (the step PBT
+    ranked it on; the parent may have trained on since), else its most recent one, among those
+    whose file still exists."""
+    recent = sorted((c for c in checkpoints if exists(c.path)), key=lambda c: c.id, reverse=True)
+    for c in recent:
+        if step is not None and c.step == int(step):
+            return c
+    return recent[0] if recent else None
+
+
 class Controller:
     """Drives one study on a backend that is already started; shuts the backend down at the end."""
 
@@ -310,11 +321,18 @@ class Controller:
 
     def _retain(self, trial_id: int) -> None:
         """Keep-last-N: delete the files of a trial's older checkpoints. Nothing a pending decision
-        refers to is touched: resumes, thaws of paused trials and PBT exploits always start from a
-        trial's newest recorded checkpoint (an exploit copies it before it restarts the member),
-        and the newest N stay."""
+        refers to is touched: resumes and thaws of paused trials start from a trial's newest
+        recorded checkpoint, a pending PBT exploit's checkpoint of its parent is kept until the
+        exploit copies it, and the newest N stay."""
         cks = sorted(self.storage.get_checkpoints(trial_id), key=lambda c: c.id)
         protected = {c.path for c in cks[-self.config.keep_last:]}
+        # and the checkpoint a pending exploit will copy (the parent's at the step it was ranked on)
+        for extra, _ in self._exploits.values():
+            parent = self._trials.get(int(extra["parent"]))
+            if parent is not None and parent.id == trial_id:
+                ck = exploit_checkpoint(cks, extra.get("parent_step"), artifacts.exists)
+                if ck is not None:
+                    protected.add(ck.path)
         for c in cks[:-self.config.keep_last]:
             if c.path not in protected and artifacts.exists(c.path):
                 try:
@@ -329,12 +347,14 @@ class Controller:
             self.storage.set_algorithm_state(self.study.id, "algorithm", state)
 
     def _exploit(self, rec: TrialRecord, ev: TrialEvent, extra: dict, step: int) -> bool:
-        """Restart member ``rec`` from its parent's newest checkpoint with the explored params.
+        """Restart member ``rec`` from its parent's checkpoint at the step the decision ranked it
+        on (the newest one if that is gone) with the explored params.
         The checkpoint is copied into the member's next attempt folder (so retention of the
         parent's files can never pull it away) and recorded as the member's own. False when the
         parent has no checkpoint yet: the member then simply ends as it stopped."""
         parent = self._trials.get(int(extra["parent"]))
-        ck = None if parent is None else self.storage.latest_checkpoint(parent.id, artifacts.exists)
+        ck = None if parent is None else exploit_checkpoint(
+            self.storage.get_checkpoints(parent.id), extra.get("parent_step"), artifacts.exists)
         if ck is None:
             log.warning("trial %d: exploit of %s skipped, the parent has no checkpoint yet", rec.number, extra["parent"])
             return False

@@ -158,7 +158,7 @@ class PBT(Algorithm):
         self.last_ready[trial.number] = parent_step
         self.anchor[trial.number] = (parent_step, parent_value)
         return Decision("exploit", f"bottom {self.quantile:.0%}: copy member {parent}",
-                        extra={"parent": parent, "params": params})
+                        extra={"parent": parent, "params": params, "parent_step": parent_step})
 
     def explore(self, params: dict[str, Any], rng) -> dict[str, Any]:
         out = dict(params)

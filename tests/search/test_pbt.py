@@ -166,3 +166,34 @@ def test_no_exploit_at_the_end_of_training():
         for i, loss in ((0, 1.0), (1, 2.0), (2, 3.0)):
             pbt.on_report(h, trials[i], 1, {"loss": loss})
         assert pbt.on_report(h, trials[3], step, {"loss": 9.0}).action == expected, step
+
+
+def test_exploit_copies_the_parent_checkpoint_at_the_ranked_step():
+    from search.controller import exploit_checkpoint
+    from storage.records import CheckpointRecord
+
+    def ck(i, step, attempt=1):
+        return CheckpointRecord(id=i, trial_id=7, step=step, path=f"/ck/{i}", checksum="x", attempt=attempt)
+
+    # attempt 1 reached step 8; the parent then exploited (its copy recorded at step 4) and trained
+    # to step 9: ranked at step 8, the exploit takes attempt 2's step-8 checkpoint, not the newest
+    cks = [ck(1, 4), ck(2, 8), ck(3, 4, 2), ck(4, 5, 2), ck(5, 8, 2), ck(6, 9, 2)]
+    every = lambda path: True  # noqa: E731
+    assert exploit_checkpoint(cks, 8, every).id == 5
+    assert exploit_checkpoint(cks, 4, every).id == 3
+    # without the ranked step's file (deleted, or never written) or a step: the newest that exists
+    assert exploit_checkpoint(cks, 8, lambda p: p not in ("/ck/5", "/ck/2")).id == 6
+    assert exploit_checkpoint(cks, None, every).id == 6
+    assert exploit_checkpoint(cks, 8, lambda p: False) is None
+
+
+def test_pbt_decision_names_the_step_the_parent_was_ranked_on():
+    space = Space.of([FloatParam("lr", 1e-3, 1.0, log=True)])
+    algo = PBT(space, ("loss",), ("minimize",), seed=0, population=4, interval=2, quantile=0.25)
+    from storage.records import TrialRecord as TR
+    trials = tuple(TR(id=i, study_id=1, number=i, state="RUNNING", params={"lr": 0.01 * (i + 1)}) for i in range(4))
+    h = History(trials, ("loss",), ("minimize",))
+    for n, (loss, step) in enumerate([(0.1, 3), (0.5, 2), (0.6, 2)]):
+        algo.on_report(h, trials[n], step, {"loss": loss})
+    d = algo.on_report(h, trials[3], 2, {"loss": 0.9})
+    assert d.action == "exploit" and d.extra["parent"] == 0 and d.extra["parent_step"] == 3
