@@ -436,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'leaderboard':18s}" + "".join(f"{res['leaderboard'][m]:10.1f}" for m in methods)
           + "   <- challenge leaderboard 100 * (1 - mean_p N_pm)")
     print(f"{'mean per problem':18s}" + "".join(f"{res['mean_per_problem'][m]:10.1f}" for m in methods)
-          + "   <- plain mean of the rows above (not Bayesmark's; volatile on flat problems)")
+          + "   <- mean of the rows above: the issue's mean normalised score (a problem where random "
+          "search is near the optimum weighs as much as any other)")
     for m in methods:
         if len(res["problems"][m]) < len(names):
             print(f"note: {m} ran on {len(res['problems'][m])} of {len(names)} problems; its scores "

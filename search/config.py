@@ -217,7 +217,9 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     space = Space(tuple(params))
 
     algo = _mapping(data.get("algorithm"), "algorithm")
-    algo_name = algo.pop("name", "tpe")
+    # `bo` by default; TPE where bo's encoder cannot go (architecture parameters).
+    plain = all(isinstance(p, (FloatParam, IntParam, CategoricalParam)) for p in space.params)
+    algo_name = algo.pop("name", "bo" if plain else "tpe")
     if algo_name not in ALGORITHMS:
         raise _err("algorithm.name", f"unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
     seed = algo.pop("seed", None)

