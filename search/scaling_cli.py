@@ -146,6 +146,14 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _band(interval: Any) -> str:
+    """" [95% low, high]" for a stored interval; "" when there is none (stored state turns NaN
+    bounds into null)."""
+    if not interval or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in interval):
+        return ""
+    return f" [95% {_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
 def _param_lines(fit: Any) -> str:
     lines = []
     for k, v in fit.params.items():
@@ -283,14 +291,11 @@ def _report_summary(name: str, state: dict[str, Any]) -> str:
     if law:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in law.get("params", {}).items())
         lines.append(f"  loss law {law.get('formula')}: {params}")
-    low, high = pred.get("loss_interval") or (None, None)
-    band = f" [95% {_fmt(low)}, {_fmt(high)}]" if low is not None and high is not None else ""
+    band = _band(pred.get("loss_interval"))
     kind = "final" if fit.get("final") else f"provisional, from {fit.get('cells_fitted')} cells"
     lines.append(f"  target N={_fmt(pred['N'])}, D={_fmt(pred['D'])}: loss {_fmt(pred['loss'])}{band} ({kind})")
     if "lr" in pred:
-        band = pred.get("lr_interval")
-        band_text = f" [95% {_fmt(band[0])}, {_fmt(band[1])}]" if band and all(b == b for b in band) else ""
-        lines.append(f"  lr={_fmt(pred['lr'])}{band_text}, batch size {pred['batch_size']} sequences "
+        lines.append(f"  lr={_fmt(pred['lr'])}{_band(pred.get('lr_interval'))}, batch size {pred['batch_size']} sequences "
                      f"({_fmt(pred['batch_size_tokens'])} tokens)")
     run = state.get("target_run") or {}
     if "observed_loss" in run:

@@ -318,3 +318,14 @@ def test_ladder_bench_quick_runs_end_to_end(tmp_path, capsys):
     assert out["size_ratio"] == pytest.approx(out["target_N"] / out["largest_rung_N"])
     assert out["relative_error"] == pytest.approx((out["predicted_loss"] - out["observed_loss"]) / out["observed_loss"])
     assert len(out["sweep"]) == 3 and set(out["anchors"]) >= {"size_law_non_embedding", "pure_power_law_non_embedding"}
+
+
+def test_report_summary_leaves_out_intervals_stored_as_null():
+    # stored state turns NaN interval bounds (too few cells for the lr law's interval) into null
+    from search.scaling_cli import _report_summary
+
+    state = {"cells": [], "fit": {"final": True},
+             "prediction": {"N": 1e5, "D": 1e6, "loss": 2.0, "loss_interval": [1.9, 2.1],
+                            "lr": 0.01, "lr_interval": [None, None], "batch_size": 16, "batch_size_tokens": 1024}}
+    text = _report_summary("ladder", state)
+    assert "loss 2 [95% 1.9, 2.1]" in text and "lr=0.01, batch size 16" in text
