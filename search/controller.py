@@ -66,9 +66,10 @@ def exploit_checkpoint(checkpoints, step: int | None, exists) -> "CheckpointReco
     ranked it on; the parent may have trained on since), else its most recent one, among those
     whose file still exists."""
     recent = sorted((c for c in checkpoints if exists(c.path)), key=lambda c: c.id, reverse=True)
-    for c in recent:
-        if step is not None and c.step == int(step):
-            return c
+    if step is not None:
+        for c in recent:
+            if c.step == int(step):
+                return c
     return recent[0] if recent else None
 
 

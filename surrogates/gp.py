@@ -18,7 +18,7 @@ import numpy as np
 
 from surrogates._validation import as_generator, check_fitted, check_X, check_Xy
 
-__all__ = ["GaussianProcess"]
+__all__ = ["GaussianProcess", "LENGTHSCALE_PRIORS"]
 
 _SQRT5 = math.sqrt(5.0)
 _EPS = 1e-6
@@ -29,7 +29,7 @@ _EPS = 1e-6
 # response into the others (lasso's poor large-alpha losses predicted for ridge): the search
 # never returns to the other categories.
 _CAT_MAX_LS = 1.0
-_LS_PRIORS = ("dim-scaled", "unit")
+LENGTHSCALE_PRIORS = ("dim-scaled", "unit")
 
 
 def _yj(y: np.ndarray, lam: float) -> np.ndarray:
@@ -238,8 +238,8 @@ class GaussianProcess:
     def fit(self, X: Any, y: Any) -> "GaussianProcess":
         from scipy.optimize import minimize
 
-        if self.lengthscale_prior not in _LS_PRIORS:
-            raise ValueError(f"lengthscale_prior must be one of {list(_LS_PRIORS)}, "
+        if self.lengthscale_prior not in LENGTHSCALE_PRIORS:
+            raise ValueError(f"lengthscale_prior must be one of {list(LENGTHSCALE_PRIORS)}, "
                              f"got {self.lengthscale_prior!r}")
         if self.y_transform not in ("yeo-johnson", "standardize"):
             raise ValueError(

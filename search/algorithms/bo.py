@@ -141,10 +141,12 @@ class BayesOpt(Algorithm):
         self.n_candidates = self._int_option(opts, "n_candidates", 1024, 16)
         self.max_gp_points = self._int_option(opts, "max_gp_points", 256, 16)
         self.refine_rounds = self._int_option(opts, "refine_rounds", 1, 1)
+        from surrogates.gp import LENGTHSCALE_PRIORS
+
         self.lengthscale_prior = opts.get("lengthscale_prior", "unit")
-        if self.lengthscale_prior not in ("unit", "dim-scaled"):
-            raise ValueError(
-                f"lengthscale_prior must be 'unit' or 'dim-scaled', got {self.lengthscale_prior!r}")
+        if self.lengthscale_prior not in LENGTHSCALE_PRIORS:
+            raise ValueError(f"lengthscale_prior must be one of {list(LENGTHSCALE_PRIORS)}, "
+                             f"got {self.lengthscale_prior!r}")
         beta = opts.get("ucb_beta", 2.0)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
             raise ValueError(f"ucb_beta must be a number >= 0, got {beta!r}")
