@@ -7,6 +7,9 @@ steps (epochs for the classifier). The trainer's time includes its setup, its on
 and, with checkpoints, the wait for the last write; the bare loop's does not. Each measurement is
 the median of ``--repeats`` interleaved runs.
 
+The bare loop runs on the device the trainer picks (the first GPU when there is one, with the same
+bf16 autocast the trainer uses there; the CPU otherwise), so the ratios compare like with like.
+
 Both wall-clock and process CPU time are measured. On a machine shared with other jobs the wall
 clock swings by 2x between identical runs, so the ratios are given on CPU time (all threads of the
 process, the checkpoint writer included) as well as on wall time.
@@ -40,6 +43,19 @@ class Clock:
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
+def bench_device():
+    from trials.device import pick_device
+
+    return pick_device()
+
+
+def synchronize(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 def run_trainer(entrypoint: str, config: dict) -> tuple[float, float]:
     from trials import TrialSpec, run_trial
 
@@ -59,29 +75,34 @@ def bare_lm(steps: int) -> tuple[float, float]:
     import torch
     import torch.nn.functional as F
 
+    from trials._train import autocast_for
     from trials.builtin.lm import MIN_TRAIN_BYTES
     from trials.data import load_corpus
     from trials.models import ByteLM, normalize_layers
 
+    device = bench_device()
     ctx, bs = LM_CONFIG["context"], LM_CONFIG["batch_size"]
     text = load_corpus(None, None, 0, 0.1).text("train", max(MIN_TRAIN_BYTES, 2 * steps * bs * ctx))
-    data = torch.from_numpy(np.frombuffer(text, dtype=np.uint8).copy())
+    data = torch.from_numpy(np.frombuffer(text, dtype=np.uint8).copy()).to(device)
     torch.manual_seed(0)
-    model = ByteLM(normalize_layers(LM_LAYERS, {}), ctx)
+    model = ByteLM(normalize_layers(LM_LAYERS, {}), ctx).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=1e-3, betas=(0.9, 0.95))
-    offsets = torch.arange(ctx + 1)
+    offsets = torch.arange(ctx + 1, device=device)
     clock = Clock()
     for _ in range(steps):
-        starts = torch.randint(0, len(data) - ctx - 1, (bs,))
+        starts = torch.randint(0, len(data) - ctx - 1, (bs,)).to(device)
         batch = data[starts[:, None] + offsets].long()
-        loss = F.cross_entropy(model(batch[:, :-1]).reshape(-1, 256), batch[:, 1:].reshape(-1))
+        with autocast_for(device, "auto"):
+            logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+    synchronize(device)
     return clock.read()
 
 
@@ -92,21 +113,27 @@ def bare_classifier(epochs: int) -> tuple[tuple[float, float], int]:
     from trials.data import load_classification
     from trials.models import build_mlp
 
+    from trials._train import autocast_for
+
+    device = bench_device()
     data = load_classification("digits", 0, 0.2)
-    X, y = torch.tensor(data.X_train), torch.tensor(data.y_train)
+    X, y = torch.tensor(data.X_train, device=device), torch.tensor(data.y_train, device=device)
     torch.manual_seed(0)
-    model = build_mlp(data.sample_shape, data.n_classes, 64, 2)
+    model = build_mlp(data.sample_shape, data.n_classes, 64, 2).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     bs = CLS_CONFIG["batch_size"]
     clock = Clock()
     for epoch in range(epochs):
-        order = torch.randperm(len(X))
+        order = torch.randperm(len(X)).to(device)
         for i in range(0, len(X), bs):
             idx = order[i:i + bs]
-            loss = F.cross_entropy(model(X[idx]), y[idx])
+            with autocast_for(device, "auto"):
+                logits = model(X[idx])
+            loss = F.cross_entropy(logits.float(), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    synchronize(device)
     return clock.read(), len(X)
 
 
@@ -153,7 +180,8 @@ def main() -> None:
     tokens = steps * LM_CONFIG["batch_size"] * LM_CONFIG["context"]
     samples = epochs * n_train
     result: dict[str, float | int] = {
-        "threads": args.threads, "repeats": args.repeats, "lm_steps": steps, "classifier_epochs": epochs,
+        "device": str(bench_device()), "threads": args.threads, "repeats": args.repeats, "lm_steps": steps,
+        "classifier_epochs": epochs,
         "lm_checkpoint_every": args.k, "classifier_checkpoint_every": args.k_epochs,
     }
     for clock, i in (("cpu", 1), ("wall", 0)):
