@@ -339,8 +339,11 @@ def _make_cnn(name: str, spec: Mapping[str, Any], when: Mapping[str, tuple[Any, 
 class LmLayersParam(_LayerListParam):
     """The heterogeneous transformer space of ``builtin:lm`` (FlexiBERT-style): each layer picks
     its operation, width, attention heads (attention layers only; always a divisor of the width) and
-    feed-forward width (``ffn_mult`` times the width). The value is ``builtin:lm``'s ``layers``:
-    ``[{op: attention, width: 64, heads: 2, ffn: 128}, {op: conv, width: 96, ffn: 192}]``."""
+    feed-forward width (``ffn_mult`` times the width) and, when ``kernels`` is given, the kernel
+    size of each conv layer (FlexiBERT's convolutions come in several kernel sizes; without
+    ``kernels`` conv layers carry no ``kernel`` and the trainer's default applies). The value is
+    ``builtin:lm``'s ``layers``:
+    ``[{op: attention, width: 64, heads: 2, ffn: 128}, {op: conv, width: 96, ffn: 192, kernel: 15}]``."""
 
     name: str
     depth: tuple[int, int] = (1, 4)
@@ -349,6 +352,7 @@ class LmLayersParam(_LayerListParam):
     heads: tuple[int, ...] = (1, 2, 4)
     ffn_mult: tuple[int, ...] = (2, 4)
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    kernels: tuple[int, ...] = ()  # conv kernel sizes; () = conv layers carry no kernel
     kind = "lm-layers"
 
     def _heads_for(self, width: int) -> tuple[int, ...]:
@@ -358,10 +362,13 @@ class LmLayersParam(_LayerListParam):
         if not isinstance(layer, dict):
             return False
         op, width, ffn = layer.get("op"), layer.get("width"), layer.get("ffn")
-        want = {"op", "width", "ffn"} | ({"heads"} if op == "attention" else set())
+        want = ({"op", "width", "ffn"} | ({"heads"} if op == "attention" else set())
+                | ({"kernel"} if op == "conv" and self.kernels else set()))
         if set(layer) != want or op not in self.ops or isinstance(width, bool) or width not in self.widths:
             return False
         if op == "attention" and (isinstance(layer["heads"], bool) or layer["heads"] not in self._heads_for(width)):
+            return False
+        if "kernel" in want and (isinstance(layer["kernel"], bool) or layer["kernel"] not in self.kernels):
             return False
         return (isinstance(ffn, int) and not isinstance(ffn, bool) and ffn % width == 0
                 and ffn // width in self.ffn_mult)
@@ -371,6 +378,8 @@ class LmLayersParam(_LayerListParam):
         for op, w, m in itertools.product(self.ops, self.widths, self.ffn_mult):
             if op == "attention":
                 out += [{"op": op, "width": w, "heads": h, "ffn": w * m} for h in self._heads_for(w)]
+            elif op == "conv" and self.kernels:
+                out += [{"op": op, "width": w, "ffn": w * m, "kernel": k} for k in self.kernels]
             else:
                 out.append({"op": op, "width": w, "ffn": w * m})
         return out
@@ -380,7 +389,8 @@ class LmLayersParam(_LayerListParam):
         return sum(per ** d for d in range(self.depth[0], self.depth[1] + 1))
 
     def _slot_parts(self):
-        return (("op", self.ops), ("width", self.widths), ("heads", self.heads), ("ffn_mult", self.ffn_mult))
+        parts = (("op", self.ops), ("width", self.widths), ("heads", self.heads), ("ffn_mult", self.ffn_mult))
+        return parts + ((("kernel", self.kernels),) if self.kernels else ())
 
     def _from_slot(self, slot):
         layer: dict[str, Any] = {"op": slot["op"], "width": slot["width"]}
@@ -391,20 +401,29 @@ class LmLayersParam(_LayerListParam):
             below = [h for h in hs if h <= slot["heads"]]
             layer["heads"] = max(below) if below else min(hs)
         layer["ffn"] = slot["width"] * slot["ffn_mult"]
+        if slot["op"] == "conv" and self.kernels:
+            layer["kernel"] = slot["kernel"]
         return layer
 
     def _to_slot(self, layer):
-        # A non-attention layer has no heads; the slot carries a filler that _from_slot ignores.
-        return {"op": layer["op"], "width": layer["width"], "heads": layer.get("heads", self.heads[0]),
+        # A non-attention layer has no heads and a non-conv layer no kernel; the slot carries
+        # fillers that _from_slot ignores.
+        slot = {"op": layer["op"], "width": layer["width"], "heads": layer.get("heads", self.heads[0]),
                 "ffn_mult": layer["ffn"] // layer["width"]}
+        if self.kernels:
+            slot["kernel"] = layer.get("kernel", self.kernels[0])
+        return slot
 
     def schema(self) -> dict[str, Any]:
-        return {"kind": self.kind, "depth": list(self.depth), "ops": list(self.ops), "widths": list(self.widths),
-                "heads": list(self.heads), "ffn_mult": list(self.ffn_mult)}
+        out = {"kind": self.kind, "depth": list(self.depth), "ops": list(self.ops), "widths": list(self.widths),
+               "heads": list(self.heads), "ffn_mult": list(self.ffn_mult)}
+        if self.kernels:  # absent otherwise, so the schema of a space without kernels is unchanged
+            out["kernels"] = list(self.kernels)
+        return out
 
 
 def _make_lm(name: str, spec: Mapping[str, Any], when: Mapping[str, tuple[Any, ...]], path: str):
-    _no_unknown(spec, {"type", "layers", "ops", "widths", "heads", "ffn_mult", "when"}, path)
+    _no_unknown(spec, {"type", "layers", "ops", "widths", "heads", "ffn_mult", "kernels", "when"}, path)
     depth = _check_range(spec, "layers", path, (1, 4))
     ops = _check_options(spec, "ops", path, LM_OPS, allowed=LM_OPS)
     widths = _check_options(spec, "widths", path, (32, 64, 96), positive_int=True)
@@ -415,7 +434,13 @@ def _make_lm(name: str, spec: Mapping[str, Any], when: Mapping[str, tuple[Any, .
             if not any(w % h == 0 for h in heads):
                 raise _err(f"{path}.heads", f"no head count in {list(heads)} divides width {w}; "
                                             "add 1 to heads or change the widths")
-    param = LmLayersParam(name, depth, ops, widths, heads, ffn_mult, when=when)
+    kernels: tuple[int, ...] = ()
+    if "kernels" in spec:
+        kernels = _check_options(spec, "kernels", path, (3, 7, 15), positive_int=True)
+        if "conv" not in ops:
+            raise _err(f"{path}.kernels", "apply to conv layers, but ops has no conv; add conv to ops or "
+                                          "remove kernels")
+    param = LmLayersParam(name, depth, ops, widths, heads, ffn_mult, when=when, kernels=kernels)
     if param.size() == 1:
         raise _err(path, "has a single architecture; give more layers, ops, widths, heads or ffn_mult")
     return param

@@ -33,7 +33,7 @@ __all__ = ["ArchEncoder", "ENCODINGS", "nb201_edge_ops", "arch_graph", "wl_featu
 ENCODINGS = ("onehot", "path", "wl")
 _NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 _NB201_ALL_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-_LAYER_FIELDS = {"lm-layers": ("op", "width", "heads", "ffn_mult"), "cnn": ("width", "kernel", "skip")}
+_LAYER_FIELDS = {"lm-layers": ("op", "width", "heads", "ffn_mult", "kernel"), "cnn": ("width", "kernel", "skip")}
 
 
 def nb201_edge_ops(value: str) -> list[str]:
@@ -50,7 +50,7 @@ def nb201_edge_ops(value: str) -> list[str]:
 def _layer_slot(kind: str, layer: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "lm-layers":
         return {"op": layer["op"], "width": layer["width"], "heads": layer.get("heads"),
-                "ffn_mult": layer["ffn"] // layer["width"]}
+                "ffn_mult": layer["ffn"] // layer["width"], "kernel": layer.get("kernel")}
     return {"width": layer["width"], "kernel": layer["kernel"], "skip": layer["skip"]}
 
 
@@ -137,7 +137,9 @@ class ArchEncoder:
     def _field_choices(self) -> dict[str, list[Any]]:
         s = self.schema
         if s["kind"] == "lm-layers":
-            return {"op": s["ops"], "width": s["widths"], "heads": s["heads"], "ffn_mult": s["ffn_mult"]}
+            # A space without ``kernels`` has conv layers without a kernel field: one None choice.
+            return {"op": s["ops"], "width": s["widths"], "heads": s["heads"], "ffn_mult": s["ffn_mult"],
+                    "kernel": s.get("kernels") or [None]}
         return {"width": s["widths"], "kernel": s["kernels"], "skip": s["skips"]}
 
     def _build_vocab(self) -> dict[Any, int]:
@@ -157,7 +159,7 @@ class ArchEncoder:
                 keys = [("depth", d) for d in range(lo, hi + 1)]
                 for i in range(hi):
                     keys.append((i, "present"))
-                    keys += [(i, f, c) for f, cs in choices.items() for c in cs]
+                    keys += [(i, f, c) for f, cs in choices.items() for c in cs if c is not None]
             else:
                 tokens = [self._token_of(combo) for combo in itertools.product(*choices.values())]
                 tokens = list(dict.fromkeys(tokens))
@@ -169,6 +171,8 @@ class ArchEncoder:
         slot = dict(zip(_LAYER_FIELDS[kind], combo))
         if kind == "lm-layers" and slot["op"] != "attention":
             slot["heads"] = None
+        if kind == "lm-layers" and slot["op"] != "conv":
+            slot["kernel"] = None
         return "/".join(f"{k}={slot[k]}" for k in _LAYER_FIELDS[kind] if slot[k] is not None)
 
     def _nb201_paths(self, ops: list[str]) -> list[tuple[str, ...]]:

@@ -36,6 +36,38 @@ def test_lm_homogeneous_is_every_all_alike_model_of_the_space():
             assert json.dumps(a, sort_keys=True) in keys
 
 
+def test_lm_kernels_are_a_per_layer_choice_of_conv_layers():
+    from trials.models import normalize_layers
+
+    param = arch_of({"type": "lm-layers", "layers": [2, 3], "ops": ["attention", "conv"], "widths": [32],
+                     "heads": [2], "ffn_mult": [2], "kernels": [3, 15]})
+    # per layer: attention, conv k3, conv k15; at 2 depths
+    homo = param.homogeneous()
+    assert len(homo) == 6 and param.size() == 3**2 + 3**3
+    assert {layer.get("kernel") for arch in homo for layer in arch} == {None, 3, 15}
+    assert param.schema()["kernels"] == [3, 15]
+    rng = np.random.default_rng(0)
+    kernels = []
+    for _ in range(300):
+        arch = param.sample(rng)
+        assert param.contains(arch) and param.contains(param.mutate(arch, rng))
+        assert param.join(param.split(arch)) == arch
+        for layer in arch:
+            assert ("kernel" in layer) == (layer["op"] == "conv")
+        kernels += [layer["kernel"] for layer in arch if layer["op"] == "conv"]
+        built = normalize_layers(arch, {})
+        assert [b.get("kernel") for b in built if b["op"] == "conv"] == [a["kernel"] for a in arch if a["op"] == "conv"]
+    assert set(kernels) == {3, 15}
+    bad = [{"op": "conv", "width": 32, "ffn": 64, "kernel": 7}, {"op": "conv", "width": 32, "ffn": 64, "kernel": 3}]
+    assert not param.contains(bad)  # 7 is not one of the space's kernels
+    assert not param.contains([{"op": "conv", "width": 32, "ffn": 64}] * 2)  # the kernel is part of the value
+    # without kernels, conv layers carry none and the schema is what it always was
+    plain = arch_of({"type": "lm-layers", "layers": [2, 3], "ops": ["attention", "conv"], "widths": [32],
+                     "heads": [2], "ffn_mult": [2]})
+    assert "kernels" not in plain.schema()
+    assert all("kernel" not in layer for arch in plain.homogeneous() for layer in arch)
+
+
 def test_cnn_homogeneous_layers_are_copies():
     param = arch_of({"type": "cnn", "depth": [1, 2], "widths": [8, 16], "kernels": [3], "skip": False})
     homo = param.homogeneous()

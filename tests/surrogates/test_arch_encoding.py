@@ -114,3 +114,22 @@ def test_arch_encoding_does_not_import_search():
             "bad = [m for m in sys.modules if m == 'search' or m.startswith('search.') or m.startswith('sqlalchemy')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lm_kernels_are_encoded_and_absent_kernels_change_nothing():
+    from search.config import parse_study
+
+    with_k = {**LM, "kernels": [3, 15]}
+    # one-hot: depth 3 + per layer (present + 3 ops + 2 widths + 2 heads + 2 ffn [+ 2 kernels])
+    assert ArchEncoder(LM, "onehot").n_features == 3 + 3 * 10
+    assert ArchEncoder(with_k, "onehot").n_features == 3 + 3 * 12
+    study = {"name": "s", "objective": {"metric": "loss", "direction": "minimize"},
+             "trial": {"entrypoint": "builtin:tabular"},
+             "space": {"arch": {"type": "lm-layers", "layers": [1, 2], "ops": ["linear", "conv"], "widths": [32],
+                                "heads": [1], "ffn_mult": [2], "kernels": [3, 15]}}}
+    [param] = list(parse_study(study).space)
+    archs = param.grid(100)
+    for method in ("onehot", "path", "wl"):
+        X = ArchEncoder(param.schema(), method).transform(archs)
+        assert len({row.tobytes() for row in X}) == len(archs) == 3 + 9, method
+
