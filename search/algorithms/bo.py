@@ -22,6 +22,9 @@ The recipe borrows from the NeurIPS 2020 black-box challenge winners:
   the GP at their posterior mean, which removes their uncertainty and spreads the batch;
 - failed trials feed a feasibility estimate (distance-weighted share of successes among the
   nearest finished trials) that screens candidates and scales the acquisitions;
+- with a scheduler (ASHA, Hyperband, median), BOHB-style: trials stopped early join the data,
+  every trial ranked by (step reached, then objective) and modelled as normal scores of its rank
+  (``_with_stopped``);
 - several objectives via ParEGO: each pick scalarises the normalised objectives with fresh random
   weights (augmented Chebyshev).
 """
@@ -192,6 +195,8 @@ class BayesOpt(Algorithm):
         rng = np.random.default_rng([self._seed, len(history.trials), n])
         records = self._warm + history.finished()
         data = [enc.encode_trials(records, i, d) for i, d in enumerate(self.directions)]
+        if len(self.directions) == 1:
+            data = [self._with_stopped(records, data[0])]
         feasible = np.logical_and.reduce([dt.feasible for dt in data])
         n_seen = len(history.trials) + len(self._warm)
         n_sobol = min(n, max(self.n_initial - n_seen, 0))
@@ -210,6 +215,38 @@ class BayesOpt(Algorithm):
         chosen = self._model_based(X, Y, feasible, X_pend, n - len(out), rng)
         out += [Proposal(params=c) for c in enc.decode(chosen)]
         return out
+
+    def _with_stopped(self, records: Sequence[TrialRecord], data):
+        """BOHB-style use of the trials a scheduler stopped (single objective). A stopped trial's
+        objective at the step it reached is not comparable with a finished trial's, but the order
+        is: a trial that went further was ranked better by the scheduler on the way. So when there
+        are stopped trials, every trial is ranked by (step reached, descending; objective) —
+        finished trials first — and the GP models normal scores of those ranks. Without stopped
+        trials the data are unchanged."""
+        from scipy.stats import norm
+
+        from surrogates.encoders import EncodedTrials
+
+        metric, sign = self.metrics[0], (-1.0 if self.directions[0] == "maximize" else 1.0)
+        stopped = []
+        for t in records:
+            v = t.metrics.get(metric) if t.state == TrialState.PRUNED and t.last_step is not None else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                stopped.append((t, int(t.last_step), sign * float(v)))
+        if not stopped:
+            return data
+        ok = np.flatnonzero(data.feasible)
+        keys = [(0, float(data.y[i])) for i in ok] + [(1, -step, loss) for _, step, loss in stopped]
+        order = sorted(range(len(keys)), key=lambda j: keys[j])
+        ranks = np.empty(len(keys))
+        ranks[order] = np.arange(len(keys))
+        scores = norm.ppf((ranks + 0.5) / len(keys))
+        y = data.y.copy()
+        y[ok] = scores[:len(ok)]
+        X_stopped = self._encoder.encode([t.params for t, _, _ in stopped])
+        return EncodedTrials(X=np.vstack([data.X, X_stopped]), y=np.concatenate([y, scores[len(ok):]]),
+                             feasible=np.concatenate([data.feasible, np.ones(len(stopped), dtype=bool)]),
+                             numbers=np.concatenate([data.numbers, [t.number for t, _, _ in stopped]]).astype(int))
 
     def _sobol(self, start: int, m: int) -> np.ndarray:
         from scipy.stats import qmc
