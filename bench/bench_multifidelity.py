@@ -2,6 +2,7 @@
 
     nice python bench/bench_multifidelity.py [--tasks cnn,lm] [--seeds 0,1,2] [--quick] [--skip-ray]
                                              [--inprocess] [--draws K] [--no-same-configs]
+                                             [--proposers bo,tpe]
 
 The question: how much compute does each method spend before it first reaches the best validation
 loss X that random search reaches with its full budget (N trials trained to the end)?
@@ -17,6 +18,11 @@ by a ``Stopper`` once it has trained B). Trials run one at a time (``parallel: 1
 it: a run over more draws, cut at compute B, is exactly the run a compute budget B would give
 (ours is cut after the fact, Ray's is stopped at B; the curves of both are cut at B). A method
 that has not reached X within B reports "never".
+
+``--proposers bo,tpe`` adds rows ``asha+bo@budget`` / ``asha+tpe@budget``: the same ASHA and
+budget B with configurations proposed by the model-based algorithm instead of the random stream
+(BOHB-style: the proposer also learns from the trials ASHA stopped). ``bo`` is what a study with
+``scheduler: {name: asha}`` and no algorithm runs.
 
 Secondary protocol, same configurations (``--no-same-configs`` leaves it out): ASHA and Ray's
 ASHA over random search's N configurations only, rows ``asha`` and ``ray-asha``. ASHA can then
@@ -177,12 +183,13 @@ def within_budget(curves: list[list[tuple[int, float]]], budget: int) -> list[li
     return out
 
 
-def study(task: Task, seed: int, name: str, artifacts: str, scheduler: bool, trials: int) -> dict[str, Any]:
+def study(task: Task, seed: int, name: str, artifacts: str, scheduler: bool, trials: int,
+          algorithm: str = "random") -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name, "objective": {"metric": "val_loss", "direction": "minimize"},
         "trial": {"entrypoint": task.entrypoint, "params": {**task.fixed, task.budget_key: task.max_resource}},
         "space": task.space,
-        "algorithm": {"name": "random", "seed": seed},
+        "algorithm": {"name": algorithm, "seed": seed},
         "budget": {"trials": trials, "parallel": 1},
         "backend": {"name": "simulated"}, "artifacts": artifacts,
     }
@@ -193,15 +200,16 @@ def study(task: Task, seed: int, name: str, artifacts: str, scheduler: bool, tri
 
 
 def run_ours(task: Task, seed: int, workdir: str, scheduler: bool, backend: str = "simulated",
-             trials_factor: int = 1) -> Run:
+             trials_factor: int = 1, algorithm: str = "random") -> Run:
     import search
     from storage import open_storage
 
-    method = "asha" if scheduler else "random"
-    name = f"{task.name}-{method}-{backend}-x{trials_factor}-s{seed}"
+    method = ("asha" if scheduler else "random") + ("" if algorithm == "random" else f"+{algorithm}")
+    name = f"{task.name}-{method.replace('+', '-')}-{backend}-x{trials_factor}-s{seed}"
     url = f"sqlite:///{os.path.join(workdir, 'ours.db')}"
     t0 = time.perf_counter()
-    spec = study(task, seed, name, os.path.join(workdir, "artifacts"), scheduler, task.trials * trials_factor)
+    spec = study(task, seed, name, os.path.join(workdir, "artifacts"), scheduler, task.trials * trials_factor,
+                 algorithm)
     search.run(spec, storage=url, backend=backend)
     wall = time.perf_counter() - t0
     with open_storage(url) as st:
@@ -436,6 +444,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="also run our ASHA on the in-process backend (reports answered asynchronously)")
     ap.add_argument("--draws", type=int, default=None, metavar="K",
                     help="the equal-compute runs draw up to K x trials configurations (default: the task's)")
+    ap.add_argument("--proposers", default="",
+                    help="comma-separated model-based algorithms (bo, tpe) to run with ASHA at budget B too")
     ap.add_argument("--no-same-configs", action="store_true",
                     help="leave out the secondary protocol (ASHA over random search's N configurations)")
     args = ap.parse_args(argv)
@@ -443,6 +453,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.draws is not None and args.draws < 1:
         raise SystemExit(f"--draws: must be >= 1, got {args.draws}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    proposers = [p for p in args.proposers.split(",") if p]
+    bad = [p for p in proposers if p not in ("bo", "tpe", "gp")]
+    if bad:
+        raise SystemExit(f"--proposers: unknown algorithm {bad[0]!r}; choose from bo, tpe, gp")
     if args.quick and args.seeds == "0,1,2":
         seeds = [0]
     if not args.skip_ray:
@@ -464,6 +478,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(f"warning: {name} seed {seed}: ASHA spent {full.compute} < {budget} over {k} x "
                           f"{task.trials} draws; raise --draws", flush=True)
                 runs["asha@budget"] = Run("asha@budget", within_budget(full.curves, budget), full.wall_s, full.configs)
+                for proposer in proposers:
+                    mb = run_ours(task, seed, wd, scheduler=True, trials_factor=k, algorithm=proposer)
+                    runs[f"asha+{proposer}@budget"] = Run(f"asha+{proposer}@budget", within_budget(mb.curves, budget),
+                                                          mb.wall_s, mb.configs)
                 if not args.skip_ray:
                     runs["ray-asha@budget"] = run_ray_asha(task, seed, full.configs, wd, budget=budget)
                 if not args.no_same_configs:

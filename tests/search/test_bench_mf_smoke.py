@@ -31,11 +31,13 @@ def test_within_budget_cuts_a_sequential_run_at_the_budget():
 
 @pytest.mark.slow
 def test_multifidelity_quick_equal_compute_protocol(capsys):
-    out = _bench("bench_multifidelity").main(["--quick", "--skip-ray", "--tasks", "cnn"])
+    out = _bench("bench_multifidelity").main(["--quick", "--skip-ray", "--tasks", "cnn", "--proposers", "bo"])
     task = out["tasks"]["cnn"]
     seed = task["seeds"]["0"]
     random, budgeted, same = seed["random"], seed["asha@budget"], seed["asha"]
     assert budgeted["compute"] <= random["compute"] and same["compute"] <= random["compute"]
+    # BOHB-style row: ASHA with bo's proposals, cut at the same budget
+    assert 0 < seed["asha+bo@budget"]["compute"] <= random["compute"]
     # With random's compute as its budget ASHA tries more configurations (random's first): it
     # never does worse than ASHA over random's configurations only.
     assert budgeted["best_val_loss"] <= same["best_val_loss"] + 1e-9
