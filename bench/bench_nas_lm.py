@@ -1,13 +1,15 @@
 """NAS over the heterogeneous LM space on real training: does search find an architecture with a
 lower validation loss than the best homogeneous one, at equal or smaller parameter count?
 
-    python bench/bench_nas_lm.py [--layers 4] [--widths 32,48] [--ffn-mult 2,4] [--steps 400]
-                                 [--trials 20] [--algorithm boshnas] [--confirm-seeds 1,2,3] [--jobs 2] [--quick]
+    python bench/bench_nas_lm.py [--layers 4] [--widths 32,48] [--ffn-mult 2,4] [--kernels 3,7,15,31]
+                                 [--steps 1600] [--trials 30] [--algorithm boshnas] [--confirm-seeds 1,2,3]
+                                 [--jobs 2] [--device auto] [--precision auto] [--quick]
 
 1. Baseline: every homogeneous model of the space (all layers alike: each op x width x FFN size x
    depth of the space) is trained with seed 0.
-2. Search: a study searches the `lm-layers` space (each layer picks its op, width, heads and FFN
-   size, FlexiBERT-style) for ``--trials`` trials, seed 0, on the in-process backend.
+2. Search: a study searches the `lm-layers` space (each layer picks its op, width, heads, FFN
+   size and, for conv layers, kernel size, FlexiBERT-style) for ``--trials`` trials, seed 0, on the
+   in-process backend. ``--kernels ''`` leaves kernel sizes out of the space (conv kernel 7).
 3. Candidates: the best homogeneous model, and the best searched heterogeneous model whose
    parameter count is at most the best homogeneous model's.
 4. Confirmation: both are retrained on fresh seeds (``--confirm-seeds``: new weights and batch
@@ -16,10 +18,10 @@ lower validation loss than the best homogeneous one, at equal or smaller paramet
    the fresh seeds is lower by more than twice the standard error of the paired (same-seed)
    differences.
 
-Byte-level LM on the Python standard library's sources, CPU; every model gets the same lr, schedule,
-steps, batch size, context and data split. Trials run in ``--jobs`` processes (one thread each): the
-baseline beside the search, the confirmation runs side by side; results do not depend on it. Prints
-a table and a JSON line.
+Byte-level LM on the Python standard library's sources (CPU unless ``--device`` says otherwise);
+every model gets the same lr, schedule, steps, batch size, context and data split. Trials run in
+``--jobs`` processes (one thread each): the baseline beside the search, the confirmation runs side
+by side; results do not depend on it. Prints a table and a JSON line.
 """
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def short(layers: list[dict]) -> str:
-    """``c64f2`` = conv, width 64, FFN 2x width; ``a``/``l`` = softmax/linear attention."""
-    return " ".join(f"{layer['op'][0]}{layer['width']}f{layer['ffn'] // layer['width']}" for layer in layers)
+    """``c64f2k7`` = conv, width 64, FFN 2x width, kernel 7; ``a``/``l`` = softmax/linear attention."""
+    return " ".join(f"{layer['op'][0]}{layer['width']}f{layer['ffn'] // layer['width']}"
+                    + (f"k{layer['kernel']}" if "kernel" in layer else "") for layer in layers)
 
 
 def train_one(layers: list[dict], seed: int, fixed: dict, workdir: str, name: str) -> tuple[float, int]:
@@ -97,19 +100,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--widths", default="32,48")
     ap.add_argument("--ffn-mult", default="2,4")
     ap.add_argument("--heads", default="2")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--kernels", default="3,7,15,31", help="conv kernel sizes ('' : none, the trainer's 7)")
+    ap.add_argument("--steps", type=int, default=1600)
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--algorithm", default="boshnas")
     ap.add_argument("--confirm-seeds", default="1,2,3", help="fresh seeds for the final comparison ('' for none)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="processes: the baseline trains beside the search, the confirmation runs side by side")
+    ap.add_argument("--device", default="auto", help="trainer device: auto (a GPU when there is one), cpu, cuda")
+    ap.add_argument("--precision", default="auto", help="trainer precision: auto, fp32, bf16")
     ap.add_argument("--quick", action="store_true", help="tiny budget, for a smoke run")
     args = ap.parse_args(argv)
     if args.quick:
-        args.layers, args.widths, args.ffn_mult = "2", "16,24", "2"
+        args.layers, args.widths, args.ffn_mult, args.kernels = "2", "16,24", "2", "3,7"
         args.steps, args.context, args.trials, args.confirm_seeds = 20, 32, 4, "1"
     depth = _ints(args.layers, "--layers")
     if len(depth) == 1:
@@ -125,9 +131,12 @@ def main(argv: list[str] | None = None) -> dict:
     from storage import open_storage
 
     fixed = {"steps": args.steps, "context": args.context, "batch_size": args.batch_size, "lr": args.lr,
-             "eval_every": args.steps, "checkpoint_every": 0, "checkpoint_final": False, "seed": 0}
+             "eval_every": args.steps, "checkpoint_every": 0, "checkpoint_final": False, "seed": 0,
+             "device": args.device, "precision": args.precision}
     space = {"layers": {"type": "lm-layers", "layers": depth, "ops": OPS, "widths": _ints(args.widths, "--widths"),
                         "heads": _ints(args.heads, "--heads"), "ffn_mult": _ints(args.ffn_mult, "--ffn-mult")}}
+    if args.kernels:
+        space["layers"]["kernels"] = _ints(args.kernels, "--kernels")
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs: expected an integer >= 1, got {args.jobs}")
     t0 = time.time()
@@ -203,10 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
         confirm, confirm_m = confirmed.get("main"), confirmed.get("matched")
         t_end = time.time()
 
-    print(f"byte-level LM: {args.steps} steps of {args.batch_size} x {args.context} bytes, lr {args.lr}, CPU; "
+    print(f"byte-level LM: {args.steps} steps of {args.batch_size} x {args.context} bytes, lr {args.lr}, device {args.device}, precision {args.precision}; "
           f"space: {depth[0]}-{depth[1]} layers, ops {'/'.join(OPS)}, widths {args.widths}, ffn x{args.ffn_mult}, "
-          f"heads {args.heads}; {args.algorithm}, {args.trials} trials")
-    print("layer code: a/l/c = softmax attention / linear attention / gated conv, then width, f = FFN multiple")
+          f"heads {args.heads}, kernels {args.kernels or '7 (fixed)'}; {args.algorithm}, {args.trials} trials")
+    print("layer code: a/l/c = softmax attention / linear attention / gated conv, then width, f = FFN multiple, "
+          "k = conv kernel")
     print(f"{'model (seed 0)':<44} {'params':>8} {'val_loss':>9}")
     for v, p, layers in sorted(baseline, key=lambda r: r[0]):
         print(f"homogeneous {short(layers):<32} {p:>8} {v:>9.4f}")
@@ -231,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     def row(r):
         return None if r is None else {"layers": r[2], "params": r[1], "val_loss": r[0]}
 
-    result = {"bench": "nas_lm", "steps": args.steps, "context": args.context, "batch_size": args.batch_size,
+    result = {"bench": "nas_lm", "device": args.device, "precision": args.precision, "steps": args.steps, "context": args.context, "batch_size": args.batch_size,
               "lr": args.lr, "space": space["layers"], "trials": args.trials, "algorithm": args.algorithm,
               "n_homogeneous": len(baseline), "best_homogeneous": row(best_h), "best_searched": row(best_n),
               "searched_beats_homogeneous": win0, "winner_is_heterogeneous": best_n is not None,

@@ -106,6 +106,8 @@ def test_nas_lm_quick_compares_like_with_like():
     out = _run_script("bench/bench_nas_lm.py", "--quick")
     base = out["best_homogeneous"]
     assert len({json.dumps(layer, sort_keys=True) for layer in base["layers"]}) == 1  # homogeneous
+    # kernel sizes are part of the space: 2 widths x (attention, linear, conv k3, conv k7)
+    assert out["space"]["kernels"] == [3, 7] and out["n_homogeneous"] == 8
     if out["best_searched"] is not None:
         assert out["best_searched"]["params"] <= base["params"]
         assert out["searched_beats_homogeneous"] == (out["best_searched"]["val_loss"] < base["val_loss"])
