@@ -7,6 +7,7 @@ rebuilt that way goes through ``state_dict``/``load_state_dict`` into the typed 
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -33,6 +34,16 @@ class History:
 
     def pending(self) -> tuple[TrialRecord, ...]:
         return tuple(t for t in self.trials if t.state not in TERMINAL_STATES)
+
+    def stopped_at(self, trial: TrialRecord) -> tuple[int, float] | None:
+        """(step, objective value) where a scheduler stopped ``trial``, for single-objective
+        studies; None for any other trial or when that value is missing or not finite."""
+        if trial.state != TrialState.PRUNED or len(self.metrics) != 1 or trial.last_step is None:
+            return None
+        v = trial.metrics.get(self.metrics[0])
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return None
+        return int(trial.last_step), float(v)
 
     def signed_value(self, trial: TrialRecord, i: int = 0) -> float | None:
         """Objective ``i`` as a loss: lower is better whatever the direction."""

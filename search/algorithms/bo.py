@@ -196,7 +196,7 @@ class BayesOpt(Algorithm):
         records = self._warm + history.finished()
         data = [enc.encode_trials(records, i, d) for i, d in enumerate(self.directions)]
         if len(self.directions) == 1:
-            data = [self._with_stopped(records, data[0])]
+            data = [self._with_stopped(history, records, data[0])]
         feasible = np.logical_and.reduce([dt.feasible for dt in data])
         n_seen = len(history.trials) + len(self._warm)
         n_sobol = min(n, max(self.n_initial - n_seen, 0))
@@ -216,7 +216,7 @@ class BayesOpt(Algorithm):
         out += [Proposal(params=c) for c in enc.decode(chosen)]
         return out
 
-    def _with_stopped(self, records: Sequence[TrialRecord], data):
+    def _with_stopped(self, history: History, records: Sequence[TrialRecord], data):
         """BOHB-style use of the trials a scheduler stopped (single objective). A stopped trial's
         objective at the step it reached is not comparable with a finished trial's, but the order
         is: a trial that went further was ranked better by the scheduler on the way. So when there
@@ -227,12 +227,8 @@ class BayesOpt(Algorithm):
 
         from surrogates.encoders import EncodedTrials
 
-        metric, sign = self.metrics[0], (-1.0 if self.directions[0] == "maximize" else 1.0)
-        stopped = []
-        for t in records:
-            v = t.metrics.get(metric) if t.state == TrialState.PRUNED and t.last_step is not None else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                stopped.append((t, int(t.last_step), sign * float(v)))
+        sign = -1.0 if self.directions[0] == "maximize" else 1.0
+        stopped = [(t, at[0], sign * at[1]) for t in records if (at := history.stopped_at(t)) is not None]
         if not stopped:
             return data
         ok = np.flatnonzero(data.feasible)

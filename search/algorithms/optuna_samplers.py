@@ -7,7 +7,6 @@ controller's contract), which is how asked Optuna trials are matched to our tria
 """
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Any
 
@@ -91,7 +90,7 @@ class _OptunaAlgorithm(Algorithm):
             self._told.add(t.number)
             ot = self._by_number.pop(t.number, None)
             state, values = self._outcome(t)
-            stopped_at = self._stopped_at(t)
+            stopped_at = history.stopped_at(t)  # Optuna ranks pruned trials by (step, value)
             if ot is not None:
                 if stopped_at is not None:
                     ot.report(stopped_at[1], stopped_at[0])
@@ -102,17 +101,6 @@ class _OptunaAlgorithm(Algorithm):
                     params=params, distributions={k: self._dists[k] for k in params},
                     values=values, state=state,
                     intermediate_values=None if stopped_at is None else {stopped_at[0]: stopped_at[1]}))
-
-    def _stopped_at(self, t: TrialRecord) -> tuple[int, float] | None:
-        """(step, objective) where a scheduler stopped a single-objective trial. Optuna's samplers
-        rank pruned trials by how far they got and then by that value (BOHB-style use of the
-        partial results); without it every pruned trial counts as equally bad."""
-        if t.state != TrialState.PRUNED or len(self.metrics) != 1 or t.last_step is None:
-            return None
-        v = t.metrics.get(self.metrics[0])
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return None
-        return int(t.last_step), float(v)
 
     @staticmethod
     def _outcome(t: TrialRecord):

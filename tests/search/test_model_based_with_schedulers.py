@@ -54,7 +54,8 @@ def test_bo_ranks_finished_then_by_step_reached_then_by_value():
     ]
     algo = make_algorithm("bo", SPACE, ["loss"], ["minimize"], seed=0)
     records = tuple(trials)
-    data = algo._with_stopped(records, algo._encoder.encode_trials(records, 0, "minimize"))
+    data = algo._with_stopped(History(records, ("loss",), ("minimize",)), records,
+                              algo._encoder.encode_trials(records, 0, "minimize"))
     by_number = dict(zip(data.numbers.tolist(), data.y.tolist()))
     assert set(by_number) == {0, 1, 2, 3, 4}
     assert np.isnan(by_number[4])  # failed stays infeasible
@@ -62,7 +63,8 @@ def test_bo_ranks_finished_then_by_step_reached_then_by_value():
     assert by_number[1] < by_number[3] < by_number[0] < by_number[2]
     # without stopped trials the data are the GP's usual ones
     plain = tuple(t for t in trials if t.state != TrialState.PRUNED)
-    data = algo._with_stopped(plain, algo._encoder.encode_trials(plain, 0, "minimize"))
+    data = algo._with_stopped(History(plain, ("loss",), ("minimize",)), plain,
+                              algo._encoder.encode_trials(plain, 0, "minimize"))
     assert data.y[~np.isnan(data.y)].tolist() == [0.9]
 
 
