@@ -4,6 +4,7 @@ lower validation loss than the best homogeneous one, at equal or smaller paramet
     python bench/bench_nas_lm.py [--layers 4] [--widths 32,48] [--ffn-mult 2,4] [--kernels 3,7,15,31]
                                  [--steps 1600] [--trials 30] [--algorithm boshnas] [--confirm-seeds 1,2,3]
                                  [--jobs 2] [--device auto] [--precision auto] [--quick]
+    python bench/bench_nas_lm.py --check "c48f4k3 c48f4k7 c48f4k15 c48f4k31" --against "c48f4k15 x4"
 
 1. Baseline: every homogeneous model of the space (all layers alike: each op x width x FFN size x
    depth of the space) is trained with seed 0.
@@ -17,6 +18,10 @@ lower validation loss than the best homogeneous one, at equal or smaller paramet
    the fresh seeds compare them without that bias. The heterogeneous model wins when its mean over
    the fresh seeds is lower by more than twice the standard error of the paired (same-seed)
    differences.
+
+``--check A --against B`` skips the baseline and the search: it trains two given architectures (in
+the layer code the table prints; ``x4`` repeats the one layer given) on the fresh seeds and prints
+the same paired verdict. It checks a hand-picked hypothesis; it is not a search result.
 
 Byte-level LM on the Python standard library's sources (CPU unless ``--device`` says otherwise);
 every model gets the same lr, schedule, steps, batch size, context and data split. Trials run in
@@ -51,6 +56,35 @@ def short(layers: list[dict]) -> str:
     """``c64f2k7`` = conv, width 64, FFN 2x width, kernel 7; ``a``/``l`` = softmax/linear attention."""
     return " ".join(f"{layer['op'][0]}{layer['width']}f{layer['ffn'] // layer['width']}"
                     + (f"k{layer['kernel']}" if "kernel" in layer else "") for layer in layers)
+
+
+def parse_short(code: str, heads: int) -> list[dict]:
+    """The inverse of ``short``: ``"c48f4k15 a48f2"`` -> layer dicts; ``"c48f4k15 x4"`` repeats
+    the layer before ``x4``. Attention layers get ``heads`` heads."""
+    import re
+
+    layers: list[dict] = []
+    for tok in code.split():
+        rep = re.fullmatch(r"x(\d+)", tok)
+        if rep and layers:
+            layers += [dict(layers[-1]) for _ in range(int(rep.group(1)) - 1)]
+            continue
+        m = re.fullmatch(r"([alc])(\d+)f(\d+)(?:k(\d+))?", tok)
+        if m is None:
+            raise SystemExit(f"error: layer code {tok!r}: expected e.g. c48f4k15, a48f2, l32f4 or x4")
+        op = {"a": "attention", "l": "linear", "c": "conv"}[m.group(1)]
+        width, mult = int(m.group(2)), int(m.group(3))
+        layer: dict = {"op": op, "width": width, "ffn": width * mult}
+        if op == "attention":
+            layer["heads"] = heads
+        if m.group(4):
+            if op != "conv":
+                raise SystemExit(f"error: layer code {tok!r}: only conv layers (c...) take a kernel size")
+            layer["kernel"] = int(m.group(4))
+        layers.append(layer)
+    if not layers:
+        raise SystemExit(f"error: empty layer code {code!r}")
+    return layers
 
 
 def train_one(layers: list[dict], seed: int, fixed: dict, workdir: str, name: str) -> tuple[float, int]:
@@ -113,7 +147,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="auto", help="trainer device: auto (a GPU when there is one), cpu, cuda")
     ap.add_argument("--precision", default="auto", help="trainer precision: auto, fp32, bf16")
     ap.add_argument("--quick", action="store_true", help="tiny budget, for a smoke run")
+    ap.add_argument("--check", default=None, help="hand-picked architecture (layer code) to compare on fresh seeds")
+    ap.add_argument("--against", default=None, help="with --check: the architecture it is compared against")
     args = ap.parse_args(argv)
+    if (args.check is None) != (args.against is None):
+        raise SystemExit("error: --check and --against go together: give both layer codes")
     if args.quick:
         args.layers, args.widths, args.ffn_mult, args.kernels = "2", "16,24", "2", "3,7"
         args.steps, args.context, args.trials, args.confirm_seeds = 20, 32, 4, "1"
@@ -140,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs: expected an integer >= 1, got {args.jobs}")
     t0 = time.time()
+    if args.check is not None:
+        return check_pair(args, fixed, confirm_seeds, t0)
 
     def pool(n: int) -> ProcessPoolExecutor | None:
         # Processes, not threads: every trial seeds torch's global generator, which threads share.
@@ -252,6 +292,32 @@ def main(argv: list[str] | None = None) -> dict:
               "elapsed_s": round(time.time() - t0, 1)}
     print(json.dumps(result))
     return result
+
+
+def check_pair(args, fixed: dict, seeds: list[int], t0: float) -> dict:
+    """``--check A --against B``: both trained on the fresh seeds side by side; the paired verdict."""
+    heads = _ints(args.heads, "--heads")[0]
+    cand, base = parse_short(args.check, heads), parse_short(args.against, heads)
+    if not seeds:
+        raise SystemExit("error: --check needs --confirm-seeds (fresh seeds, e.g. 1,2,3,4,5,6)")
+    jobs = [(base, s, f"against-{s}") for s in seeds] + [(cand, s, f"check-{s}") for s in seeds]
+    with tempfile.TemporaryDirectory() as wd:
+        if args.jobs > 1:
+            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+                runs = [f.result() for f in [ex.submit(train_one, layers, s, fixed, wd, name)
+                                             for layers, s, name in jobs]]
+        else:
+            runs = [train_one(layers, s, fixed, wd, name) for layers, s, name in jobs]
+    k = len(seeds)
+    result = verdict(seeds, [v for v, _ in runs[:k]], [v for v, _ in runs[k:]])
+    params = {"check": runs[k][1], "against": runs[0][1]}
+    print(f"hand-picked check, {args.steps} steps: {short(cand)} ({params['check']} params) against "
+          f"{short(base)} ({params['against']} params)")
+    print("  " + describe(result).replace("homogeneous", "against").replace("searched", "checked"))
+    out = {"bench": "nas_lm_check", "steps": args.steps, "check": cand, "against": base, "params": params,
+           "confirmation": result, "elapsed_s": round(time.time() - t0, 1)}
+    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":

@@ -111,3 +111,13 @@ def test_nas_lm_quick_compares_like_with_like():
     if out["best_searched"] is not None:
         assert out["best_searched"]["params"] <= base["params"]
         assert out["searched_beats_homogeneous"] == (out["best_searched"]["val_loss"] < base["val_loss"])
+
+
+@pytest.mark.slow
+def test_nas_lm_check_compares_two_given_architectures():
+    out = _run_script("bench/bench_nas_lm.py", "--quick", "--check", "c16f2k3 c16f2k7", "--against", "c16f2k7 x2")
+    assert out["bench"] == "nas_lm_check"
+    assert [layer["kernel"] for layer in out["check"]] == [3, 7] and len(out["against"]) == 2
+    assert out["params"]["check"] < out["params"]["against"]  # a smaller kernel, fewer weights
+    assert out["confirmation"]["seeds"] == [1] and out["confirmation"]["win"] is False  # one seed: no verdict
+
