@@ -109,6 +109,27 @@ def train_one(layers: list[dict], seed: int, fixed: dict, workdir: str, name: st
     return t.value, int(t.metrics["params"])
 
 
+def pool(n: int) -> ProcessPoolExecutor | None:
+    # Processes, not threads: every trial seeds torch's global generator, which threads share.
+    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
+
+
+def train_all(jobs: list[tuple[list[dict], int, str]], fixed: dict, wd: str, executor) -> list:
+    """Results in order: (val_loss, params) when ``executor`` is None, else futures of them."""
+    if executor is None:
+        return [train_one(layers, seed, fixed, wd, name) for layers, seed, name in jobs]
+    return [executor.submit(train_one, layers, seed, fixed, wd, name) for layers, seed, name in jobs]
+
+
+def train_side_by_side(jobs: list[tuple[list[dict], int, str]], fixed: dict, wd: str, n: int) -> list:
+    """``train_all`` in ``n`` processes (here when n is 1), waiting for all: (val_loss, params) in order."""
+    executor = pool(n if n > 1 else 0)
+    runs = [(r.result() if executor else r) for r in train_all(jobs, fixed, wd, executor)]
+    if executor is not None:
+        executor.shutdown()
+    return runs
+
+
 def verdict(seeds: list[int], homo: list[float], searched: list[float]) -> dict:
     """Fresh-seed comparison: a win needs the mean paired (same-seed) difference below zero by more
     than twice its standard error; one seed gives no error estimate, so no verdict."""
@@ -181,16 +202,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.check is not None:
         return check_pair(args, fixed, confirm_seeds, t0)
 
-    def pool(n: int) -> ProcessPoolExecutor | None:
-        # Processes, not threads: every trial seeds torch's global generator, which threads share.
-        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
-
-    def train_all(jobs: list[tuple[list[dict], int, str]], wd: str, executor) -> list:
-        """Results in order: values when ``executor`` is None, else futures."""
-        if executor is None:
-            return [train_one(layers, seed, fixed, wd, name) for layers, seed, name in jobs]
-        return [executor.submit(train_one, layers, seed, fixed, wd, name) for layers, seed, name in jobs]
-
     with tempfile.TemporaryDirectory() as wd:
         url = f"sqlite:///{wd}/nas-lm.db"
         nas_study = {"objective": {"metric": "val_loss", "direction": "minimize"},
@@ -205,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         # depends on the other.
         t_search = time.time()
         side = pool(args.jobs - 1)
-        pending = train_all([(layers, 0, f"homo-{i}") for i, layers in enumerate(homo)], wd, side)
+        pending = train_all([(layers, 0, f"homo-{i}") for i, layers in enumerate(homo)], fixed, wd, side)
         search.run(nas_study, storage=url)
         with open_storage(url) as st:
             nas = [(t.value, int(t.metrics["params"]), t.params["layers"])
@@ -239,10 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
             for tag, (h, n) in pairs.items():
                 jobs += [(h[2], s, f"confirm-{tag}-homo-{s}") for s in confirm_seeds]
                 jobs += [(n[2], s, f"confirm-{tag}-nas-{s}") for s in confirm_seeds]
-            both = pool(args.jobs if args.jobs > 1 else 0)
-            runs = [(r.result() if both else r)[0] for r in train_all(jobs, wd, both)]
-            if both is not None:
-                both.shutdown()
+            runs = [v for v, _ in train_side_by_side(jobs, fixed, wd, args.jobs)]
             k = len(confirm_seeds)
             for i, tag in enumerate(pairs):
                 confirmed[tag] = verdict(confirm_seeds, runs[2 * i * k:(2 * i + 1) * k],
@@ -302,12 +310,7 @@ def check_pair(args, fixed: dict, seeds: list[int], t0: float) -> dict:
         raise SystemExit("error: --check needs --confirm-seeds (fresh seeds, e.g. 1,2,3,4,5,6)")
     jobs = [(base, s, f"against-{s}") for s in seeds] + [(cand, s, f"check-{s}") for s in seeds]
     with tempfile.TemporaryDirectory() as wd:
-        if args.jobs > 1:
-            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
-                runs = [f.result() for f in [ex.submit(train_one, layers, s, fixed, wd, name)
-                                             for layers, s, name in jobs]]
-        else:
-            runs = [train_one(layers, s, fixed, wd, name) for layers, s, name in jobs]
+        runs = train_side_by_side(jobs, fixed, wd, args.jobs)
     k = len(seeds)
     result = verdict(seeds, [v for v, _ in runs[:k]], [v for v, _ in runs[k:]])
     params = {"check": runs[k][1], "against": runs[0][1]}
