@@ -1,14 +1,16 @@
-"""Freeze-thaw against ASHA and random search at equal compute, on the built-in CNN on digits.
+"""Freeze-thaw and ASHA's promotion form against ASHA and random search at equal compute, on the
+built-in CNN on digits.
 
     nice python bench/bench_freeze_thaw.py [--seeds 0] [--trials N] [--draws K]
-                                           [--protocol budget|configs|both] [--quick]
+                                           [--methods asha,freeze-thaw] [--protocol budget|configs|both]
+                                           [--quick]
 
 The question (as in bench_multifidelity.py, whose task table and study set-up this imports): how
 much compute does each method spend before it first reaches the best validation loss X that
 random search reaches with its full budget (N trials trained to max_resource)?
 
 Equal compute (``--protocol budget``, the default). Random search's total compute B = N x
-max_resource is every method's budget. ``asha`` and ``freeze-thaw`` (same rungs: min_resource,
+max_resource is every method's budget. The schedulers (same rungs: min_resource,
 reduction_factor, max_resource) draw from the same seeded stream of configurations as random
 search (its N first, then up to K x N in all) and are stopped once they have trained B. Trials run
 one at a time on the simulated backend (each report answered before training goes on), so a
@@ -18,9 +20,15 @@ Same configurations (``--protocol configs``): both schedulers over random search
 configurations only, run to the end; they reach X only if they carry the trial that reaches it
 far enough.
 
-Freeze-thaw trains with a checkpoint every epoch (keep_last: 1) so that a thawed trial resumes
-where it was paused; the trainer resumes exactly (tests/search/test_freeze_thaw.py checks that a
-thawed trial reports the very losses of an uninterrupted one), so checkpointing changes no curve.
+``--methods`` picks the schedulers beside random search: ``asha`` (stopping form),
+``asha-promotion`` (ASHA's promotion form, ``type: promotion``: pause at a rung, promote later),
+``hyperband`` and ``hyperband-promotion`` (brackets by trial number, each an ASHA of that form),
+``freeze-thaw``.
+
+The pausing methods (freeze-thaw and the promotion forms) train with a checkpoint every epoch
+(keep_last: 1) so that a thawed trial resumes where it was paused; the trainer resumes exactly
+(tests/search/test_freeze_thaw.py checks that a thawed trial reports the very losses of an
+uninterrupted one), so checkpointing changes no curve.
 Compute is resource actually trained (epochs), counted report by report in the order the reports
 happened: a thawed trial's first report after the thaw costs the epochs since its pause. "To reach
 X" is the compute spent until a report first has val_loss <= X (relative tolerance 1e-6).
@@ -39,6 +47,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bench_multifidelity import TOLERANCE, prepare, study, tasks
+
+
+# Scheduler settings of each method, over bench_multifidelity's ASHA rungs.
+METHODS: dict[str, dict[str, Any]] = {"asha": {}, "asha-promotion": {"type": "promotion"},
+                                      "hyperband": {"name": "hyperband"},
+                                      "hyperband-promotion": {"name": "hyperband", "type": "promotion"},
+                                      "freeze-thaw": {"name": "freeze-thaw"}}
+PAUSING = {"asha-promotion", "hyperband-promotion", "freeze-thaw"}
 
 
 @dataclass
@@ -102,15 +118,16 @@ class Run:
 
 
 def run_method(task, seed: int, workdir: str, method: str, trials: int, budget: int | None) -> Run:
-    """Run ``method`` (random, asha or freeze-thaw) with ``trials`` draws; stop once it has
+    """Run ``method`` (random or one of METHODS) with ``trials`` draws; stop once it has
     trained ``budget`` epochs (None: run to the end)."""
     import search
 
     name = f"{task.name}-{method}-n{trials}-s{seed}"
     db = os.path.join(workdir, f"{name}.db")
     spec = study(task, seed, name, os.path.join(workdir, "artifacts"), method != "random", trials)
-    if method == "freeze-thaw":
-        spec["scheduler"] = {**spec["scheduler"], "name": "freeze-thaw"}
+    if method != "random":
+        spec["scheduler"] = {**spec["scheduler"], **METHODS[method]}
+    if method in PAUSING:
         spec["trial"]["params"] = {**spec["trial"]["params"], "checkpoint_every": 1}
         spec["checkpoints"] = {"keep_last": 1}
     con = sqlite3.connect(db, check_same_thread=False) if budget is not None else None
@@ -151,6 +168,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", default="0", help="comma-separated study seeds")
     ap.add_argument("--trials", type=int, default=None, help="N, random search's trials (default: the task's)")
     ap.add_argument("--draws", type=int, default=12, metavar="K", help="the schedulers draw up to K x N configurations")
+    ap.add_argument("--methods", default="asha,freeze-thaw",
+                    help=f"schedulers run beside random search, comma-separated: {', '.join(METHODS)}")
+    ap.add_argument("--min-resource", type=int, default=None, help="first rung instead of the task's (1 epoch)")
     ap.add_argument("--protocol", choices=["budget", "configs", "both"], default="budget",
                     help="equal compute (K x N draws cut at B), random's N configurations, or both")
     ap.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline end to end")
@@ -162,6 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if n < 1 or args.draws < 1:
         raise SystemExit(f"--trials and --draws must be >= 1, got {n} and {args.draws}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise SystemExit(f"--methods: expected some of {', '.join(METHODS)}, got {args.methods!r}")
     result: dict[str, Any] = {"bench": "freeze_thaw", "task": "cnn", "quick": args.quick, "trials": n,
                               "max_resource": task.max_resource, "min_resource": task.min_resource,
                               "reduction_factor": task.eta, "seeds": {}, "cpus": os.cpu_count()}
@@ -174,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for seed in seeds:
             runs = {"random": run_method(task, seed, wd, "random", n, None)}
             budget = runs["random"].compute
-            for method in ("asha", "freeze-thaw"):
+            for method in methods:
                 if args.protocol == "configs":
                     runs[f"{method} (N configs)"] = run_method(task, seed, wd, method, n, None)
                     continue

@@ -51,7 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -427,6 +427,13 @@ def prepare(args, task_table) -> tuple[dict, list[str]]:
     torch.set_num_threads(1)
     logging.getLogger("search").setLevel(logging.ERROR)
     all_tasks = task_table(args.quick)
+    r_min = getattr(args, "min_resource", None)
+    if r_min is not None:
+        # The first rung; it must be a step the trainer reports (any epoch for the CNN, multiples
+        # of eval_every for the LM) or the first rung is judged at the next report.
+        if r_min < 1:
+            raise SystemExit(f"--min-resource: expected an integer >= 1, got {r_min}")
+        all_tasks = {k: replace(t, min_resource=r_min) for k, t in all_tasks.items()}
     names = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in names if t not in all_tasks]
     if unknown:
@@ -446,6 +453,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="the equal-compute runs draw up to K x trials configurations (default: the task's)")
     ap.add_argument("--proposers", default="",
                     help="comma-separated model-based algorithms (bo, tpe) to run with ASHA at budget B too")
+    ap.add_argument("--min-resource", type=int, default=None,
+                    help="first rung (grace period) instead of the task's: 1 epoch (CNN), 18 steps (LM)")
     ap.add_argument("--no-same-configs", action="store_true",
                     help="leave out the secondary protocol (ASHA over random search's N configurations)")
     args = ap.parse_args(argv)

@@ -183,6 +183,25 @@ def _param(name: str, spec: Any, declared: list[str]) -> Param:
                                f"({', '.join(sorted(ARCH_TYPES))}), got {kind!r}")
 
 
+def _check_pausable(entrypoint: str, trial_params: Mapping[str, Any]) -> None:
+    """A pausing scheduler pauses a trial at a report and resumes it from its newest checkpoint:
+    with a built-in trainer, every report must come with a checkpoint, or the trial ends PRUNED
+    (no checkpoint) or retrains from an older one."""
+    if entrypoint == "builtin:classifier":
+        from trials.builtin.classifier import DEFAULTS
+    elif entrypoint == "builtin:lm":
+        from trials.builtin.lm import DEFAULTS
+    else:
+        return  # a user's trainer: the README says what it must do
+    every = {k: trial_params.get(k, DEFAULTS[k]) for k in ("eval_every", "checkpoint_every")}
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in every.values()) and every["eval_every"] > 0 \
+            and (every["checkpoint_every"] <= 0 or every["eval_every"] % every["checkpoint_every"]):
+        raise _err("trial.params.checkpoint_every",
+                   f"is {every['checkpoint_every']}, but the scheduler pauses trials at reports (every "
+                   f"{every['eval_every']}, eval_every) and resumes them from checkpoints; set checkpoint_every "
+                   f"to {every['eval_every']} (or a divisor of it), or use a scheduler that stops (type: stopping)")
+
+
 def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     """Validate a study given as plain data (the parsed YAML)."""
     from search.algorithms import ALGORITHMS
@@ -279,9 +298,12 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         from search.schedulers import make_scheduler
 
         try:
-            make_scheduler(scheduler, tuple(o.metric for o in objectives), tuple(o.direction for o in objectives))
+            sched = make_scheduler(scheduler, tuple(o.metric for o in objectives),
+                                   tuple(o.direction for o in objectives))
         except ValueError as exc:
             raise _err("scheduler", str(exc)) from None
+        if sched is not None and sched.pauses:
+            _check_pausable(entrypoint, trial_params)
 
     raw = dict(data)
     raw["algorithm"] = {"name": algo_name, "seed": seed, **algo}

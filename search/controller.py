@@ -166,27 +166,32 @@ class Controller:
                 self._put(rec)
                 self._dispatch(rec)
                 continue
-            if paused and self._thaw():
-                continue
             left = cfg.trials - finished - len(self._running) - paused
+            if paused and self._thaw(can_start=left > 0):
+                continue
             if left <= 0:
                 return
             n = min(cfg.parallel - len(self._running), left)
             proposals: list[Proposal] = self.algorithm.propose(self._history(), n)
             if not proposals:
+                # The algorithm has nothing more to propose: as when the budget is spent, paused
+                # trials are all that can still run.
+                if paused and self._thaw(can_start=False):
+                    continue
                 return
             for p in proposals[:n]:
                 rec = self.storage.create_trial(self.study.id, dict(p.params))
                 self._put(rec)
                 self._dispatch(rec)
 
-    def _thaw(self) -> bool:
+    def _thaw(self, can_start: bool) -> bool:
         """Resume the paused trial the scheduler picks, from its newest checkpoint, as a new
-        attempt of the same trial. False when there is none to thaw."""
+        attempt of the same trial. False when there is none to thaw. ``can_start``: whether the
+        budget still allows a new configuration if none is thawed."""
         if self.scheduler is None:
             return False
         paused = {t.number: int(t.last_step or 0) for t in self._trials.values() if t.state == TrialState.PAUSED}
-        number = self.scheduler.thaw(paused) if paused else None
+        number = self.scheduler.thaw(paused, can_start=can_start) if paused else None
         if number is None:
             return False
         rec = self._trials[number]

@@ -26,6 +26,7 @@ class Scheduler:
     the study's first objective)."""
 
     name = ""
+    pauses = False  # whether it ever answers "pause" (the trainer must then checkpoint at reports)
 
     def __init__(self, metric: str, mode: str, seed: int = 0) -> None:
         self.metric = metric
@@ -50,10 +51,11 @@ class Scheduler:
             return CONTINUE
         return self._decide(number, step, loss)
 
-    def thaw(self, paused: Mapping[int, int]) -> int | None:
+    def thaw(self, paused: Mapping[int, int], can_start: bool = True) -> int | None:
         """Of the paused trials (number -> step reached), the one to resume now, or None to leave
-        them all paused (the controller then proposes a new configuration). Only schedulers that
-        pause override this."""
+        them all paused (the controller then proposes a new configuration). ``can_start`` says
+        whether the controller could still start a new configuration (False once the study's
+        trial budget is spent). Only schedulers that pause override this."""
         return None
 
     def _record(self, number: int, step: int, loss: float) -> None:
@@ -103,64 +105,117 @@ class _Rungs:
                 new.append(k)
         return new
 
-    def decide(self, number: int, step: int, loss: float) -> Decision:
-        """Record the report; stop the trial if, at a rung it has just reached, it is not in the
-        top 1/eta. At full resource it always finishes."""
+    def decide(self, number: int, step: int, loss: float, promotion: bool = False) -> Decision:
+        """Record the report. At a rung it has just reached, a trial not in the top 1/eta is
+        stopped (stopping form) or, with ``promotion``, paused unless promotable now by the strict
+        rule (it waits for ``to_promote``). At full resource it always finishes."""
         new = self.record(number, step, loss)
         if self.r_max is not None and step >= self.r_max:
             return CONTINUE
         for k in new:
-            if not self.promotable(number, k):
+            if not self.promotable(number, k, strict=promotion):
+                if promotion:
+                    return Decision("pause", f"not (yet) in the top 1/{self.eta} at rung {self.level(k)}")
                 return Decision("stop", f"not in the top 1/{self.eta} at rung {self.level(k)}")
         return CONTINUE
 
-    def promotable(self, number: int, k: int) -> bool:
-        """In the top 1/eta of the losses recorded at rung k (itself included): ASHA's rule."""
-        losses = sorted(self.recorded[k].values())
-        keep = max(1, len(losses) // self.eta)
-        return self.recorded[k][number] <= losses[keep - 1]
+    def top(self, k: int, strict: bool = False) -> list[int]:
+        """The trials in the top 1/eta at rung k, ranked by loss, ties to the earlier trial: ASHA's
+        rule. The top 1/eta of n trials is the best max(1, floor(n/eta)), so the first trial at a
+        rung goes on; ``strict`` is the paper's floor(n/eta), which holds everyone until eta have
+        arrived."""
+        rung = self.recorded[k]
+        keep = len(rung) // self.eta if strict else max(1, len(rung) // self.eta)
+        return sorted(rung, key=lambda n: (rung[n], n))[:keep]
+
+    def promotable(self, number: int, k: int, strict: bool = False) -> bool:
+        """Whether the trial is in ``top(k, strict)`` (itself included among the trials ranked)."""
+        return number in self.top(k, strict)
+
+    def to_promote(self, paused: Mapping[int, int], strict: bool) -> tuple[int, float, int] | None:
+        """Of the paused trials (number -> step) recorded at these rungs, the one to promote as
+        (-resource of its rung, loss there, number): the highest rung first (Li et al. 2020,
+        Algorithm 2), then the lowest loss. A trial is judged at the highest rung it has a record
+        at (a trainer may report past the rung it paused at). None when none is promotable.
+        Each rung is ranked once per call, not once per paused trial."""
+        highest: dict[int, int] = {}
+        for k, rung in self.recorded.items():
+            for number in rung:
+                if number in paused:
+                    highest[number] = max(k, highest.get(number, k))
+        tops = {k: set(self.top(k, strict)) for k in set(highest.values())}
+        ready = [(-self.level(k), self.recorded[k][number], number) for number, k in highest.items()
+                 if number in tops[k]]
+        return min(ready) if ready else None
+
+
+def _check_type(options: Mapping[str, Any], scheduler: str) -> bool:
+    """The ``type`` option: True for the promotion form, False for the stopping form (default)."""
+    kind = options.get("type", "stopping")
+    if kind not in ("stopping", "promotion"):
+        raise ValueError(f"scheduler {scheduler!r} option 'type' must be stopping or promotion, got {kind!r}")
+    return kind == "promotion"
 
 
 class ASHA(Scheduler):
-    """Asynchronous successive halving (Li et al. 2020), stopping form: when a trial reaches a rung
-    it continues only if it ranks in the top 1/eta of the trials recorded at that rung so far."""
+    """Asynchronous successive halving (Li et al. 2020). Stopping form (``type: stopping``, the
+    default, as Ray Tune's ASHAScheduler): when a trial reaches a rung it continues only if it
+    ranks in the top 1/eta of the trials recorded at that rung so far, and stops otherwise.
+    Promotion form (``type: promotion``, the paper's Algorithm 2): a trial reaching a rung pauses
+    unless it is promotable, i.e. among the best floor(n/eta) of the n trials at that rung; when a
+    slot frees, the paused trial promotable at the highest rung resumes from its checkpoint before
+    any new configuration starts, so a trial can be promoted later, once enough trials have
+    arrived to rank it. Once the study's trial budget is spent, the best paused trial at a rung
+    with fewer than eta members is promotable too, so the best trials are carried to the end."""
 
     name = "asha"
 
     def __init__(self, metric: str, mode: str, seed: int = 0, **options: Any) -> None:
         super().__init__(metric, mode, seed)
-        unknown = set(options) - {"min_resource", "max_resource", "reduction_factor", "grace_period"}
+        unknown = set(options) - {"min_resource", "max_resource", "reduction_factor", "grace_period", "type"}
         if unknown:
             raise ValueError(f"scheduler 'asha' takes no option {sorted(unknown)[0]!r}; it takes "
-                             "min_resource, max_resource, reduction_factor, grace_period")
+                             "min_resource, max_resource, reduction_factor, grace_period, type")
+        self.promotion = self.pauses = _check_type(options, "asha")
         grace = _check_int(options, "grace_period", 1, 1)
         r_min = _check_int(options, "min_resource", grace, 1)
         eta = _check_int(options, "reduction_factor", 3, 2)
         r_max = options.get("max_resource")
         if r_max is not None:
             r_max = _check_int(options, "max_resource", 0, r_min)
+        elif self.promotion:
+            raise ValueError("scheduler 'asha' with type: promotion needs max_resource (the step a full trial "
+                             "reaches), or a trial ending at a rung would wait there to be promoted")
         self.rungs = _Rungs(max(r_min, grace), eta, r_max)
 
     def _record(self, number: int, step: int, loss: float) -> None:
         self.rungs.record(number, step, loss)
 
     def _decide(self, number: int, step: int, loss: float) -> Decision:
-        return self.rungs.decide(number, step, loss)
+        return self.rungs.decide(number, step, loss, self.promotion)
+
+    def thaw(self, paused: Mapping[int, int], can_start: bool = True) -> int | None:
+        if not self.promotion:
+            return None
+        pick = self.rungs.to_promote(paused, strict=can_start)
+        return None if pick is None else pick[2]
 
 
 class Hyperband(Scheduler):
     """Asynchronous Hyperband: trials are spread over brackets s = 0..s_max (by trial number);
     bracket s runs ASHA with minimum resource r_min * eta^s, hedging against misleading early
-    results (Li et al. 2017/2020)."""
+    results (Li et al. 2017/2020). ``type`` is ASHA's: stopping (default) or promotion, in every
+    bracket."""
 
     name = "hyperband"
 
     def __init__(self, metric: str, mode: str, seed: int = 0, **options: Any) -> None:
         super().__init__(metric, mode, seed)
-        unknown = set(options) - {"min_resource", "max_resource", "reduction_factor", "brackets"}
+        unknown = set(options) - {"min_resource", "max_resource", "reduction_factor", "brackets", "type"}
         if unknown:
             raise ValueError(f"scheduler 'hyperband' takes no option {sorted(unknown)[0]!r}; it takes "
-                             "min_resource, max_resource, reduction_factor, brackets")
+                             "min_resource, max_resource, reduction_factor, brackets, type")
+        self.promotion = self.pauses = _check_type(options, "hyperband")
         r_min = _check_int(options, "min_resource", 1, 1)
         eta = _check_int(options, "reduction_factor", 3, 2)
         r_max = options.get("max_resource")
@@ -178,7 +233,16 @@ class Hyperband(Scheduler):
         self._bracket(number).record(number, step, loss)
 
     def _decide(self, number: int, step: int, loss: float) -> Decision:
-        return self._bracket(number).decide(number, step, loss)
+        return self._bracket(number).decide(number, step, loss, self.promotion)
+
+    def thaw(self, paused: Mapping[int, int], can_start: bool = True) -> int | None:
+        if not self.promotion:
+            return None
+        # Brackets compare by the resource of the rung (their rung indices start at different levels).
+        picks = [rungs.to_promote({n: s for n, s in paused.items() if self._bracket(n) is rungs}, can_start)
+                 for rungs in self.brackets]
+        picks = [p for p in picks if p is not None]
+        return min(picks)[2] if picks else None
 
 
 class MedianStopping(Scheduler):
@@ -251,6 +315,7 @@ class FreezeThaw(Scheduler):
     """
 
     name = "freeze-thaw"
+    pauses = True
 
     def __init__(self, metric: str, mode: str, seed: int = 0, **options: Any) -> None:
         super().__init__(metric, mode, seed)
@@ -316,7 +381,7 @@ class FreezeThaw(Scheduler):
                                          f"1/{self.rungs.eta} at rung {self.rungs.level(k)}")
         return CONTINUE
 
-    def thaw(self, paused: Mapping[int, int]) -> int | None:
+    def thaw(self, paused: Mapping[int, int], can_start: bool = True) -> int | None:
         ready = []
         for number, step in paused.items():
             k = self.rungs.rung_of(step)

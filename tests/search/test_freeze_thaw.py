@@ -274,7 +274,8 @@ def test_bench_counts_compute_in_report_order():
 
 
 @pytest.mark.slow
-def test_bench_quick_thawed_trials_resume_exactly(tmp_path):
+@pytest.mark.parametrize("method", ["freeze-thaw", "asha-promotion"])
+def test_bench_quick_thawed_trials_resume_exactly(method, tmp_path):
     """Real training (the built-in CNN on digits, quick sizes): a trial paused and thawed from its
     checkpoint reports exactly the losses it reports when trained without a pause."""
     import torch
@@ -283,7 +284,7 @@ def test_bench_quick_thawed_trials_resume_exactly(tmp_path):
     ft = _bench("bench_freeze_thaw")
     task = _bench("bench_multifidelity").tasks(True)["cnn"]
     random = ft.run_method(task, 0, str(tmp_path), "random", task.trials, None)
-    frozen = ft.run_method(task, 0, str(tmp_path), "freeze-thaw", task.trials, None)
+    frozen = ft.run_method(task, 0, str(tmp_path), method, task.trials, None)
     assert frozen.configs == random.configs and frozen.thaws >= 1
     assert frozen.compute < random.compute
     uninterrupted = {(n, s): v for n, s, v in random.reports}

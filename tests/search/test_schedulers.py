@@ -15,18 +15,23 @@ OPTIONS = {
     "median": {"grace_period": 2, "min_samples": 3},
     "freeze-thaw": {"min_resource": 1, "reduction_factor": 3, "max_resource": STEPS},
 }
-# Freeze-thaw resumes paused trials from their checkpoints: the same curve, checkpointed every step.
-ENTRYPOINTS = {"freeze-thaw": "freeze_thaw_objectives:curve_ckpt"}
+# The promotion forms of ASHA and Hyperband are variants of those schedulers in the contract.
+VARIANTS = {**{name: (name, opts) for name, opts in OPTIONS.items()},
+            "asha-promotion": ("asha", {**OPTIONS["asha"], "type": "promotion"}),
+            "hyperband-promotion": ("hyperband", {**OPTIONS["hyperband"], "type": "promotion"})}
+# Schedulers that pause resume trials from their checkpoints: the same curve, checkpointed every step.
+PAUSING = {"freeze-thaw", "asha-promotion", "hyperband-promotion"}
 
 
-def _study(name, scheduler, tmp_path, trials=24, parallel=4):
+def _study(name, variant, tmp_path, trials=24, parallel=4):
+    scheduler, options = VARIANTS[variant]
     return {
         "name": name, "objective": {"metric": "loss", "direction": "minimize"},
-        "trial": {"entrypoint": ENTRYPOINTS.get(scheduler, "search_test_objectives:curve"),
-                  "params": {"steps": STEPS}},
+        "trial": {"entrypoint": "freeze_thaw_objectives:curve_ckpt" if variant in PAUSING
+                  else "search_test_objectives:curve", "params": {"steps": STEPS}},
         "space": {"q": {"type": "float", "low": 0.0, "high": 1.0}},
         "algorithm": {"name": "random", "seed": 11},
-        "scheduler": {"name": scheduler, **OPTIONS[scheduler]},
+        "scheduler": {"name": scheduler, **options},
         "budget": {"trials": trials, "parallel": parallel},
         "backend": {"name": "simulated"}, "artifacts": str(tmp_path),
     }
@@ -38,7 +43,11 @@ def _run(name, scheduler, tmp_path, url):
         return st.get_trials(st.get_study(name).id)
 
 
-@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_contract_covers_every_scheduler():
+    assert {name for name, _ in VARIANTS.values()} == set(SCHEDULERS)
+
+
+@pytest.mark.parametrize("scheduler", sorted(VARIANTS))
 def test_scheduler_contract(scheduler, tmp_path, sqlite_url):
     trials = _run(f"sched-{scheduler}", scheduler, tmp_path, sqlite_url)
     assert len(trials) == 24 and all(t.is_finished for t in trials)
@@ -52,8 +61,8 @@ def test_scheduler_contract(scheduler, tmp_path, sqlite_url):
     assert all(t.last_step < STEPS for t in pruned)
     used = sum(t.last_step for t in trials)
     # Hyperband's last bracket never stops early (its hedge), so it saves less than ASHA.
-    assert used < (0.75 if scheduler == "hyperband" else 0.6) * 24 * STEPS
-    if scheduler == "asha":
+    assert used < (0.75 if scheduler.startswith("hyperband") else 0.6) * 24 * STEPS
+    if scheduler.startswith("asha"):
         assert {t.last_step for t in pruned} <= {1, 3, 9}
     # Deterministic on the simulated backend: a second run decides exactly the same.
     again = _run(f"sched-{scheduler}-2", scheduler, tmp_path, f"sqlite:///{tmp_path / 'again.db'}")
@@ -68,6 +77,69 @@ def test_asha_rule_by_hand():
     assert s.on_report(0, 2, {"loss": 0.9}).action == "continue"  # alone at rung 2
     assert s.on_report(2, 3, {"loss": 0.4}).action == "continue"  # step 3 is still rung 2
     assert s.on_report(2, 8, {"loss": 0.1}).action == "continue"  # full resource: finish
+
+
+def test_asha_promotion_rule_by_hand():
+    """The paper's Algorithm 2: nobody is promotable at a rung until eta trials are there; then
+    the best floor(n/eta) are, the highest rung first; with the budget spent, the best at a rung
+    of fewer than eta trials is promotable too."""
+    s = ASHA("loss", "minimize", min_resource=1, reduction_factor=3, max_resource=9, type="promotion")
+    assert s.on_report(0, 1, {"loss": 2.0}).action == "pause"     # alone at rung 1: not promotable yet
+    assert s.thaw({0: 1}) is None                                  # start a new configuration instead
+    assert s.on_report(1, 1, {"loss": 1.0}).action == "pause"
+    assert s.on_report(2, 1, {"loss": 3.0}).action == "pause"     # 3 at rung 1: trial 1 is the top third
+    assert s.thaw({0: 1, 1: 1, 2: 1}) == 1
+    assert s.on_report(1, 3, {"loss": 0.5}).action == "pause"     # alone at rung 3
+    assert s.on_report(3, 1, {"loss": 0.1}).action == "continue"  # the best of 4 at rung 1: goes on at once
+    assert s.on_report(3, 3, {"loss": 0.4}).action == "pause"
+    assert s.thaw({0: 1, 1: 3, 2: 1, 3: 3}) is None               # 4 at rung 1 keep 1 (done), 2 at rung 3 keep 0
+    assert s.thaw({0: 1, 1: 3, 2: 1, 3: 3}, can_start=False) == 3  # budget spent: the best at rung 3
+    assert s.on_report(3, 9, {"loss": 0.2}).action == "continue"  # full resource: finish
+    for n, loss in ((4, 0.3), (5, 0.6)):
+        assert s.on_report(n, 1, {"loss": loss}).action == "pause"
+    assert s.thaw({0: 1, 1: 3, 2: 1, 4: 1, 5: 1}) == 4           # 6 at rung 1 keep 2: trial 4 (0.3) is second
+    stop = ASHA("loss", "minimize", min_resource=1, reduction_factor=3, max_resource=9)
+    assert stop.on_report(0, 1, {"loss": 2.0}).action == "continue"  # the stopping form: first goes on
+    assert stop.thaw({0: 1}) is None
+
+
+def test_hyperband_promotion_thaws_within_brackets():
+    s = make_scheduler({"name": "hyperband", "min_resource": 1, "reduction_factor": 3, "max_resource": 9,
+                        "type": "promotion"}, ("loss",), ("minimize",))
+    assert len(s.brackets) == 3  # rungs from 1, 3 and 9
+    for n, loss in enumerate([3.0, 2.0, 1.0, 0.5, 5.0, 0.1]):  # brackets 0, 1, 2, 0, 1, 2
+        s.on_report(n, 1, {"loss": loss})
+    # Bracket 0 holds trials 0 and 3 at rung 1: fewer than eta, none promotable while configurations
+    # can start; bracket 1's first rung is 3, so its trials have not reached a rung at step 1.
+    assert s.thaw({0: 1, 3: 1}) is None
+    assert s.thaw({0: 1, 3: 1}, can_start=False) == 3
+    assert s.on_report(2, 9, {"loss": 0.3}).action == "continue"   # bracket 2 starts at 9 = max: runs to the end
+
+
+def test_promotion_study_end_to_end(tmp_path, sqlite_url):
+    """One trial at a time (as the benchmark runs), ASHA's promotion form: every trial ends at a
+    rung or at full resource, no trial is left PAUSED, thawed trials resume from their checkpoints
+    (the curve objective would report step 1 again otherwise), and the best configuration finishes."""
+    d = _study("promo", "asha-promotion", tmp_path, trials=12, parallel=1)
+    d["trial"]["params"]["log"] = str(tmp_path / "attempts.jsonl")
+    search.run(d, storage=sqlite_url)
+    import json
+
+    attempts = [json.loads(line) for line in open(tmp_path / "attempts.jsonl", encoding="utf-8")]
+    with open_storage(sqlite_url) as st:
+        sid = st.get_study("promo").id
+        trials = st.get_trials(sid)
+        steps = {t.number: [r.step for r in st.get_reports(t.id)] for t in trials}
+    assert len(trials) == 12 and all(t.is_finished for t in trials)
+    assert {t.last_step for t in trials} <= {1, 3, 9, STEPS}
+    assert all(s == list(range(1, len(s) + 1)) for s in steps.values())  # resumed, never restarted
+    resumed = [a for a in attempts if a["start"] > 0]
+    assert resumed and all(a["start"] in (1, 3, 9) for a in resumed)
+    best = min(trials, key=lambda t: t.params["q"])
+    assert best.state == TrialState.COMPLETE and best.last_step == STEPS
+    # Nobody goes past the first rung before three trials have reached it.
+    first_past = min(i for i, a in enumerate(attempts) if a["start"] > 0)
+    assert first_past >= 3
 
 
 def test_maximize_and_other_metric():
@@ -96,6 +168,8 @@ def test_median_rule_and_replay_match():
     ({"name": "asha", "reduction_factor": 1}, "reduction_factor' must be an integer >= 2"),
     ({"name": "hyperband"}, "needs max_resource"),
     ({"name": "median", "min_samples": 0}, "min_samples' must be an integer >= 1"),
+    ({"name": "asha", "type": "promote"}, "'type' must be stopping or promotion, got 'promote'"),
+    ({"name": "median", "type": "promotion"}, "takes no option 'type'"),
     ({"name": "freeze-thaw"}, "'freeze-thaw' needs max_resource"),
     ({"name": "freeze-thaw", "max_resource": 9, "grace_period": 2}, "takes no option 'grace_period'"),
     ({"name": "freeze-thaw", "max_resource": 3, "min_resource": 3}, "max_resource' must be an integer >= 4"),
@@ -107,6 +181,67 @@ def test_bad_scheduler_specs(spec, match, tmp_path):
     with pytest.raises(ConfigError, match=match) as info:
         parse_study(d)
     assert str(info.value).startswith("scheduler:")
+
+
+@pytest.mark.parametrize("scheduler", [{"name": "asha", "type": "promotion", "max_resource": 9},
+                                       {"name": "freeze-thaw", "max_resource": 9}])
+def test_pausing_scheduler_needs_a_checkpoint_at_every_report_of_builtin_trainers(scheduler, tmp_path):
+    d = _study("bad", "asha", tmp_path)
+    d["space"] = {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+    d["scheduler"] = scheduler
+    d["trial"] = {"entrypoint": "builtin:classifier", "params": {"checkpoint_every": 0}}
+    with pytest.raises(ConfigError, match=r"^trial.params.checkpoint_every: is 0, but the scheduler pauses"):
+        parse_study(d)
+    # builtin:lm's defaults report every 50 steps and checkpoint every 100: half the reports have none
+    d["trial"] = {"entrypoint": "builtin:lm", "params": {}}
+    with pytest.raises(ConfigError, match=r"is 100, .*set checkpoint_every to 50"):
+        parse_study(d)
+    d["trial"]["params"] = {"checkpoint_every": 25}
+    parse_study(d)
+    d["trial"]["params"] = {"checkpoint_every": 0}
+    d["scheduler"] = {"name": "asha"}  # the stopping form needs none
+    parse_study(d)
+
+
+def test_promotion_needs_max_resource():
+    with pytest.raises(ValueError, match="type: promotion needs max_resource"):
+        make_scheduler({"name": "asha", "type": "promotion"}, ("loss",), ("minimize",))
+
+
+def test_promotion_ranks_ties_by_trial_number_and_judges_the_highest_rung_recorded():
+    s = ASHA("loss", "minimize", min_resource=1, reduction_factor=3, max_resource=27, type="promotion")
+    for n in range(3):
+        assert s.on_report(n, 1, {"loss": 1.0}).action == "pause"
+    # three tied at rung 1, keep 1: the earliest only
+    assert [s.rungs.promotable(n, 0, strict=True) for n in range(3)] == [True, False, False]
+    # Trial 0 was paused at step 1 but its trainer went on to step 3 before it stopped, a report
+    # the scheduler never saw: it is judged at rung 1, where it has a record, not left stranded.
+    assert s.thaw({0: 3, 1: 1, 2: 1}) == 0
+
+
+def test_hyperband_promotion_compares_brackets_by_resource():
+    """Rung indices restart in each bracket; the promotion order is by the rung's resource."""
+    s = make_scheduler({"name": "hyperband", "min_resource": 1, "reduction_factor": 3, "max_resource": 27,
+                        "type": "promotion"}, ("loss",), ("minimize",))
+    assert len(s.brackets) == 4                    # brackets from 1, 3, 9, 27 epochs; trial n in bracket n % 4
+    s.on_report(0, 1, {"loss": 1.0})
+    s.on_report(0, 3, {"loss": 0.9})               # bracket 0 at its rung 1 (3 epochs)
+    s.on_report(2, 9, {"loss": 2.0})               # bracket 2 at its rung 0 (9 epochs)
+    assert s.thaw({0: 3, 2: 9}, can_start=False) == 2
+
+
+def test_promotion_carries_trials_on_when_the_algorithm_has_nothing_left(tmp_path, sqlite_url):
+    """A grid of three configurations under a bigger budget: the algorithm runs dry with every
+    trial paused, and the best is still carried to full resource."""
+    d = _study("dry", "asha-promotion", tmp_path, trials=10, parallel=1)
+    d["space"] = {"q": {"type": "categorical", "choices": [0.1, 0.5, 0.9]}}
+    d["algorithm"] = {"name": "grid"}
+    search.run(d, storage=sqlite_url)
+    with open_storage(sqlite_url) as st:
+        trials = st.get_trials(st.get_study("dry").id)
+    assert len(trials) == 3 and all(t.is_finished for t in trials)
+    best = min(trials, key=lambda t: t.params["q"])
+    assert best.state == TrialState.COMPLETE and best.last_step == STEPS
 
 
 def test_asha_replays_reports_on_resume(tmp_path, sqlite_url):
