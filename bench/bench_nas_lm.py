@@ -2,7 +2,7 @@
 lower validation loss than the best homogeneous one, at equal or smaller parameter count?
 
     python bench/bench_nas_lm.py [--layers 4] [--widths 32,48] [--ffn-mult 2,4] [--kernels 3,7,15,31]
-                                 [--steps 1600] [--trials 30] [--algorithm boshnas] [--confirm-seeds 1,2,3]
+                                 [--steps 1600] [--trials 30] [--algorithm boshnas] [--cap] [--confirm-seeds 1,2,3]
                                  [--jobs 2] [--device auto] [--precision auto] [--quick]
     python bench/bench_nas_lm.py --check "c48f4k3 c48f4k7 c48f4k15 c48f4k31" --against "c48f4k15 x4"
 
@@ -11,6 +11,11 @@ lower validation loss than the best homogeneous one, at equal or smaller paramet
 2. Search: a study searches the `lm-layers` space (each layer picks its op, width, heads, FFN
    size and, for conv layers, kernel size, FlexiBERT-style) for ``--trials`` trials, seed 0, on the
    in-process backend. ``--kernels ''`` leaves kernel sizes out of the space (conv kernel 7).
+   ``--cap`` trains the baseline first and searches only architectures with at most the best
+   homogeneous model's non-embedding parameters (the space's ``max_params``), so the search spends
+   its trials on candidates for the size-for-size question (embeddings follow the first layer's
+   width, so a searched model whose first layer is wider than the best homogeneous model's can
+   still exceed it in total; step 3 leaves it out).
 3. Candidates: the best homogeneous model, and the best searched heterogeneous model whose
    parameter count is at most the best homogeneous model's.
 4. Confirmation: both are retrained on fresh seeds (``--confirm-seeds``: new weights and batch
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--algorithm", default="boshnas")
+    ap.add_argument("--cap", action="store_true",
+                    help="train the baseline first and search only architectures with at most the best "
+                         "homogeneous model's non-embedding parameters (the space's max_params)")
     ap.add_argument("--confirm-seeds", default="1,2,3", help="fresh seeds for the final comparison ('' for none)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="processes: the baseline trains beside the search, the confirmation runs side by side")
@@ -212,19 +220,27 @@ def main(argv: list[str] | None = None) -> dict:
         [arch] = list(parse_study(nas_study).space)
         homo = arch.homogeneous()
 
-        # The baseline trains in jobs - 1 worker processes while the search runs here: neither
-        # depends on the other.
         t_search = time.time()
-        side = pool(args.jobs - 1)
-        pending = train_all([(layers, 0, f"homo-{i}") for i, layers in enumerate(homo)], fixed, wd, side)
-        search.run(nas_study, storage=url)
+        homo_jobs = [(layers, 0, f"homo-{i}") for i, layers in enumerate(homo)]
+        cap = None
+        if args.cap:
+            # The search needs the cap, so the baseline trains first, side by side.
+            baseline = [(*r, layers) for r, layers in zip(train_side_by_side(homo_jobs, fixed, wd, args.jobs), homo)]
+            cap = arch.params_of(min(baseline, key=lambda r: r[0])[2])
+            nas_study["space"] = {"layers": {**space["layers"], "max_params": cap}}
+            search.run(nas_study, storage=url)
+        else:
+            # The baseline trains in jobs - 1 worker processes while the search runs here:
+            # neither depends on the other.
+            side = pool(args.jobs - 1)
+            pending = train_all(homo_jobs, fixed, wd, side)
+            search.run(nas_study, storage=url)
+            baseline = [(*(r.result() if side else r), layers) for r, layers in zip(pending, homo)]
+            if side is not None:
+                side.shutdown()
         with open_storage(url) as st:
             nas = [(t.value, int(t.metrics["params"]), t.params["layers"])
                    for t in st.get_trials(st.get_study("nas").id) if t.value is not None]
-        t_search_end = time.time()
-        baseline = [(*(r.result() if side else r), layers) for r, layers in zip(pending, homo)]
-        if side is not None:
-            side.shutdown()
         t_confirm = time.time()
         best_h = min(baseline, key=lambda r: r[0])
         hetero = [r for r in nas if len({json.dumps(x, sort_keys=True) for x in r[2]}) > 1]
@@ -283,14 +299,18 @@ def main(argv: list[str] | None = None) -> dict:
                          f"{best_m[1][0]:.4f} ({best_m[1][1]} params)"))
     if confirm_m is not None:
         print("  " + describe(confirm_m))
-    print(f"time ({args.jobs} processes): baseline ({len(baseline)} models) and search {t_confirm - t_search:.0f} s "
-          f"(search alone {t_search_end - t_search:.0f} s), confirmation {t_end - t_confirm:.0f} s")
+    if cap is not None:
+        print(f"search capped at {cap} non-embedding parameters (the best homogeneous model's)")
+    print(f"time ({args.jobs} processes): baseline ({len(baseline)} models) and search {t_confirm - t_search:.0f} s, "
+          f"confirmation {t_end - t_confirm:.0f} s")
 
     def row(r):
         return None if r is None else {"layers": r[2], "params": r[1], "val_loss": r[0]}
 
     result = {"bench": "nas_lm", "device": args.device, "precision": args.precision, "steps": args.steps, "context": args.context, "batch_size": args.batch_size,
-              "lr": args.lr, "space": space["layers"], "trials": args.trials, "algorithm": args.algorithm,
+              "lr": args.lr, "space": space["layers"], "max_params": cap,
+              "searched_max_non_embedding": max((arch.params_of(r[2]) for r in nas), default=None),
+              "trials": args.trials, "algorithm": args.algorithm,
               "n_homogeneous": len(baseline), "best_homogeneous": row(best_h), "best_searched": row(best_n),
               "searched_beats_homogeneous": win0, "winner_is_heterogeneous": best_n is not None,
               "confirmation": confirm, "heterogeneous_wins": bool(confirm and confirm["win"]),

@@ -42,6 +42,10 @@ def _err(path: str, msg: str):
     return ConfigError(f"{path}: {msg}")
 
 
+# Draws (or mutation tries) before giving up on finding an architecture within a space's constraints.
+MAX_DRAWS = 10_000
+
+
 def is_arch_param(param: Any) -> bool:
     return hasattr(param, "mutate") and hasattr(param, "parts")
 
@@ -188,10 +192,20 @@ class _LayerListParam:
     def _layer_ok(self, layer: Any) -> bool:
         raise NotImplementedError
 
+    def _fits(self, layers: list[dict[str, Any]]) -> bool:
+        """Whether a well-formed architecture meets the space's constraints beyond its choices
+        (none here; the LM space's max_params)."""
+        return True
+
     def sample(self, rng) -> list[dict[str, Any]]:
         lo, hi = self.depth
-        n = lo + int(rng.integers(hi - lo + 1))
-        return [self._sample_layer(rng) for _ in range(n)]
+        for _ in range(MAX_DRAWS):
+            n = lo + int(rng.integers(hi - lo + 1))
+            out = [self._sample_layer(rng) for _ in range(n)]
+            if self._fits(out):
+                return out
+        raise ValueError(f"space {self.name!r}: no architecture within its constraints in {MAX_DRAWS} draws; "
+                         "loosen them (e.g. raise max_params)")
 
     def _move(self, layers: list[dict[str, Any]], rng) -> list[dict[str, Any]]:
         lo, hi = self.depth
@@ -215,14 +229,17 @@ class _LayerListParam:
         """One add, remove or single-field change. Some slot changes are no-ops (the heads of a
         non-attention layer), so moves repeat until the architecture differs; the space validation
         guarantees that it can."""
-        while True:
+        for _ in range(MAX_DRAWS):
             out = self._move([dict(layer) for layer in value], rng)
-            if out != list(value):
+            if out != list(value) and self._fits(out):
                 return out
+        raise ValueError(f"space {self.name!r}: no mutation of {value!r} within its constraints in {MAX_DRAWS} "
+                         "tries; loosen them (e.g. raise max_params)")
 
     def contains(self, v: Any) -> bool:
         lo, hi = self.depth
-        return (isinstance(v, list) and lo <= len(v) <= hi and all(self._layer_ok(layer) for layer in v))
+        return (isinstance(v, list) and lo <= len(v) <= hi and all(self._layer_ok(layer) for layer in v)
+                and self._fits(v))
 
     def size(self) -> int:
         raise NotImplementedError
@@ -237,14 +254,17 @@ class _LayerListParam:
         lo, hi = self.depth
         for depth in range(lo, hi + 1):
             for combo in itertools.product(layer_grid, repeat=depth):
-                out.append([dict(layer) for layer in combo])
+                arch = [dict(layer) for layer in combo]
+                if self._fits(arch):
+                    out.append(arch)
         return out
 
     def homogeneous(self) -> list[list[dict[str, Any]]]:
         """Every architecture of the space whose layers are all the same layer, shallowest first:
         the baseline a heterogeneous search has to beat."""
         lo, hi = self.depth
-        return [[dict(layer) for _ in range(depth)] for depth in range(lo, hi + 1) for layer in self._all_layers()]
+        out = [[dict(layer) for _ in range(depth)] for depth in range(lo, hi + 1) for layer in self._all_layers()]
+        return [arch for arch in out if self._fits(arch)]
 
     def _all_layers(self) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -343,7 +363,12 @@ class LmLayersParam(_LayerListParam):
     size of each conv layer (FlexiBERT's convolutions come in several kernel sizes; without
     ``kernels`` conv layers carry no ``kernel`` and the trainer's default applies). The value is
     ``builtin:lm``'s ``layers``:
-    ``[{op: attention, width: 64, heads: 2, ffn: 128}, {op: conv, width: 96, ffn: 192, kernel: 15}]``."""
+    ``[{op: attention, width: 64, heads: 2, ffn: 128}, {op: conv, width: 96, ffn: 192, kernel: 15}]``.
+
+    ``max_params`` (optional) caps the model size: only architectures with at most that many
+    non-embedding parameters (what ``builtin:lm`` reports as ``params_non_embedding``: blocks,
+    final norm and head; Kaplan et al.'s N) are in the space, for sampling, mutation, grids,
+    ``homogeneous()`` and ``contains``. ``size()`` still counts the architectures without the cap."""
 
     name: str
     depth: tuple[int, int] = (1, 4)
@@ -353,7 +378,17 @@ class LmLayersParam(_LayerListParam):
     ffn_mult: tuple[int, ...] = (2, 4)
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     kernels: tuple[int, ...] = ()  # conv kernel sizes; () = conv layers carry no kernel
+    max_params: int | None = None  # cap on non-embedding parameters; None = no cap
     kind = "lm-layers"
+
+    def params_of(self, layers: Sequence[Mapping[str, Any]]) -> int:
+        """Non-embedding parameters ``builtin:lm`` builds for these layers."""
+        from trials.models import lm_non_embedding_params, normalize_layers
+
+        return lm_non_embedding_params(normalize_layers(list(layers), {}))
+
+    def _fits(self, layers):
+        return self.max_params is None or self.params_of(layers) <= self.max_params
 
     def _heads_for(self, width: int) -> tuple[int, ...]:
         return tuple(h for h in self.heads if width % h == 0)
@@ -419,11 +454,13 @@ class LmLayersParam(_LayerListParam):
                "heads": list(self.heads), "ffn_mult": list(self.ffn_mult)}
         if self.kernels:  # absent otherwise, so the schema of a space without kernels is unchanged
             out["kernels"] = list(self.kernels)
+        if self.max_params is not None:
+            out["max_params"] = self.max_params
         return out
 
 
 def _make_lm(name: str, spec: Mapping[str, Any], when: Mapping[str, tuple[Any, ...]], path: str):
-    _no_unknown(spec, {"type", "layers", "ops", "widths", "heads", "ffn_mult", "kernels", "when"}, path)
+    _no_unknown(spec, {"type", "layers", "ops", "widths", "heads", "ffn_mult", "kernels", "max_params", "when"}, path)
     depth = _check_range(spec, "layers", path, (1, 4))
     ops = _check_options(spec, "ops", path, LM_OPS, allowed=LM_OPS)
     widths = _check_options(spec, "widths", path, (32, 64, 96), positive_int=True)
@@ -440,9 +477,20 @@ def _make_lm(name: str, spec: Mapping[str, Any], when: Mapping[str, tuple[Any, .
         if "conv" not in ops:
             raise _err(f"{path}.kernels", "apply to conv layers, but ops has no conv; add conv to ops or "
                                           "remove kernels")
-    param = LmLayersParam(name, depth, ops, widths, heads, ffn_mult, when=when, kernels=kernels)
+    max_params = spec.get("max_params")
+    if max_params is not None and (isinstance(max_params, bool) or not isinstance(max_params, int) or max_params < 1):
+        raise _err(f"{path}.max_params", f"must be a positive integer (non-embedding parameters), got {max_params!r}")
+    param = LmLayersParam(name, depth, ops, widths, heads, ffn_mult, when=when, kernels=kernels,
+                          max_params=max_params)
     if param.size() == 1:
         raise _err(path, "has a single architecture; give more layers, ops, widths, heads or ffn_mult")
+    if max_params is not None:
+        # Every layer after the first only adds parameters, and a width change adds a projection:
+        # the smallest model is the cheapest layer repeated at the smallest depth.
+        smallest = min(param.params_of([layer] * depth[0]) for layer in param._all_layers())
+        if smallest > max_params:
+            raise _err(f"{path}.max_params", f"{max_params} is below the smallest architecture of the space "
+                                             f"({smallest} non-embedding parameters); raise it to at least {smallest}")
     return param
 
 

@@ -182,6 +182,24 @@ def normalize_layers(layers: Any, defaults: Mapping[str, Any]) -> list[dict[str,
     return out
 
 
+def lm_non_embedding_params(layers: Sequence[Mapping[str, Any]], vocab: int = 256) -> int:
+    """Parameters of ``ByteLM(layers, ...)`` outside its token and position embeddings (Kaplan et
+    al.'s N; what ``count_params`` returns second), from the normalized layer specs alone, without
+    building the model: each block's width projection, norms, mixer and FFN, the final norm and the
+    untied head. ``tests/trials`` checks it against the built model."""
+    total, width = 0, layers[0]["width"]
+    for spec in layers:
+        w, f = spec["width"], spec["ffn"]
+        total += (width * w if width != w else 0) + 4 * w  # projection (no bias), two LayerNorms
+        if spec["op"] == "conv":
+            total += 3 * w * w + 3 * w + spec["heads"] * spec["kernel"]  # GLU in, out, shared kernels
+        else:
+            total += 4 * w * w + 4 * w  # qkv and output projections
+        total += 2 * w * f + f + w  # FFN
+        width = w
+    return total + 2 * width + width * vocab  # final LayerNorm, head (no bias)
+
+
 def lm_flops_per_token(layers: Sequence[Mapping[str, Any]], context: int, n_non_embedding: int) -> float:
     """Training FLOPs per token, Kaplan et al.'s estimate: 6 per non-embedding parameter (forward
     2, backward 4) plus 6 * context * width per attention-like layer for the score and mixing

@@ -13,6 +13,9 @@ from typing import Any
 from search.algorithms.base import Algorithm, History, Proposal
 from storage.records import TrialRecord, TrialState
 
+# Asks in a row whose architecture breaks its space's constraints before giving up.
+MAX_ASKS = 1000
+
 __all__ = ["TPE", "CmaEs", "OptunaGP", "NSGA2"]
 
 
@@ -113,16 +116,31 @@ class _OptunaAlgorithm(Algorithm):
         return OS.FAIL, None
 
     def propose(self, history: History, n: int) -> list[Proposal]:
+        import optuna
+
         self._sync(history)
-        out = []
+        out, asked = [], []
         for _ in range(n):
-            ot = self._study.ask()
-            config: dict[str, Any] = {}
-            for p in self.space:
-                if self.space.is_active(p, config):
-                    config[p.name] = _suggest(ot, p)
-            self._asked.append(ot)
+            for _ in range(MAX_ASKS):
+                ot = self._study.ask()
+                config: dict[str, Any] = {}
+                for p in self.space:
+                    if self.space.is_active(p, config):
+                        config[p.name] = _suggest(ot, p)
+                # Optuna samples an architecture's parts independently, so the whole may break a
+                # constraint of its space (an LM space's max_params): such an ask is told FAIL, as
+                # an infeasible point, and asked again.
+                bad = [p.name for p in self.space if p.name in config and hasattr(p, "parts")
+                       and not p.contains(config[p.name])]
+                if not bad:
+                    break
+                self._study.tell(ot, state=optuna.trial.TrialState.FAIL)
+            else:
+                raise ValueError(f"algorithm {self.name!r}: {MAX_ASKS} proposals in a row broke the constraints of "
+                                 f"space {bad[0]!r}; loosen them (e.g. raise max_params) or use random/regevo/boshnas")
+            asked.append(ot)
             out.append(Proposal(config))
+        self._asked.extend(asked)  # only a whole batch: trial numbers are matched to asks in order
         return out
 
 

@@ -75,3 +75,30 @@ def test_cnn_homogeneous_layers_are_copies():
                     [{"width": 8, "kernel": 3, "skip": False}] * 2, [{"width": 16, "kernel": 3, "skip": False}] * 2]
     homo[2][0]["width"] = 99  # each layer is its own dict
     assert homo[2][1]["width"] == 8
+
+
+def test_lm_max_params_caps_every_architecture_the_space_yields():
+    """max_params keeps exactly the architectures whose non-embedding parameter count, as the
+    trainer builds them, is within the cap: samples, mutations, homogeneous() and contains."""
+    from trials.models import ByteLM, count_params, normalize_layers
+
+    spec = {"type": "lm-layers", "layers": [2, 4], "ops": ["attention", "conv"], "widths": [32, 48],
+            "heads": [2], "ffn_mult": [2, 4], "kernels": [3, 31]}
+    free, capped = arch_of(spec), arch_of({**spec, "max_params": 60_000})
+    assert capped.schema()["max_params"] == 60_000 and "max_params" not in free.schema()
+    homo = free.homogeneous()
+    assert [a for a in homo if free.params_of(a) <= 60_000] == capped.homogeneous()
+    assert 0 < len(capped.homogeneous()) < len(homo)
+    rng = np.random.default_rng(0)
+    over = 0
+    for _ in range(300):
+        a = capped.sample(rng)
+        assert capped.params_of(a) <= 60_000 and capped.contains(a)
+        m = capped.mutate(a, rng)
+        assert m != a and capped.params_of(m) <= 60_000
+        b = free.sample(rng)
+        over += free.params_of(b) > 60_000
+        assert capped.contains(b) == (free.params_of(b) <= 60_000)
+    assert over > 30  # the cap binds: plenty of the free space is over it
+    for arch in capped.homogeneous()[:3] + [capped.sample(rng)]:
+        assert capped.params_of(arch) == count_params(ByteLM(normalize_layers(arch, {}), 16))[1]

@@ -114,6 +114,19 @@ def test_nas_lm_quick_compares_like_with_like():
 
 
 @pytest.mark.slow
+def test_nas_lm_quick_capped_search_stays_under_the_best_homogeneous_size():
+    out = _run_script("bench/bench_nas_lm.py", "--quick", "--cap")
+    from trials.models import lm_non_embedding_params, normalize_layers
+
+    cap = out["max_params"]
+    assert cap == lm_non_embedding_params(normalize_layers(out["best_homogeneous"]["layers"], {}))
+    assert out["searched_max_non_embedding"] <= cap  # every searched model was under the cap
+    assert out["best_searched"] is not None
+    free = _run_script("bench/bench_nas_lm.py", "--quick")
+    assert free["max_params"] is None and free["searched_max_non_embedding"] > cap  # without it, some are not
+
+
+@pytest.mark.slow
 def test_nas_lm_check_compares_two_given_architectures():
     out = _run_script("bench/bench_nas_lm.py", "--quick", "--check", "c16f2k3 c16f2k7", "--against", "c16f2k7 x2")
     assert out["bench"] == "nas_lm_check"

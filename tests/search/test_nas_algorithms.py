@@ -21,6 +21,8 @@ SPACES = {
     "cnn": {"arch": {"type": "cnn", "depth": [1, 3], "widths": [8, 16], "kernels": [3, 5]}},
     "lm": {"layers": LM_SPEC},
     "lm-kernels": {"layers": {**LM_SPEC, "layers": [1, 3], "kernels": [3, 7, 15]}},
+    # About half of this space's architectures are over the cap.
+    "lm-capped": {"layers": {**LM_SPEC, "layers": [1, 3], "kernels": [3, 7, 15], "max_params": 100_000}},
     "mixed": {"model": {"type": "categorical", "choices": ["cell", "lm"]},
               "cell": {"type": "nas-bench-201", "when": {"model": "cell"}},
               "layers": {**LM_SPEC, "layers": [1, 2], "when": {"model": "lm"}},
@@ -196,7 +198,7 @@ def test_pareto_ranks():
 # --- spaces ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("space_name", ["nb201", "cnn", "lm"])
+@pytest.mark.parametrize("space_name", ["nb201", "cnn", "lm", "lm-capped"])
 def test_arch_param_sample_mutate_contains_roundtrip(space_name):
     param = next(iter(space_of(space_name)))
     rng = np.random.default_rng(0)
@@ -258,6 +260,10 @@ def test_mutate_config_redraws_conditional_children():
     ({"type": "lm-layers", "kernels": [0, 3]}, "space.arch.kernels: entries must be integers >= 1"),
     ({"type": "lm-layers", "ops": ["attention", "linear"], "kernels": [3, 7]},
      "space.arch.kernels: apply to conv layers, but ops has no conv"),
+    ({"type": "lm-layers", "max_params": 0}, "space.arch.max_params: must be a positive integer"),
+    ({"type": "lm-layers", "widths": [32, 64], "max_params": 5000},
+     "space.arch.max_params: 5000 is below the smallest architecture of the space (15968 non-embedding "
+     "parameters); raise it to at least 15968"),
     ({"type": "cnn", "kernels": [2, 3]}, "space.arch.kernels: kernel sizes must be odd"),
     ({"type": "cnn", "widths": [16, 16]}, "space.arch.widths: entries must be distinct"),
     ({"type": "cnn", "depth": [2, 2], "widths": [8], "kernels": [3], "skip": False}, "single architecture"),
@@ -291,3 +297,14 @@ def test_grid_search_enumerates_nb201_and_refuses_huge_spaces():
     assert len(make_algorithm("grid", space_of("nb201"), ["m0"], ["minimize"], seed=0)._grid) == 15625
     with pytest.raises(ConfigError, match="use random, regevo or boshnas"):
         parse_study(study(SPACES["lm"], {"name": "grid"}))
+
+
+def test_optuna_gives_up_with_a_clear_error_when_the_cap_admits_almost_nothing(monkeypatch):
+    from search.algorithms import optuna_samplers
+
+    monkeypatch.setattr(optuna_samplers, "MAX_ASKS", 2)
+    tight = {"layers": {**LM_SPEC, "layers": [3, 4], "max_params": 40_000}}  # the cheapest 3-layer models only
+    algo = make_algorithm("tpe", parse_study(study(tight)).space, ["m0"], ["minimize"], seed=0)
+    with pytest.raises(ValueError, match=r"2 proposals in a row broke the constraints of space 'layers'"):
+        algo.propose(History((), ("m0",), ("minimize",)), 3)
+    assert not algo._asked  # nothing half-proposed is matched to later trials

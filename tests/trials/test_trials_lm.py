@@ -240,3 +240,26 @@ def test_the_split_follows_the_study_data_seed_not_the_trial_seed(run_spec, monk
         assert done.error is None
     run_spec("builtin:lm", {**TINY, "steps": 1}, seed=13)
     assert seen == [7, 7, 13]
+
+
+def test_non_embedding_param_count_matches_the_built_model():
+    """The closed-form count the LM space's max_params uses equals what the model really holds."""
+    import random
+
+    from trials.models import ByteLM, count_params, lm_non_embedding_params, normalize_layers
+
+    rng = random.Random(0)
+    for _ in range(60):
+        layers = []
+        for _ in range(rng.randint(1, 4)):
+            op, w = rng.choice(["attention", "linear", "conv"]), rng.choice([16, 32, 48])
+            layer = {"op": op, "width": w, "ffn": w * rng.choice([1, 2, 4])}
+            if op == "conv":
+                layer["kernel"] = rng.choice([3, 7, 15])
+                if rng.random() < 0.3:
+                    layer["heads"] = rng.choice([1, 2, 4])
+            else:
+                layer["heads"] = rng.choice([1, 2, 4])
+            layers.append(layer)
+        spec = normalize_layers(layers, {})
+        assert lm_non_embedding_params(spec) == count_params(ByteLM(spec, 8))[1], layers
