@@ -53,12 +53,24 @@ def stepper(config, reporter):
 
 
 def crash_once(config, reporter):
-    """Kills its own worker process on attempt 0 after a checkpoint (Ray backend tests)."""
+    """Kills its own worker process on attempt 0 after a checkpoint (Ray backend tests).
+
+    With ``db`` (the study's storage URL) in the params, it dies only once the controller has
+    recorded that checkpoint, so the test does not race the event's trip to the controller.
+    """
     state = reporter.load_checkpoint()
     if reporter.spec.attempt == 0:
         reporter.save_checkpoint({"step": 1}, 1)
         reporter.report(1, loss=1.0)
-        time.sleep(0.5)
+        if config.get("db"):
+            from storage import open_storage
+
+            st = open_storage(config["db"])
+            deadline = time.monotonic() + 120.0
+            while not st.get_checkpoints(reporter.spec.trial_id) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            time.sleep(0.5)
         os._exit(1)
     return {"loss": 0.5, "resumed_from": float(state["step"]) if state else -1.0}
 

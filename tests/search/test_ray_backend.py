@@ -67,7 +67,8 @@ def test_stop_decisions_reach_ray_workers(ray_session, sqlite_url, tmp_path):
 def test_dead_worker_is_retried_from_its_checkpoint(ray_session, sqlite_url, tmp_path, store):
     """With a folder or an object-store URL (file://, through fsspec, as s3:// would be)."""
     url = f"file://{tmp_path}/store" if store == "url" else None
-    config = _study("ray-crash", "search_test_objectives:crash_once", tmp_path, trials=2, parallel=2, artifacts=url)
+    config = _study("ray-crash", "search_test_objectives:crash_once", tmp_path, trials=2, parallel=2,
+                    artifacts=url, params={"db": sqlite_url})
     st, summary, trials = _run(config, sqlite_url)
     assert summary.complete == 2
     for t in trials:
