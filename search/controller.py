@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from search.algorithms.base import Algorithm, History, Proposal
+from search.algorithms.base import CONTINUE, Algorithm, History, Proposal
 from search.backends.base import Backend
 from search.config import StudyConfig
 from storage.records import TERMINAL_STATES, CheckpointRecord, StudyRecord, TrialRecord, TrialState
@@ -92,6 +92,7 @@ class Controller:
         self._waiting: deque[int] = deque()  # trial numbers to dispatch again
         self._stop_requested: set[int] = set()
         self._pausing: set[int] = set()  # trial ids asked to stop by a "pause" decision
+        self._dry = False  # the algorithm's last propose() returned nothing
         self._exploits: dict[int, tuple[dict, int]] = {}  # trial id -> (decision.extra, step)
         self._resumed_at: dict[int, int] = {}  # trial id -> step of the checkpoint it resumed from
         self._best: TrialRecord | None = None
@@ -166,13 +167,14 @@ class Controller:
                 self._put(rec)
                 self._dispatch(rec)
                 continue
-            left = cfg.trials - finished - len(self._running) - paused
+            left = self._left()
             if paused and self._thaw(can_start=left > 0):
                 continue
             if left <= 0:
                 return
             n = min(cfg.parallel - len(self._running), left)
             proposals: list[Proposal] = self.algorithm.propose(self._history(), n)
+            self._dry = not proposals
             if not proposals:
                 # The algorithm has nothing more to propose: as when the budget is spent, paused
                 # trials are all that can still run.
@@ -183,6 +185,21 @@ class Controller:
                 rec = self.storage.create_trial(self.study.id, dict(p.params))
                 self._put(rec)
                 self._dispatch(rec)
+
+    def _left(self) -> int:
+        """How many new configurations the trial budget still allows (paused trials count as used)."""
+        used = sum(1 for t in self._trials.values() if t.state in TERMINAL_STATES or t.state == TrialState.PAUSED)
+        return self.config.trials - used - len(self._running)
+
+    def _thawed_at_once(self, rec: TrialRecord, step: int) -> bool:
+        """Whether a trial the scheduler just paused is the one it would thaw into the slot the
+        pause frees: no requeued trial waits and no new configuration can start (budget spent, or
+        the algorithm ran dry). Pausing it then only costs a checkpoint round trip, so it goes on."""
+        if self._waiting or (self._left() > 0 and not self._dry):
+            return False
+        paused = {t.number: int(t.last_step or 0) for t in self._trials.values() if t.state == TrialState.PAUSED}
+        paused[rec.number] = step
+        return self.scheduler.thaw(paused, can_start=False) == rec.number
 
     def _thaw(self, can_start: bool) -> bool:
         """Resume the paused trial the scheduler picks, from its newest checkpoint, as a new
@@ -243,6 +260,8 @@ class Controller:
                         self._save_algorithm_state()
                     if decision.action == "continue" and self.scheduler is not None:
                         decision = self.scheduler.on_report(rec.number, step, ev.metrics)
+                        if decision.action == "pause" and self._thawed_at_once(rec, step):
+                            decision = CONTINUE
                     if decision.action in ("stop", "exploit", "pause"):
                         if decision.action == "exploit":
                             self._exploits[ev.trial_id] = (dict(decision.extra), step)

@@ -242,6 +242,9 @@ def test_promotion_carries_trials_on_when_the_algorithm_has_nothing_left(tmp_pat
     assert len(trials) == 3 and all(t.is_finished for t in trials)
     best = min(trials, key=lambda t: t.params["q"])
     assert best.state == TrialState.COMPLETE and best.last_step == STEPS
+    # Thawed at rung 1, and at rung 3 (where the grid is found dry); at rung 9 it would be the one
+    # thawed into the slot its pause frees, so it goes straight on (no checkpoint round trip).
+    assert best.attempt == 2
 
 
 def test_asha_replays_reports_on_resume(tmp_path, sqlite_url):
