@@ -2,12 +2,13 @@
 lower validation loss than the best homogeneous one, at equal or smaller parameter count?
 
     python bench/bench_nas_lm.py [--layers 4] [--widths 32,48] [--ffn-mult 2,4] [--kernels 3,7,15,31]
-                                 [--steps 1600] [--trials 30] [--algorithm boshnas] [--cap] [--confirm-seeds 1,2,3]
+                                 [--steps 1600] [--trials 30] [--algorithm boshnas] [--cap] [--repeats 1]
+                                 [--confirm-seeds 1,2,3]
                                  [--jobs 2] [--device auto] [--precision auto] [--quick]
     python bench/bench_nas_lm.py --check "c48f4k3 c48f4k7 c48f4k15 c48f4k31" --against "c48f4k15 x4"
 
 1. Baseline: every homogeneous model of the space (all layers alike: each op x width x FFN size x
-   depth of the space) is trained with seed 0.
+   depth of the space) is trained with seed 0 (seeds 0..K-1 with ``--repeats K``).
 2. Search: a study searches the `lm-layers` space (each layer picks its op, width, heads, FFN
    size and, for conv layers, kernel size, FlexiBERT-style) for ``--trials`` trials, seed 0, on the
    in-process backend. ``--kernels ''`` leaves kernel sizes out of the space (conv kernel 7).
@@ -16,6 +17,9 @@ lower validation loss than the best homogeneous one, at equal or smaller paramet
    its trials on candidates for the size-for-size question (embeddings follow the first layer's
    width, so a searched model whose first layer is wider than the best homogeneous model's can
    still exceed it in total; step 3 leaves it out).
+   ``--repeats K`` trains every baseline model and every search trial on seeds 0..K-1 and ranks
+   them by the mean (K trainings at once, one per process when ``--jobs`` allows): the ranking
+   sees 1/sqrt(K) of one run's seed noise.
 3. Candidates: the best homogeneous model, and the best searched heterogeneous model whose
    parameter count is at most the best homogeneous model's.
 4. Confirmation: both are retrained on fresh seeds (``--confirm-seeds``: new weights and batch
@@ -114,6 +118,27 @@ def train_one(layers: list[dict], seed: int, fixed: dict, workdir: str, name: st
     return t.value, int(t.metrics["params"])
 
 
+def mean_of_seeds(config: dict, reporter) -> dict:
+    """Search entrypoint for ``--repeats``: train the trial's architecture on each of
+    ``repeat_seeds`` (side by side in ``repeat_jobs`` processes) and report the mean val_loss."""
+    seeds, jobs, wd = config["repeat_seeds"], config["repeat_jobs"], config["repeat_dir"]
+    fixed = {k: v for k, v in config.items() if not k.startswith("repeat_") and k != "layers"}
+    tag = f"t{reporter.spec.trial_id}a{reporter.spec.attempt}"
+    runs = train_side_by_side([(config["layers"], s, f"rep-{tag}-s{s}") for s in seeds], fixed, wd, jobs)
+    out = {"val_loss": statistics.fmean(v for v, _ in runs), "params": float(runs[0][1])}
+    out.update({f"val_loss_seed{s}": v for s, (v, _) in zip(seeds, runs)})
+    return out
+
+
+def seed_means(jobs: list[tuple[list[dict], str]], seeds: list[int], fixed: dict, wd: str, n: int) -> list:
+    """Each architecture trained on every seed (all side by side in ``n`` processes): (mean val_loss,
+    params) per architecture, in order."""
+    flat = [(layers, s, f"{name}-s{s}") for layers, name in jobs for s in seeds]
+    runs = train_side_by_side(flat, fixed, wd, n)
+    k = len(seeds)
+    return [(statistics.fmean(v for v, _ in runs[i * k:(i + 1) * k]), runs[i * k][1]) for i in range(len(jobs))]
+
+
 def pool(n: int) -> ProcessPoolExecutor | None:
     # Processes, not threads: every trial seeds torch's global generator, which threads share.
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n > 0 else None
@@ -170,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cap", action="store_true",
                     help="train the baseline first and search only architectures with at most the best "
                          "homogeneous model's non-embedding parameters (the space's max_params)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="K: rank baseline models and search trials by their mean over seeds 0..K-1")
     ap.add_argument("--confirm-seeds", default="1,2,3", help="fresh seeds for the final comparison ('' for none)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="processes: the baseline trains beside the search, the confirmation runs side by side")
@@ -183,13 +210,17 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("error: --check and --against go together: give both layer codes")
     if args.quick:
         args.layers, args.widths, args.ffn_mult, args.kernels = "2", "16,24", "2", "3,7"
-        args.steps, args.context, args.trials, args.confirm_seeds = 20, 32, 4, "1"
+        args.steps, args.context, args.trials, args.confirm_seeds = 20, 32, 4, str(max(1, args.repeats))
     depth = _ints(args.layers, "--layers")
     if len(depth) == 1:
         depth = depth * 2
     confirm_seeds = _ints(args.confirm_seeds, "--confirm-seeds") if args.confirm_seeds else []
-    if 0 in confirm_seeds:
-        raise SystemExit("error: --confirm-seeds: seed 0 chose the candidates; give fresh seeds, e.g. 1,2,3")
+    if args.repeats < 1:
+        raise SystemExit(f"error: --repeats: expected an integer >= 1, got {args.repeats}")
+    used = set(range(args.repeats))
+    if used & set(confirm_seeds):
+        raise SystemExit(f"error: --confirm-seeds: seeds {sorted(used)} chose the candidates; give fresh seeds, "
+                         f"e.g. {','.join(str(args.repeats + i) for i in range(3))}")
     import torch
 
     torch.set_num_threads(1)
@@ -212,9 +243,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory() as wd:
         url = f"sqlite:///{wd}/nas-lm.db"
+        trial = {"entrypoint": "builtin:lm", "params": fixed}
+        if args.repeats > 1:
+            trial = {"entrypoint": "bench_nas_lm:mean_of_seeds",
+                     "params": {**fixed, "repeat_seeds": list(range(args.repeats)), "repeat_dir": wd,
+                                "repeat_jobs": min(args.jobs, args.repeats)}}
         nas_study = {"objective": {"metric": "val_loss", "direction": "minimize"},
-                     "backend": {"name": "inprocess"}, "artifacts": wd, "name": "nas",
-                     "trial": {"entrypoint": "builtin:lm", "params": fixed},
+                     "backend": {"name": "inprocess"}, "artifacts": wd, "name": "nas", "trial": trial,
                      "space": space, "algorithm": {"name": args.algorithm, "seed": 0},
                      "budget": {"trials": args.trials, "parallel": 1}}
         [arch] = list(parse_study(nas_study).space)
@@ -223,7 +258,16 @@ def main(argv: list[str] | None = None) -> dict:
         t_search = time.time()
         homo_jobs = [(layers, 0, f"homo-{i}") for i, layers in enumerate(homo)]
         cap = None
-        if args.cap:
+        if args.repeats > 1:
+            # Seed means for the baseline too (first, side by side), so both sides are ranked alike.
+            means = seed_means([(layers, f"homo-{i}") for i, layers in enumerate(homo)], sorted(used), fixed, wd,
+                               args.jobs)
+            baseline = [(*r, layers) for r, layers in zip(means, homo)]
+            if args.cap:
+                cap = arch.params_of(min(baseline, key=lambda r: r[0])[2])
+                nas_study["space"] = {"layers": {**space["layers"], "max_params": cap}}
+            search.run(nas_study, storage=url)
+        elif args.cap:
             # The search needs the cap, so the baseline trains first, side by side.
             baseline = [(*r, layers) for r, layers in zip(train_side_by_side(homo_jobs, fixed, wd, args.jobs), homo)]
             cap = arch.params_of(min(baseline, key=lambda r: r[0])[2])
@@ -281,13 +325,14 @@ def main(argv: list[str] | None = None) -> dict:
           f"heads {args.heads}, kernels {args.kernels or '7 (fixed)'}; {args.algorithm}, {args.trials} trials")
     print("layer code: a/l/c = softmax attention / linear attention / gated conv, then width, f = FFN multiple, "
           "k = conv kernel")
-    print(f"{'model (seed 0)':<44} {'params':>8} {'val_loss':>9}")
+    ranked_by = "seed 0" if args.repeats == 1 else f"mean of seeds 0-{args.repeats - 1}"
+    print(f"{'model (' + ranked_by + ')':<44} {'params':>8} {'val_loss':>9}")
     for v, p, layers in sorted(baseline, key=lambda r: r[0]):
         print(f"homogeneous {short(layers):<32} {p:>8} {v:>9.4f}")
     for v, p, layers in sorted(nas, key=lambda r: r[0])[:8]:
         print(f"searched    {short(layers):<32} {p:>8} {v:>9.4f}")
     win0 = best_n is not None and best_n[0] < best_h[0]
-    print(f"seed 0: best homogeneous {short(best_h[2])} {best_h[0]:.4f} ({best_h[1]} params); best searched "
+    print(f"{ranked_by}: best homogeneous {short(best_h[2])} {best_h[0]:.4f} ({best_h[1]} params); best searched "
           f"heterogeneous at <= its size: "
           + ("none" if best_n is None else f"{short(best_n[2])} {best_n[0]:.4f} ({best_n[1]} params)")
           + f" -> {'lower' if win0 else 'not lower'}")
@@ -310,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"bench": "nas_lm", "device": args.device, "precision": args.precision, "steps": args.steps, "context": args.context, "batch_size": args.batch_size,
               "lr": args.lr, "space": space["layers"], "max_params": cap,
               "searched_max_non_embedding": max((arch.params_of(r[2]) for r in nas), default=None),
-              "trials": args.trials, "algorithm": args.algorithm,
+              "trials": args.trials, "algorithm": args.algorithm, "repeats": args.repeats,
               "n_homogeneous": len(baseline), "best_homogeneous": row(best_h), "best_searched": row(best_n),
               "searched_beats_homogeneous": win0, "winner_is_heterogeneous": best_n is not None,
               "confirmation": confirm, "heterogeneous_wins": bool(confirm and confirm["win"]),

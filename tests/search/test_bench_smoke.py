@@ -127,6 +127,24 @@ def test_nas_lm_quick_capped_search_stays_under_the_best_homogeneous_size():
 
 
 @pytest.mark.slow
+def test_nas_lm_quick_repeats_rank_by_seed_means(tmp_path):
+    """--repeats 2: the baseline and the search trials are ranked by their mean over seeds 0 and 1
+    (the best homogeneous model's figure is that mean, retrained here), and the fresh seeds skip them."""
+    nas = _bench("bench_nas_lm")
+    with pytest.raises(SystemExit, match="fresh seeds"):
+        nas.main(["--repeats", "2", "--confirm-seeds", "1,2"])  # refused before any training
+    out = _run_script("bench/bench_nas_lm.py", "--quick", "--repeats", "2")
+    assert out["repeats"] == 2 and out["confirmation"]["seeds"] == [2]
+    assert out["best_searched"] is not None
+    best = out["best_homogeneous"]
+    fixed = {"steps": 20, "context": 32, "batch_size": 16, "lr": 2e-3, "eval_every": 20, "checkpoint_every": 0,
+             "checkpoint_final": False, "seed": 0, "device": "auto", "precision": "auto"}
+    runs = nas.train_side_by_side([(best["layers"], s, f"again-{s}") for s in (0, 1)], fixed, str(tmp_path), 2)
+    assert best["val_loss"] == pytest.approx((runs[0][0] + runs[1][0]) / 2, rel=1e-9)
+    assert runs[0][0] != runs[1][0]  # two seeds, two different runs
+
+
+@pytest.mark.slow
 def test_nas_lm_check_compares_two_given_architectures():
     out = _run_script("bench/bench_nas_lm.py", "--quick", "--check", "c16f2k3 c16f2k7", "--against", "c16f2k7 x2")
     assert out["bench"] == "nas_lm_check"
