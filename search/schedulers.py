@@ -382,12 +382,16 @@ class FreezeThaw(Scheduler):
         return CONTINUE
 
     def thaw(self, paused: Mapping[int, int], can_start: bool = True) -> int | None:
-        ready = []
-        for number, step in paused.items():
-            k = self.rungs.rung_of(step)
-            if number in self.curves and k is not None and number in self.rungs.recorded.get(k, {}) \
-                    and self._ranks_in(number, k):
-                ready.append((self.predicted_final(number, step), number))
+        """A paused trial is judged at the highest rung it has a record at, not the rung its last
+        step falls in: a report that came after the pause request is stored but not shown to the
+        scheduler, and judging by it would leave the trial paused for good."""
+        highest: dict[int, int] = {}
+        for k, rung in self.rungs.recorded.items():
+            for number in rung:
+                if number in paused and number in self.curves:
+                    highest[number] = max(k, highest.get(number, k))
+        ready = [(self.predicted_final(number, paused[number]), number)
+                 for number, k in highest.items() if self._ranks_in(number, k)]
         return min(ready)[1] if ready else None
 
 

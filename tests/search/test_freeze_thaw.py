@@ -140,6 +140,9 @@ def test_best_predicted_paused_trial_is_thawed_first():
         for step, v in enumerate(vals, 1):
             r.observe(n, step, {"loss": v})
     assert r.thaw({1: 3, 2: 3, 3: 3}) == 2
+    # A paused trial whose stored last step is past the rung it was judged at (a report that came
+    # after the pause request, never shown to the scheduler) is judged at its highest recorded rung.
+    assert s.thaw({1: 5, 2: 9, 3: 4}) == 2
 
 
 def test_storage_pause_thaw_end(storage_url):
