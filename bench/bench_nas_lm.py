@@ -43,6 +43,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--confirm-seeds", default="1,2,3", help="fresh seeds for the final comparison ('' for none)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="processes: the baseline trains beside the search, the confirmation runs side by side")
+    ap.add_argument("--corpus", default=None,
+                    help="folder of *.py files to train on (default: this Python's standard library); e.g. a "
+                         "copy of another machine's, so two machines train on the same bytes")
     ap.add_argument("--device", default="auto", help="trainer device: auto (a GPU when there is one), cpu, cuda")
     ap.add_argument("--precision", default="auto", help="trainer precision: auto, fp32, bf16")
     ap.add_argument("--quick", action="store_true", help="tiny budget, for a smoke run")
@@ -231,6 +235,10 @@ def main(argv: list[str] | None = None) -> dict:
     fixed = {"steps": args.steps, "context": args.context, "batch_size": args.batch_size, "lr": args.lr,
              "eval_every": args.steps, "checkpoint_every": 0, "checkpoint_final": False, "seed": 0,
              "device": args.device, "precision": args.precision}
+    if args.corpus is not None:
+        if not os.path.isdir(args.corpus):
+            raise SystemExit(f"error: --corpus: {args.corpus!r} is not a folder")
+        fixed.update(corpus=os.path.abspath(args.corpus), corpus_pattern="*.py")
     space = {"layers": {"type": "lm-layers", "layers": depth, "ops": OPS, "widths": _ints(args.widths, "--widths"),
                         "heads": _ints(args.heads, "--heads"), "ffn_mult": _ints(args.ffn_mult, "--ffn-mult")}}
     if args.kernels:
@@ -353,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
         return None if r is None else {"layers": r[2], "params": r[1], "val_loss": r[0]}
 
     result = {"bench": "nas_lm", "device": args.device, "precision": args.precision, "steps": args.steps, "context": args.context, "batch_size": args.batch_size,
-              "lr": args.lr, "space": space["layers"], "max_params": cap,
+              "lr": args.lr, "corpus": args.corpus, "space": space["layers"], "max_params": cap,
               "searched_max_non_embedding": max((arch.params_of(r[2]) for r in nas), default=None),
               "trials": args.trials, "algorithm": args.algorithm, "repeats": args.repeats,
               "n_homogeneous": len(baseline), "best_homogeneous": row(best_h), "best_searched": row(best_n),
@@ -382,7 +390,8 @@ def check_pair(args, fixed: dict, seeds: list[int], t0: float) -> dict:
     print(f"hand-picked check, {args.steps} steps: {short(cand)} ({params['check']} params) against "
           f"{short(base)} ({params['against']} params)")
     print("  " + describe(result).replace("homogeneous", "against").replace("searched", "checked"))
-    out = {"bench": "nas_lm_check", "steps": args.steps, "check": cand, "against": base, "params": params,
+    out = {"bench": "nas_lm_check", "steps": args.steps, "corpus": args.corpus, "check": cand, "against": base,
+           "params": params,
            "confirmation": result, "elapsed_s": round(time.time() - t0, 1)}
     print(json.dumps(out))
     return out

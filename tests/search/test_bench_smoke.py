@@ -133,6 +133,8 @@ def test_nas_lm_quick_repeats_rank_by_seed_means(tmp_path):
     nas = _bench("bench_nas_lm")
     with pytest.raises(SystemExit, match="fresh seeds"):
         nas.main(["--repeats", "2", "--confirm-seeds", "1,2"])  # refused before any training
+    with pytest.raises(SystemExit, match="--corpus"):
+        nas.main(["--corpus", str(tmp_path / "missing")])
     out = _run_script("bench/bench_nas_lm.py", "--quick", "--repeats", "2")
     assert out["repeats"] == 2 and out["confirmation"]["seeds"] == [2]
     assert out["best_searched"] is not None
