@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.repeats < 1:
         raise SystemExit(f"error: --repeats: expected an integer >= 1, got {args.repeats}")
     used = set(range(args.repeats))
+    if args.check is not None and args.repeats > 1:
+        raise SystemExit("error: --repeats ranks the search's candidates; --check compares two given architectures "
+                         "on --confirm-seeds only, so leave --repeats out")
     if used & set(confirm_seeds):
         raise SystemExit(f"error: --confirm-seeds: seeds {sorted(used)} chose the candidates; give fresh seeds, "
                          f"e.g. {','.join(str(args.repeats + i) for i in range(3))}")

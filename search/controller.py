@@ -192,13 +192,19 @@ class Controller:
         return self.config.trials - used - len(self._running)
 
     def _thawed_at_once(self, rec: TrialRecord, step: int) -> bool:
-        """Whether a trial the scheduler just paused is the one it would thaw into the slot the
-        pause frees: no requeued trial waits and no new configuration can start (budget spent, or
-        the algorithm ran dry). Pausing it then only costs a checkpoint round trip, so it goes on."""
-        if self._waiting or (self._left() > 0 and not self._dry):
+        """Whether a trial the scheduler just paused is the one ``_fill`` would thaw into the slot
+        the pause frees, when no requeued trial waits and no new configuration would start (budget
+        spent, or the algorithm ran dry). Pausing it then only costs a checkpoint round trip, so it
+        goes on. The same order as ``_fill``: with budget left, the strict pick comes first."""
+        left = self._left()
+        if self._waiting or (left > 0 and not self._dry):
             return False
         paused = {t.number: int(t.last_step or 0) for t in self._trials.values() if t.state == TrialState.PAUSED}
         paused[rec.number] = step
+        if left > 0:
+            pick = self.scheduler.thaw(paused, can_start=True)
+            if pick is not None:
+                return pick == rec.number
         return self.scheduler.thaw(paused, can_start=False) == rec.number
 
     def _thaw(self, can_start: bool) -> bool:
@@ -341,6 +347,7 @@ class Controller:
         return True
 
     def _completed(self, rec: TrialRecord) -> None:
+        self._dry = False  # a finished trial may give the algorithm something new to propose
         self.algorithm.on_complete(self._history(), rec)
         self._save_algorithm_state()
 

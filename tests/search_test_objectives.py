@@ -66,8 +66,10 @@ def crash_once(config, reporter):
             from storage import open_storage
 
             st = open_storage(config["db"])
-            deadline = time.monotonic() + 120.0
-            while not st.get_checkpoints(reporter.spec.trial_id) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 60.0
+            while not st.get_checkpoints(reporter.spec.trial_id):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"trial id {reporter.spec.trial_id}: no checkpoint recorded in {config['db']}")
                 time.sleep(0.05)
         else:
             time.sleep(0.5)

@@ -131,19 +131,24 @@ def test_nas_lm_quick_repeats_rank_by_seed_means(tmp_path):
     """--repeats 2: the baseline and the search trials are ranked by their mean over seeds 0 and 1
     (the best homogeneous model's figure is that mean, retrained here), and the fresh seeds skip them."""
     nas = _bench("bench_nas_lm")
+    tiny = ["--steps", "5", "--trials", "1", "--layers", "1", "--widths", "16", "--ffn-mult", "2", "--kernels", "3"]
     with pytest.raises(SystemExit, match="fresh seeds"):
-        nas.main(["--repeats", "2", "--confirm-seeds", "1,2"])  # refused before any training
+        nas.main(["--repeats", "2", "--confirm-seeds", "1,2", *tiny])  # refused before any training
+    with pytest.raises(SystemExit, match="--repeats"):
+        nas.main(["--check", "c16f2k3", "--against", "c16f2k7", "--repeats", "2", "--confirm-seeds", "4", *tiny])
     with pytest.raises(SystemExit, match="--corpus"):
-        nas.main(["--corpus", str(tmp_path / "missing")])
+        nas.main(["--corpus", str(tmp_path / "missing"), *tiny])
     out = _run_script("bench/bench_nas_lm.py", "--quick", "--repeats", "2")
+    assert out["best_searched"] is not None and out["confirmation"] is not None
     assert out["repeats"] == 2 and out["confirmation"]["seeds"] == [2]
-    assert out["best_searched"] is not None
-    best = out["best_homogeneous"]
     fixed = {"steps": 20, "context": 32, "batch_size": 16, "lr": 2e-3, "eval_every": 20, "checkpoint_every": 0,
              "checkpoint_final": False, "seed": 0, "device": "auto", "precision": "auto"}
-    runs = nas.train_side_by_side([(best["layers"], s, f"again-{s}") for s in (0, 1)], fixed, str(tmp_path), 2)
-    assert best["val_loss"] == pytest.approx((runs[0][0] + runs[1][0]) / 2, rel=1e-9)
-    assert runs[0][0] != runs[1][0]  # two seeds, two different runs
+    # Both the baseline's and the search's figures are means over seeds 0 and 1, retrained here.
+    for tag in ("best_homogeneous", "best_searched"):
+        best = out[tag]
+        runs = nas.train_side_by_side([(best["layers"], s, f"{tag}-{s}") for s in (0, 1)], fixed, str(tmp_path), 2)
+        assert best["val_loss"] == pytest.approx((runs[0][0] + runs[1][0]) / 2, rel=1e-9), tag
+        assert runs[0][0] != runs[1][0]  # two seeds, two different runs
 
 
 @pytest.mark.slow

@@ -270,3 +270,30 @@ def test_asha_replays_reports_on_resume(tmp_path, sqlite_url):
     # stopped; with replay, a trial worse than the first three at rung 1 stops there.
     later_worse = [t for t in trials[3:] if t.params["q"] > max(x.params["q"] for x in trials[:3])]
     assert later_worse and all(t.state == TrialState.PRUNED for t in later_worse)
+
+
+@pytest.mark.parametrize("case", ["grid-dry", "budget", "budget-parallel"])
+def test_going_straight_on_changes_no_outcome(case, tmp_path, monkeypatch):
+    """A trial that goes straight on instead of pausing (it would be thawed at once) leaves every
+    trial with the state, last step and value it gets when it pauses and is thawed; only attempts
+    differ (fewer checkpoint round trips)."""
+    from search.controller import Controller
+
+    def run(tag):
+        d = _study(f"straight-{tag}", "asha-promotion", tmp_path / tag, trials=12 if case == "budget-parallel" else 6,
+                   parallel=3 if case == "budget-parallel" else 1)
+        if case == "grid-dry":
+            d["space"] = {"q": {"type": "categorical", "choices": [0.6, 0.1, 0.5, 0.2, 0.4, 0.3]}}
+            d["algorithm"] = {"name": "grid"}
+            d["budget"]["trials"] = 20
+        url = f"sqlite:///{tmp_path}/{tag}.db"
+        search.run(d, storage=url)
+        with open_storage(url) as st:
+            return [(t.number, t.params["q"], t.state, t.last_step, t.value, t.attempt)
+                    for t in st.get_trials(st.get_study(f"straight-{tag}").id)]
+
+    now = run("now")
+    monkeypatch.setattr(Controller, "_thawed_at_once", lambda self, rec, step: False)
+    before = run("before")
+    assert [t[:5] for t in now] == [t[:5] for t in before]
+    assert sum(t[5] for t in now) < sum(t[5] for t in before)
