@@ -93,6 +93,9 @@ class Controller:
         self._stop_requested: set[int] = set()
         self._pausing: set[int] = set()  # trial ids asked to stop by a "pause" decision
         self._dry = False  # the algorithm's last propose() returned nothing
+        # trial id -> the stop or pause decided for its running attempt, until that attempt ends;
+        # kept in storage too, so a decision outlives a controller that dies before carrying it out
+        self._decisions: dict[int, dict] = {}
         self._exploits: dict[int, tuple[dict, int]] = {}  # trial id -> (decision.extra, step)
         self._resumed_at: dict[int, int] = {}  # trial id -> step of the checkpoint it resumed from
         self._best: TrialRecord | None = None
@@ -269,6 +272,11 @@ class Controller:
                         if decision.action == "pause" and self._thawed_at_once(rec, step):
                             decision = CONTINUE
                     if decision.action in ("stop", "exploit", "pause"):
+                        if decision.action in ("stop", "pause"):
+                            flush()  # the report that decided it is stored before the decision
+                            self._decisions[ev.trial_id] = {"action": decision.action, "attempt": rec.attempt,
+                                                            "step": step}
+                            self._save_decisions()
                         if decision.action == "exploit":
                             self._exploits[ev.trial_id] = (dict(decision.extra), step)
                             self._save_algorithm_state()
@@ -289,7 +297,43 @@ class Controller:
                 self._lost(rec, ev.error or "worker lost")
         flush()
 
+    def _save_decisions(self) -> None:
+        self.storage.set_algorithm_state(self.study.id, "decisions",
+                                         {str(k): v for k, v in self._decisions.items()})
+
+    def _drop_decision(self, trial_id: int) -> dict | None:
+        d = self._decisions.pop(trial_id, None)
+        if d is not None:
+            self._save_decisions()
+        return d
+
+    def _carry_out(self, rec: TrialRecord, decision: dict) -> bool:
+        """End a RUNNING attempt as a stop or pause decided for it would have, at the step its
+        reports reached, with its last report's metrics: for an attempt whose worker (or whose
+        controller) went away before the decision took effect. PAUSED needs a checkpoint to resume
+        from, else PRUNED. False when the attempt is no longer the live one."""
+        reports = self.storage.get_reports(rec.id)
+        metrics = {k: v for k, v in reports[-1].metrics.items() if v is not None} if reports else {}
+        self._running.pop(rec.id, None)
+        self._stop_requested.discard(rec.id)
+        self._pausing.discard(rec.id)
+        self._resumed_at.pop(rec.id, None)
+        if decision["action"] == "pause" and self.storage.latest_checkpoint(rec.id, artifacts.exists) is not None:
+            paused = self.storage.pause_trial(rec.id, rec.attempt, metrics=metrics)
+            if paused is not None:
+                self._put(paused)
+            return paused is not None
+        done = self.storage.finish_trial(rec.id, rec.attempt, state=TrialState.PRUNED, metrics=metrics)
+        if done is None:
+            return False
+        log.info("trial %d ends PRUNED at step %s: a %s decided for it before its attempt went away",
+                 rec.number, done.last_step, decision["action"])
+        self._put(done)
+        self._completed(done)
+        return True
+
     def _finish(self, rec: TrialRecord, ev: TrialEvent) -> None:
+        self._drop_decision(rec.id)
         exploit = self._exploits.pop(rec.id, None)
         if exploit is not None and ev.error is None and ev.stopped and self._exploit(rec, ev, *exploit):
             return
@@ -412,6 +456,9 @@ class Controller:
         return True
 
     def _lost(self, rec: TrialRecord, reason: str) -> None:
+        decision = self._drop_decision(rec.id)
+        if decision is not None and self._carry_out(rec, decision):
+            return  # it was to stop or pause here anyway: no retry
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
         self._pausing.discard(rec.id)
@@ -429,6 +476,23 @@ class Controller:
 
     def run(self) -> RunSummary:
         cfg = self.config
+        self._reload()
+        saved_state = self.storage.get_algorithm_state(self.study.id)
+        saved = saved_state.get("algorithm")
+        if saved:
+            self.algorithm.load_state_dict(saved)
+        # Stops and pauses decided before the last controller went away but never carried out: the
+        # interrupted attempt would be requeued and run on past the step that decided it. Carry
+        # them out instead, as that attempt (a WAITING trial: one requeued after the decision).
+        pending = saved_state.get("decisions") or {}
+        for key, decision in pending.items():
+            t = next((t for t in self._trials.values() if t.id == int(key)), None)
+            if t is not None and t.state == TrialState.RUNNING and t.attempt == decision["attempt"]:
+                self._carry_out(t, decision)
+            elif t is not None and t.state == TrialState.WAITING:
+                self._carry_out(self.storage.start_trial(t.id), decision)
+        if pending:
+            self._save_decisions()  # now empty
         reaped = self.storage.requeue_running(
             self.study.id, reason="attempt interrupted (controller stopped while it ran)")
         self._reload()
@@ -440,9 +504,6 @@ class Controller:
             for t in self._trials.values():
                 for r in self.storage.get_reports(t.id):
                     self.scheduler.observe(t.number, r.step, {k: v for k, v in r.metrics.items() if v is not None})
-        saved = self.storage.get_algorithm_state(self.study.id).get("algorithm")
-        if saved:
-            self.algorithm.load_state_dict(saved)
         self.storage.set_study_state(self.study.id, "RUNNING")
         interrupted = False
         last_beat = time.monotonic()
@@ -465,6 +526,9 @@ class Controller:
             interrupted = True
         finally:
             self.backend.shutdown()
+            for trial_id in [t for t in self._running if t in self._decisions]:
+                # Stopped or paused by a decision: end it so, rather than requeue it.
+                self._carry_out(self._running[trial_id], self._drop_decision(trial_id))
             if self._running:
                 self.storage.requeue_running(self.study.id, reason="attempt interrupted (run stopped)",
                                              trial_ids=list(self._running))

@@ -297,3 +297,129 @@ def test_going_straight_on_changes_no_outcome(case, tmp_path, monkeypatch):
     before = run("before")
     assert [t[:5] for t in now] == [t[:5] for t in before]
     assert sum(t[5] for t in now) < sum(t[5] for t in before)
+
+
+def _outcome(url, name, attempts=True):
+    with open_storage(url) as st:
+        return [(t.number, t.state, t.last_step, t.value) + ((t.attempt,) if attempts else ())
+                for t in st.get_trials(st.get_study(name).id)]
+
+
+@pytest.mark.parametrize("variant", ["asha", "asha-promotion", "median"])
+def test_a_worker_lost_after_a_stop_or_pause_decision_is_not_retried_past_it(variant, tmp_path):
+    """The worker dies as the stop (or pause) reaches it: the trial ends as the decision said, at
+    the step that decided it, exactly as without the death; it is not retried from its checkpoint
+    to run on past that rung."""
+    out = {}
+    for tag, die in (("plain", False), ("dying", True)):
+        d = _study(f"lost-{tag}", variant, tmp_path / tag, trials=9, parallel=2)
+        d["trial"] = {"entrypoint": "freeze_thaw_objectives:curve_ckpt", "params": {"steps": STEPS, "die_on_stop": die}}
+        url = f"sqlite:///{tmp_path}/{tag}.db"
+        search.run(d, storage=url)
+        out[tag] = _outcome(url, f"lost-{tag}")
+    assert any(t[1] == TrialState.PRUNED for t in out["plain"])
+    assert out["dying"] == out["plain"]
+
+
+@pytest.mark.parametrize("variant", ["asha", "asha-promotion"])
+def test_a_decision_the_controller_died_before_carrying_out_is_carried_out_on_resume(variant, tmp_path):
+    """The controller goes away right after deciding a stop (or pause), before the worker sees it:
+    on resume the interrupted trial ends as decided, and the study ends as an uninterrupted one."""
+    from search.algorithms import make_algorithm
+    from search.backends.simulated import SimulatedBackend
+    from search.controller import Controller
+
+    class DiesOnSecondStop(SimulatedBackend):
+        stops = 0
+
+        def request_stop(self, trial_id):
+            DiesOnSecondStop.stops += 1
+            if DiesOnSecondStop.stops == 2:
+                raise KeyboardInterrupt  # the controller process is stopped here
+            super().request_stop(trial_id)
+
+    def study(name):
+        d = _study(name, variant, tmp_path / name, trials=9, parallel=1)
+        d["trial"]["entrypoint"] = "freeze_thaw_objectives:curve_ckpt"  # checkpoints every step
+        d["trial"]["params"]["log"] = str(tmp_path / f"{name}-attempts.jsonl")  # a line per attempt run
+        return d
+
+    search.run(study("plain"), storage=f"sqlite:///{tmp_path}/plain.db")
+    config = parse_study(study("cut"))
+    url = f"sqlite:///{tmp_path}/cut.db"
+    st = open_storage(url)
+    rec = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=dict(config.raw))
+    algo = make_algorithm(config.algorithm, config.space, config.metrics, config.directions, seed=config.seed,
+                          **config.algorithm_options)
+    summary = Controller(config, st, DiesOnSecondStop(), algo, rec).run()
+    assert st.get_study("cut").state == "INTERRUPTED" and summary.complete < 9
+    # The decided trial ended as decided when the run stopped; nothing is left RUNNING.
+    states = [t.state for t in st.get_trials(rec.id)]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    st.close()
+    search.resume("cut", storage=url)
+    assert _outcome(url, "cut", attempts=False) == _outcome(f"sqlite:///{tmp_path}/plain.db", "plain", attempts=False)
+    # The interrupted trial is not run again: no more attempts ran than without the interruption.
+    runs = {name: open(tmp_path / f"{name}-attempts.jsonl", encoding="utf-8").read().splitlines()
+            for name in ("plain", "cut")}
+    assert len(runs["cut"]) == len(runs["plain"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["asha", "asha-promotion"])
+def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
+    """`kill -9` of `search run` after a stop (or pause) was decided and stored, while the trial is
+    still stopping: on resume the trial ends (or pauses) as decided at that step and attempt; it
+    is not requeued to run on past the rung."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+    from testlib import cli_env
+
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    marker, log = tmp_path / "stopping.json", tmp_path / "attempts.jsonl"
+    d = _study("kill-decided", variant, tmp_path, trials=9, parallel=1)
+    d["backend"] = {"name": "inprocess"}
+    d["trial"] = {"entrypoint": "freeze_thaw_objectives:curve_ckpt",
+                  "params": {"steps": STEPS, "linger_on_stop": str(marker), "log": str(log)}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(d))
+    env = cli_env()
+    proc = subprocess.Popen(["search", "run", str(path), "--storage", url, "--quiet"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() < deadline, "no trial was asked to stop"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    decided = json.loads(marker.read_text())
+    with open_storage(url) as st:
+        sid = st.get_study("kill-decided").id
+        before = st.get_trial(sid, decided["number"])
+        decision = st.get_algorithm_state(sid)["decisions"][str(before.id)]
+        # The trainer sees the request at its next report, which may or may not have been stored.
+        assert before.state == TrialState.RUNNING and decision["step"] <= before.last_step <= decided["step"]
+    out = subprocess.run(["search", "resume", "kill-decided", "--storage", url, "--quiet"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    with open_storage(url) as st:
+        trials = st.get_trials(sid)
+        assert st.get_algorithm_state(sid)["decisions"] == {}
+    assert [t.number for t in trials] == list(range(9)) and all(t.is_finished for t in trials)
+    t = trials[decided["number"]]
+    starts = [json.loads(line) for line in log.read_text().splitlines()]
+    mine = [a for a in starts if a["number"] == t.number]
+    if variant == "asha":
+        # Stopped where its reports had reached, as attempt 0, and never run again.
+        assert t.state == TrialState.PRUNED and t.last_step == before.last_step and t.attempt == 0
+        assert len(mine) == 1
+    else:
+        # Paused there; any later attempt is a thaw from that step, never a rerun from before it.
+        assert all(a["start"] >= before.last_step for a in mine[1:])
+        assert t.last_step >= before.last_step
