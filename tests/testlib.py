@@ -30,3 +30,19 @@ def interrupt_after(n: int):
             raise KeyboardInterrupt
 
     return interrupt
+
+
+def start_run(study: dict, folder, url: str):
+    """``search run`` of ``study`` (written to FOLDER/study.yaml) as a subprocess in its own
+    session, so a test can ``kill -9`` its whole process group: returns (process, its env)."""
+    import subprocess
+
+    import yaml
+
+    path = os.path.join(str(folder), "study.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(study, f)
+    env = cli_env()
+    proc = subprocess.Popen(["search", "run", path, "--storage", url, "--quiet"], env=env, cwd=str(folder),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, env

@@ -12,12 +12,11 @@ import sys
 import time
 
 import pytest
-import yaml
 
 import search
 from search.schedulers import FreezeThaw
 from storage import TrialState, open_storage
-from testlib import cli_env
+from testlib import start_run
 
 STEPS = 27
 
@@ -205,11 +204,7 @@ def test_kill9_with_paused_trials_then_resume(tmp_path):
     log = tmp_path / "starts.jsonl"
     d = _study("ft-kill", tmp_path, log=log, parallel=2, sleep=0.01)
     d["backend"] = {"name": "inprocess"}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(d))
-    env = cli_env()
-    proc = subprocess.Popen(["search", "run", str(path), "--storage", url, "--quiet"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, env = start_run(d, tmp_path, url)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:

@@ -377,8 +377,7 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
     import subprocess
     import time
 
-    import yaml
-    from testlib import cli_env
+    from testlib import start_run
 
     url = f"sqlite:///{tmp_path / 'search.db'}"
     marker, log = tmp_path / "stopping.json", tmp_path / "attempts.jsonl"
@@ -386,11 +385,7 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
     d["backend"] = {"name": "inprocess"}
     d["trial"] = {"entrypoint": "freeze_thaw_objectives:curve_ckpt",
                   "params": {"steps": STEPS, "linger_on_stop": str(marker), "log": str(log)}}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(d))
-    env = cli_env()
-    proc = subprocess.Popen(["search", "run", str(path), "--storage", url, "--quiet"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, env = start_run(d, tmp_path, url)
     deadline = time.time() + 120
     while not marker.exists():
         assert proc.poll() is None, proc.stdout.read().decode()
