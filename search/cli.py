@@ -83,7 +83,7 @@ def _finish_run(summary, args, metrics: tuple[str, ...]) -> int:
     if args.json:
         _print_json({"study": summary.study, "complete": summary.complete, "pruned": summary.pruned,
                      "failed": summary.failed, "interrupted": summary.interrupted,
-                     "elapsed_s": summary.elapsed_s,
+                     "requeued_at_start": summary.requeued_at_start, "elapsed_s": summary.elapsed_s,
                      "best": None if summary.best is None else _trial_json(summary.best)})
     else:
         print("\n".join(_summary_lines(summary, metrics)))

@@ -313,7 +313,8 @@ class Controller:
         controller) went away before the decision took effect. PAUSED needs a checkpoint to resume
         from, else PRUNED. False when the attempt is no longer the live one."""
         reports = self.storage.get_reports(rec.id)
-        metrics = {k: v for k, v in reports[-1].metrics.items() if v is not None} if reports else {}
+        mine = [r for r in reports if r.attempt == rec.attempt] or reports  # its own attempt's, if any
+        metrics = {k: v for k, v in mine[-1].metrics.items() if v is not None} if mine else {}
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
         self._pausing.discard(rec.id)
@@ -333,7 +334,12 @@ class Controller:
         return True
 
     def _finish(self, rec: TrialRecord, ev: TrialEvent) -> None:
+        # The stored decision goes once the attempt has ended (a crash in between leaves it, and
+        # the restart skips decisions whose attempt is no longer RUNNING).
+        self._end_attempt(rec, ev)
         self._drop_decision(rec.id)
+
+    def _end_attempt(self, rec: TrialRecord, ev: TrialEvent) -> None:
         exploit = self._exploits.pop(rec.id, None)
         if exploit is not None and ev.error is None and ev.stopped and self._exploit(rec, ev, *exploit):
             return
@@ -456,9 +462,11 @@ class Controller:
         return True
 
     def _lost(self, rec: TrialRecord, reason: str) -> None:
-        decision = self._drop_decision(rec.id)
+        decision = self._decisions.get(rec.id)
         if decision is not None and self._carry_out(rec, decision):
+            self._drop_decision(rec.id)
             return  # it was to stop or pause here anyway: no retry
+        self._drop_decision(rec.id)
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
         self._pausing.discard(rec.id)
@@ -489,7 +497,7 @@ class Controller:
             t = next((t for t in self._trials.values() if t.id == int(key)), None)
             if t is not None and t.state == TrialState.RUNNING and t.attempt == decision["attempt"]:
                 self._carry_out(t, decision)
-            elif t is not None and t.state == TrialState.WAITING:
+            elif t is not None and t.state == TrialState.WAITING and t.attempt == decision["attempt"] + 1:
                 self._carry_out(self.storage.start_trial(t.id), decision)
         if pending:
             self._save_decisions()  # now empty
@@ -528,7 +536,8 @@ class Controller:
             self.backend.shutdown()
             for trial_id in [t for t in self._running if t in self._decisions]:
                 # Stopped or paused by a decision: end it so, rather than requeue it.
-                self._carry_out(self._running[trial_id], self._drop_decision(trial_id))
+                self._carry_out(self._running[trial_id], self._decisions[trial_id])
+                self._drop_decision(trial_id)
             if self._running:
                 self.storage.requeue_running(self.study.id, reason="attempt interrupted (run stopped)",
                                              trial_ids=list(self._running))

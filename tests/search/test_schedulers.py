@@ -391,18 +391,28 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
         assert proc.poll() is None, proc.stdout.read().decode()
         assert time.time() < deadline, "no trial was asked to stop"
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
     decided = json.loads(marker.read_text())
+
+    def settled(st, sid):
+        """The stopping trial's report and checkpoint at the step it saw the request are stored."""
+        t = st.get_trial(sid, decided["number"])
+        return t.last_step == decided["step"] and any(c.step == decided["step"] for c in st.get_checkpoints(t.id))
+
     with open_storage(url) as st:
         sid = st.get_study("kill-decided").id
+        while not settled(st, sid):  # the trainer lingers two minutes; its events arrive meanwhile
+            assert time.time() < deadline, "the stopping trial's last report or checkpoint never arrived"
+            time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open_storage(url) as st:
         before = st.get_trial(sid, decided["number"])
         decision = st.get_algorithm_state(sid)["decisions"][str(before.id)]
-        # The trainer sees the request at its next report, which may or may not have been stored.
-        assert before.state == TrialState.RUNNING and decision["step"] <= before.last_step <= decided["step"]
-    out = subprocess.run(["search", "resume", "kill-decided", "--storage", url, "--quiet"], env=env,
+        assert before.state == TrialState.RUNNING and decision["step"] <= before.last_step
+    out = subprocess.run(["search", "resume", "kill-decided", "--storage", url, "--quiet", "--json"], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["requeued_at_start"] == 0  # carried out, not re-run
     with open_storage(url) as st:
         trials = st.get_trials(sid)
         assert st.get_algorithm_state(sid)["decisions"] == {}
