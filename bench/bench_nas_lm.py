@@ -269,20 +269,15 @@ def main(argv: list[str] | None = None) -> dict:
         t_search = time.time()
         homo_jobs = [(layers, 0, f"homo-{i}") for i, layers in enumerate(homo)]
         cap = None
-        if args.repeats > 1:
-            # Seed means for the baseline too (first, side by side), so both sides are ranked alike.
+        if args.repeats > 1 or args.cap:
+            # The baseline trains first, side by side: the cap needs its best model, and with
+            # repeats it is ranked by seed means like the search trials.
             means = seed_means([(layers, f"homo-{i}") for i, layers in enumerate(homo)], sorted(used), fixed, wd,
                                args.jobs)
             baseline = [(*r, layers) for r, layers in zip(means, homo)]
             if args.cap:
                 cap = arch.params_of(min(baseline, key=lambda r: r[0])[2])
                 nas_study["space"] = {"layers": {**space["layers"], "max_params": cap}}
-            search.run(nas_study, storage=url)
-        elif args.cap:
-            # The search needs the cap, so the baseline trains first, side by side.
-            baseline = [(*r, layers) for r, layers in zip(train_side_by_side(homo_jobs, fixed, wd, args.jobs), homo)]
-            cap = arch.params_of(min(baseline, key=lambda r: r[0])[2])
-            nas_study["space"] = {"layers": {**space["layers"], "max_params": cap}}
             search.run(nas_study, storage=url)
         else:
             # The baseline trains in jobs - 1 worker processes while the search runs here:

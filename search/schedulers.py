@@ -132,17 +132,22 @@ class _Rungs:
         """Whether the trial is in ``top(k, strict)`` (itself included among the trials ranked)."""
         return number in self.top(k, strict)
 
+    def highest(self, trials) -> dict[int, int]:
+        """For each of ``trials`` with a record here, the highest rung index it has one at."""
+        out: dict[int, int] = {}
+        for k, rung in self.recorded.items():
+            for number in rung:
+                if number in trials:
+                    out[number] = max(k, out.get(number, k))
+        return out
+
     def to_promote(self, paused: Mapping[int, int], strict: bool) -> tuple[int, float, int] | None:
         """Of the paused trials (number -> step) recorded at these rungs, the one to promote as
         (-resource of its rung, loss there, number): the highest rung first (Li et al. 2020,
         Algorithm 2), then the lowest loss. A trial is judged at the highest rung it has a record
         at (a trainer may report past the rung it paused at). None when none is promotable.
         Each rung is ranked once per call, not once per paused trial."""
-        highest: dict[int, int] = {}
-        for k, rung in self.recorded.items():
-            for number in rung:
-                if number in paused:
-                    highest[number] = max(k, highest.get(number, k))
+        highest = self.highest(paused)
         tops = {k: set(self.top(k, strict)) for k in set(highest.values())}
         ready = [(-self.level(k), self.recorded[k][number], number) for number, k in highest.items()
                  if number in tops[k]]
@@ -385,13 +390,8 @@ class FreezeThaw(Scheduler):
         """A paused trial is judged at the highest rung it has a record at, not the rung its last
         step falls in: a report that came after the pause request is stored but not shown to the
         scheduler, and judging by it would leave the trial paused for good."""
-        highest: dict[int, int] = {}
-        for k, rung in self.rungs.recorded.items():
-            for number in rung:
-                if number in paused and number in self.curves:
-                    highest[number] = max(k, highest.get(number, k))
         ready = [(self.predicted_final(number, paused[number]), number)
-                 for number, k in highest.items() if self._ranks_in(number, k)]
+                 for number, k in self.rungs.highest(paused).items() if self._ranks_in(number, k)]
         return min(ready)[1] if ready else None
 
 

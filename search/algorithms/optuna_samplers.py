@@ -11,6 +11,7 @@ from collections import deque
 from typing import Any
 
 from search.algorithms.base import Algorithm, History, Proposal
+from search.arch_spaces import is_arch_param
 from storage.records import TrialRecord, TrialState
 
 # Asks in a row whose architecture breaks its space's constraints before giving up.
@@ -130,7 +131,7 @@ class _OptunaAlgorithm(Algorithm):
                 # Optuna samples an architecture's parts independently, so the whole may break a
                 # constraint of its space (an LM space's max_params): such an ask is told FAIL, as
                 # an infeasible point, and asked again.
-                bad = [p.name for p in self.space if p.name in config and hasattr(p, "parts")
+                bad = [p.name for p in self.space if p.name in config and is_arch_param(p)
                        and not p.contains(config[p.name])]
                 if not bad:
                     break
