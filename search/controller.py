@@ -194,6 +194,10 @@ class Controller:
         used = sum(1 for t in self._trials.values() if t.state in TERMINAL_STATES or t.state == TrialState.PAUSED)
         return self.config.trials - used - len(self._running)
 
+    def _paused(self) -> dict[int, int]:
+        """The paused trials, number -> step reached: what ``Scheduler.thaw`` chooses from."""
+        return {t.number: int(t.last_step or 0) for t in self._trials.values() if t.state == TrialState.PAUSED}
+
     def _thawed_at_once(self, rec: TrialRecord, step: int) -> bool:
         """Whether a trial the scheduler just paused is the one ``_fill`` would thaw into the slot
         the pause frees, when no requeued trial waits and no new configuration would start (budget
@@ -202,8 +206,7 @@ class Controller:
         left = self._left()
         if self._waiting or (left > 0 and not self._dry):
             return False
-        paused = {t.number: int(t.last_step or 0) for t in self._trials.values() if t.state == TrialState.PAUSED}
-        paused[rec.number] = step
+        paused = {**self._paused(), rec.number: step}
         if left > 0:
             pick = self.scheduler.thaw(paused, can_start=True)
             if pick is not None:
@@ -216,7 +219,7 @@ class Controller:
         budget still allows a new configuration if none is thawed."""
         if self.scheduler is None:
             return False
-        paused = {t.number: int(t.last_step or 0) for t in self._trials.values() if t.state == TrialState.PAUSED}
+        paused = self._paused()
         number = self.scheduler.thaw(paused, can_start=can_start) if paused else None
         if number is None:
             return False
