@@ -156,10 +156,15 @@ def _submit(cluster, path, pg_url, wait):
 
 def test_submit_runs_trials_on_both_nodes(cluster, tmp_path, pg_url):
     path = _workdir(tmp_path, "two-nodes", trials=9, steps=3, sleep=0.3)
-    out = _submit(cluster, path, pg_url, wait=True)
+    # A password in the storage URL (the server trusts local connections, so any works) must not
+    # be echoed by submit or by the job's output.
+    secret = "s3cret-Token-9q"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@", 1)
+    assert secret in url
+    out = _submit(cluster, path, url, wait=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     job_id = out.stdout.splitlines()[0]
-    assert "pw" not in out.stdout
+    assert secret not in out.stdout + out.stderr
     with open_storage(pg_url) as st:
         trials = st.get_trials(st.get_study("two-nodes").id)
     assert len(trials) == 9 and all(t.state == TrialState.COMPLETE for t in trials)
