@@ -93,10 +93,11 @@ class Controller:
         self._stop_requested: set[int] = set()
         self._pausing: set[int] = set()  # trial ids asked to stop by a "pause" decision
         self._dry = False  # the algorithm's last propose() returned nothing
-        # trial id -> the stop or pause decided for its running attempt, until that attempt ends;
-        # kept in storage too, so a decision outlives a controller that dies before carrying it out
+        # trial id -> the stop, pause or PBT exploit decided for its running attempt, until that
+        # attempt ends ({"action", "attempt", "step"}, and an exploit's "extra": parent, params,
+        # parent_step); kept in storage too, so a decision outlives a controller that dies before
+        # carrying it out
         self._decisions: dict[int, dict] = {}
-        self._exploits: dict[int, tuple[dict, int]] = {}  # trial id -> (decision.extra, step)
         self._resumed_at: dict[int, int] = {}  # trial id -> step of the checkpoint it resumed from
         self._best: TrialRecord | None = None
         self._start = time.monotonic()
@@ -275,16 +276,17 @@ class Controller:
                         if decision.action == "pause" and self._thawed_at_once(rec, step):
                             decision = CONTINUE
                     if decision.action in ("stop", "exploit", "pause"):
-                        if decision.action in ("stop", "pause"):
-                            flush()  # the report that decided it is stored before the decision
-                            self._decisions[ev.trial_id] = {"action": decision.action, "attempt": rec.attempt,
-                                                            "step": step}
-                            self._save_decisions()
+                        flush()  # the report that decided it is stored before the decision
+                        stored = {"action": decision.action, "attempt": rec.attempt, "step": step}
                         if decision.action == "exploit":
-                            self._exploits[ev.trial_id] = (dict(decision.extra), step)
+                            stored["extra"] = dict(decision.extra)
+                            # PBT's own state (readiness counted from the parent's step) first: a
+                            # decision stored without it would find the member ready again at once.
                             self._save_algorithm_state()
                         elif decision.action == "pause":
                             self._pausing.add(ev.trial_id)
+                        self._decisions[ev.trial_id] = stored
+                        self._save_decisions()
                         self._stop_requested.add(ev.trial_id)
                         self.backend.request_stop(ev.trial_id)
             elif ev.kind == "checkpoint":
@@ -310,11 +312,13 @@ class Controller:
             self._save_decisions()
         return d
 
-    def _carry_out(self, rec: TrialRecord, decision: dict) -> bool:
-        """End a RUNNING attempt as a stop or pause decided for it would have, at the step its
-        reports reached, with its last report's metrics: for an attempt whose worker (or whose
-        controller) went away before the decision took effect. PAUSED needs a checkpoint to resume
-        from, else PRUNED. False when the attempt is no longer the live one."""
+    def _carry_out(self, rec: TrialRecord, decision: dict, dispatch: bool) -> bool:
+        """End a RUNNING attempt as the stop, pause or exploit decided for it would have, at the
+        step its reports reached, with its last report's metrics: for an attempt whose worker (or
+        whose controller) went away before the decision took effect. PAUSED needs a checkpoint to
+        resume from, else PRUNED; an exploit restarts the member from its parent's checkpoint (sent
+        to the backend with ``dispatch``, else left WAITING for the next run), else PRUNED. False
+        when the attempt is no longer the live one."""
         reports = self.storage.get_reports(rec.id)
         mine = [r for r in reports if r.attempt == rec.attempt] or reports  # its own attempt's, if any
         metrics = {k: v for k, v in mine[-1].metrics.items() if v is not None} if mine else {}
@@ -322,6 +326,10 @@ class Controller:
         self._stop_requested.discard(rec.id)
         self._pausing.discard(rec.id)
         self._resumed_at.pop(rec.id, None)
+        if decision["action"] == "exploit":
+            step = max((r.step for r in mine), default=decision["step"])
+            if self._exploit(rec, decision["extra"], step, dispatch=dispatch):
+                return True
         if decision["action"] == "pause" and self.storage.latest_checkpoint(rec.id, artifacts.exists) is not None:
             paused = self.storage.pause_trial(rec.id, rec.attempt, metrics=metrics)
             if paused is not None:
@@ -343,8 +351,10 @@ class Controller:
         self._drop_decision(rec.id)
 
     def _end_attempt(self, rec: TrialRecord, ev: TrialEvent) -> None:
-        exploit = self._exploits.pop(rec.id, None)
-        if exploit is not None and ev.error is None and ev.stopped and self._exploit(rec, ev, *exploit):
+        decision = self._decisions.get(rec.id)
+        if (decision is not None and decision["action"] == "exploit" and decision["attempt"] == rec.attempt
+                and ev.error is None and ev.stopped
+                and self._exploit(rec, decision["extra"], ev.step if ev.step is not None else decision["step"])):
             return
         pausing = rec.id in self._pausing
         self._pausing.discard(rec.id)
@@ -412,7 +422,10 @@ class Controller:
         cks = sorted(self.storage.get_checkpoints(trial_id), key=lambda c: c.id)
         protected = {c.path for c in cks[-self.config.keep_last:]}
         # and the checkpoint a pending exploit will copy (the parent's at the step it was ranked on)
-        for extra, _ in self._exploits.values():
+        for d in self._decisions.values():
+            if d["action"] != "exploit":
+                continue
+            extra = d["extra"]
             parent = self._trials.get(int(extra["parent"]))
             if parent is not None and parent.id == trial_id:
                 ck = exploit_checkpoint(cks, extra.get("parent_step"), artifacts.exists)
@@ -431,12 +444,13 @@ class Controller:
         if state:
             self.storage.set_algorithm_state(self.study.id, "algorithm", state)
 
-    def _exploit(self, rec: TrialRecord, ev: TrialEvent, extra: dict, step: int) -> bool:
-        """Restart member ``rec`` from its parent's checkpoint at the step the decision ranked it
-        on (the newest one if that is gone) with the explored params.
-        The checkpoint is copied into the member's next attempt folder (so retention of the
-        parent's files can never pull it away) and recorded as the member's own. False when the
-        parent has no checkpoint yet: the member then simply ends as it stopped."""
+    def _exploit(self, rec: TrialRecord, extra: dict, step: int, dispatch: bool = True) -> bool:
+        """Restart member ``rec``, whose attempt stopped at ``step``, from its parent's checkpoint
+        at the step the decision ranked it on (the newest one if that is gone) with the explored
+        params. The checkpoint is copied into the member's next attempt folder (so retention of the
+        parent's files can never pull it away) and recorded as the member's own. Without
+        ``dispatch`` (no backend to send it to) the restarted member waits for the next run. False
+        when the parent has no checkpoint yet: the member then simply ends as it stopped."""
         parent = self._trials.get(int(extra["parent"]))
         ck = None if parent is None else exploit_checkpoint(
             self.storage.get_checkpoints(parent.id), extra.get("parent_step"), artifacts.exists)
@@ -457,18 +471,23 @@ class Controller:
         if self.config.keep_last is not None:
             self._retain(rec.id)
         self.storage.add_exploit(self.study.id, rec.id, number=rec.number, parent_number=parent.number,
-                                 step=ev.step if ev.step is not None else step, parent_step=ck.step,
-                                 params_before=rec.params, params_after=new.params)
+                                 step=step, parent_step=ck.step, params_before=rec.params, params_after=new.params)
         self._stop_requested.discard(rec.id)
-        self._put(new)
-        self._dispatch(new)
+        if dispatch:
+            self._put(new)
+            self._dispatch(new)
+        else:
+            reason = f"restarted from member {parent.number}'s checkpoint (PBT exploit); waits for the next run"
+            for r in self.storage.requeue_running(self.study.id, reason=reason, trial_ids=[rec.id]):
+                self._put(r)
         return True
 
     def _lost(self, rec: TrialRecord, reason: str) -> None:
         decision = self._decisions.get(rec.id)
-        if decision is not None and self._carry_out(rec, decision):
+        if (decision is not None and decision["attempt"] == rec.attempt
+                and self._carry_out(rec, decision, dispatch=True)):
             self._drop_decision(rec.id)
-            return  # it was to stop or pause here anyway: no retry
+            return  # it was to stop, pause or exploit here anyway: no retry
         self._drop_decision(rec.id)
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
@@ -499,9 +518,9 @@ class Controller:
         for key, decision in pending.items():
             t = next((t for t in self._trials.values() if t.id == int(key)), None)
             if t is not None and t.state == TrialState.RUNNING and t.attempt == decision["attempt"]:
-                self._carry_out(t, decision)
+                self._carry_out(t, decision, dispatch=False)
             elif t is not None and t.state == TrialState.WAITING and t.attempt == decision["attempt"] + 1:
-                self._carry_out(self.storage.start_trial(t.id), decision)
+                self._carry_out(self.storage.start_trial(t.id), decision, dispatch=False)
         if pending:
             self._save_decisions()  # now empty
         reaped = self.storage.requeue_running(
@@ -538,8 +557,9 @@ class Controller:
         finally:
             self.backend.shutdown()
             for trial_id in [t for t in self._running if t in self._decisions]:
-                # Stopped or paused by a decision: end it so, rather than requeue it.
-                self._carry_out(self._running[trial_id], self._decisions[trial_id])
+                # Stopped, paused or exploiting by a decision: end (or restart) it so, rather than
+                # requeue it to run on as it was.
+                self._carry_out(self._running[trial_id], self._decisions[trial_id], dispatch=False)
                 self._drop_decision(trial_id)
             if self._running:
                 self.storage.requeue_running(self.study.id, reason="attempt interrupted (run stopped)",

@@ -9,10 +9,9 @@ import time
 
 def curve_ckpt(config, reporter):
     """``search_test_objectives.curve`` (loss = q + 1/step) with a checkpoint at every step, resumed
-    from the checkpoint it is given, ``sleep`` seconds a step. With ``die_on_stop`` its first attempt
-    dies (a lost worker) when it sees a stop request; with ``linger_on_stop`` (a file) the first
-    trial to see one writes its number and step there and takes two minutes to stop. ``log`` (optional) gets one JSON line per attempt: the trial,
-    the attempt and the step it started from."""
+    from the checkpoint it is given, ``sleep`` seconds a step; a stop request is met as
+    ``stop_requested`` says (``die_on_stop``, ``linger_on_stop``). ``log`` (optional) gets one JSON
+    line per attempt: the trial, the attempt and the step it started from."""
     steps = int(config.get("steps", 27))
     state = reporter.load_checkpoint()
     start = 0 if state is None else int(state["step"])
@@ -26,16 +25,23 @@ def curve_ckpt(config, reporter):
         loss = config["q"] + config.get("slope", 1.0) / step
         reporter.save_checkpoint({"step": step}, step)
         if reporter.report(step, loss=loss):
-            if config.get("linger_on_stop") and not os.path.exists(config["linger_on_stop"]):
-                # The first trial asked to stop tells the test which it is, then is slow to stop.
-                with open(config["linger_on_stop"] + ".tmp", "w", encoding="utf-8") as f:
-                    json.dump({"number": reporter.spec.number, "step": step}, f)
-                os.replace(config["linger_on_stop"] + ".tmp", config["linger_on_stop"])
-                time.sleep(120)
-            if config.get("die_on_stop") and reporter.spec.attempt == 0:
-                raise WorkerDied(f"trial {reporter.spec.number} died when asked to stop at step {step}")
+            stop_requested(config, reporter, step)
             break
     return {"loss": loss}
+
+
+def stop_requested(config, reporter, step: int) -> None:
+    """What a test trainer does when its report at ``step`` is answered with a stop request: with
+    ``linger_on_stop`` (a file) the first trial to see one writes its number and step there and
+    takes two minutes to stop; with ``die_on_stop`` its first attempt dies (a lost worker)."""
+    if config.get("linger_on_stop") and not os.path.exists(config["linger_on_stop"]):
+        # The first trial asked to stop tells the test which it is, then is slow to stop.
+        with open(config["linger_on_stop"] + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"number": reporter.spec.number, "step": step}, f)
+        os.replace(config["linger_on_stop"] + ".tmp", config["linger_on_stop"])
+        time.sleep(120)
+    if config.get("die_on_stop") and reporter.spec.attempt == 0:
+        raise WorkerDied(f"trial {reporter.spec.number} died when asked to stop at step {step}")
 
 
 class WorkerDied(SystemExit):

@@ -106,7 +106,8 @@ def curve(config, reporter):
 def pbt_toy(config, reporter):
     """A member whose best learning rate changes over training (0.1 for steps <= 10, then 0.01).
     Its checkpoint carries the learning rate used at every step so far, so the final checkpoint's
-    history is the schedule the weights really saw."""
+    history is the schedule the weights really saw. A stop request (an exploit) is met as
+    ``freeze_thaw_objectives.stop_requested`` says (``die_on_stop``, ``linger_on_stop``)."""
     steps = int(config.get("steps", 20))
     state = reporter.load_checkpoint() or {"step": 0, "loss": 10.0, "history": []}
     step, loss, history = int(state["step"]), float(state["loss"]), [list(h) for h in state["history"]]
@@ -118,6 +119,9 @@ def pbt_toy(config, reporter):
         history.append([step, lr])
         reporter.save_checkpoint({"step": step, "loss": loss, "history": history}, step)
         if reporter.report(step, loss=loss):
+            from freeze_thaw_objectives import stop_requested
+
+            stop_requested(config, reporter, step)
             return {"loss": loss}
     log = config.get("log")
     if log:

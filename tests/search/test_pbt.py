@@ -197,3 +197,121 @@ def test_pbt_decision_names_the_step_the_parent_was_ranked_on():
         algo.on_report(h, trials[n], step, {"loss": loss})
     d = algo.on_report(h, trials[3], 2, {"loss": 0.9})
     assert d.action == "exploit" and d.extra["parent"] == 0 and d.extra["parent_step"] == 3
+
+
+def _outcome(url, name):
+    """Every member's end (state, step, value, params) and every exploit (who, from whom, where,
+    with what): what a run leaves, without ids and times."""
+    with open_storage(url) as st:
+        study = st.get_study(name)
+        trials = [(t.number, t.state, t.last_step, t.value, t.params) for t in st.get_trials(study.id)]
+        exploits = [(e.number, e.parent_number, e.step, e.parent_step, e.params_before, e.params_after)
+                    for e in st.get_exploits(study.id)]
+    return trials, exploits
+
+
+def test_a_worker_lost_after_an_exploit_decision_still_exploits(tmp_path):
+    """The member's worker dies as the exploit's stop request reaches it: the stored decision is
+    carried out (the parent's checkpoint, the explored params, one lineage event), exactly as
+    without the death; the member is not retried from its own checkpoint with its old params."""
+    out = {}
+    for tag, die in (("plain", False), ("dying", True)):
+        log = tmp_path / f"{tag}.jsonl"
+        d = _study(f"lost-{tag}", tmp_path / tag, log)
+        d["trial"]["params"]["die_on_stop"] = die
+        url = f"sqlite:///{tmp_path}/{tag}.db"
+        search.run(d, storage=url)
+        _check_lineage(url, f"lost-{tag}", log)
+        out[tag] = _outcome(url, f"lost-{tag}")
+    assert len(out["plain"][1]) >= 3
+    assert out["dying"] == out["plain"]
+
+
+def test_an_exploit_decided_before_an_interrupt_is_carried_out(tmp_path, sqlite_url):
+    """The run stops (Ctrl-C) right after an exploit was decided, before the member saw the stop:
+    the member is restarted from its parent's checkpoint with the explored params and waits for
+    the next run (nothing left RUNNING), the exploit is in the lineage once, and the resumed study
+    reconstructs every schedule exactly."""
+    from search.algorithms import make_algorithm
+    from search.backends.simulated import SimulatedBackend
+    from search.controller import Controller
+
+    class StoppedAtFirstExploit(SimulatedBackend):
+        stopping: list[int] = []
+
+        def request_stop(self, trial_id):
+            StoppedAtFirstExploit.stopping.append(trial_id)
+            raise KeyboardInterrupt  # the run is stopped here
+
+    log = tmp_path / "histories.jsonl"
+    d = _study("pbt-cut", tmp_path, log)
+    d["budget"]["parallel"] = 2
+    config = parse_study(d)
+    st = open_storage(sqlite_url)
+    rec = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=dict(config.raw))
+    algo = make_algorithm(config.algorithm, config.space, config.metrics, config.directions, seed=config.seed,
+                          **config.algorithm_options)
+    assert Controller(config, st, StoppedAtFirstExploit(), algo, rec).run().interrupted
+    trials = {t.id: t for t in st.get_trials(rec.id)}
+    member = trials[StoppedAtFirstExploit.stopping[0]]
+    exploits = st.get_exploits(rec.id)
+    assert TrialState.RUNNING not in {t.state for t in trials.values()}
+    assert member.state == TrialState.WAITING and [e.number for e in exploits] == [member.number]
+    assert exploits[0].params_after == member.params != exploits[0].params_before
+    copied = st.latest_checkpoint(member.id)
+    assert copied.step == exploits[0].parent_step and f"from-trial-{exploits[0].parent_number:05d}" in copied.path
+    assert st.get_algorithm_state(rec.id)["decisions"] == {}
+    st.close()
+    search.resume("pbt-cut", storage=sqlite_url)
+    trials, after = _check_lineage(sqlite_url, "pbt-cut", log)
+    assert len(trials) == 6 and after[0].id == exploits[0].id
+
+
+@pytest.mark.slow
+def test_kill9_between_an_exploit_decision_and_the_stop(tmp_path):
+    """`kill -9` of `search run` after an exploit was decided and stored, while the member is still
+    stopping: on resume the exploit is carried out as decided (parent, step, params), not dropped
+    by requeuing the member to run on with its old params."""
+    import signal
+    import subprocess
+    import time
+
+    from testlib import start_run
+
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    marker, log = tmp_path / "stopping.json", tmp_path / "histories.jsonl"
+    d = _study("kill-exploit", tmp_path, log, population=4)
+    d["budget"]["parallel"] = 1
+    d["backend"] = {"name": "inprocess"}
+    d["trial"]["params"]["linger_on_stop"] = str(marker)
+    proc, env = start_run(d, tmp_path, url)
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() < deadline, "no member was asked to stop"
+        time.sleep(0.02)
+    stopping = json.loads(marker.read_text())
+    with open_storage(url) as st:
+        sid = st.get_study("kill-exploit").id
+        # the member's report at the step it saw the request (the in-process backend answers a
+        # report at once, so that can be a step past the decision) is stored before the kill
+        while st.get_trial(sid, stopping["number"]).last_step != stopping["step"]:
+            assert time.time() < deadline, "the stopping member's last report never arrived"
+            time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open_storage(url) as st:
+        member = st.get_trial(sid, stopping["number"])
+        decision = st.get_algorithm_state(sid)["decisions"][str(member.id)]
+        assert member.state == TrialState.RUNNING and not st.get_exploits(sid)
+    assert decision["action"] == "exploit" and decision["step"] <= stopping["step"]
+    out = subprocess.run(["search", "resume", "kill-exploit", "--storage", url, "--quiet", "--json"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["requeued_at_start"] == 0  # restarted as decided, not requeued as it was
+    trials, exploits = _check_lineage(url, "kill-exploit", log)
+    assert len(trials) == 4
+    first = exploits[0]
+    assert (first.number, first.parent_number, first.step) == (member.number, decision["extra"]["parent"],
+                                                               stopping["step"])
+    assert first.params_before == member.params and first.params_after == decision["extra"]["params"]
