@@ -275,6 +275,8 @@ class Controller:
                         decision = self.scheduler.on_report(rec.number, step, ev.metrics)
                         if decision.action == "pause" and self._thawed_at_once(rec, step):
                             decision = CONTINUE
+                    elif self.scheduler is not None:
+                        self.scheduler.observe(rec.number, step, ev.metrics)  # the algorithm decided
                     if decision.action in ("stop", "exploit", "pause"):
                         flush()  # the report that decided it is stored before the decision
                         stored = {"action": decision.action, "attempt": rec.attempt, "step": step}
@@ -289,6 +291,10 @@ class Controller:
                         self._save_decisions()
                         self._stop_requested.add(ev.trial_id)
                         self.backend.request_stop(ev.trial_id)
+                elif self.scheduler is not None:
+                    # A report made before the trial saw its stop request: recorded without a
+                    # decision, as a resume's replay of the stored reports records it.
+                    self.scheduler.observe(rec.number, int(ev.step or 0), ev.metrics)
             elif ev.kind == "checkpoint":
                 flush()
                 self.storage.add_checkpoint(ev.trial_id, ev.attempt, int(ev.step or 0), ev.path or "", ev.checksum or "")

@@ -388,8 +388,8 @@ class FreezeThaw(Scheduler):
 
     def thaw(self, paused: Mapping[int, int], can_start: bool = True) -> int | None:
         """A paused trial is judged at the highest rung it has a record at, not the rung its last
-        step falls in: a report that came after the pause request is stored but not shown to the
-        scheduler, and judging by it would leave the trial paused for good."""
+        step falls in: a report without a finite value is stored but not recorded at a rung, and
+        judging by it would leave the trial paused for good."""
         ready = [(self.predicted_final(number, paused[number]), number)
                  for number, k in self.rungs.highest(paused).items() if self._ranks_in(number, k)]
         return min(ready)[1] if ready else None

@@ -428,3 +428,58 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
         # Paused there; any later attempt is a thaw from that step, never a rerun from before it.
         assert all(a["start"] >= before.last_step for a in mine[1:])
         assert t.last_step >= before.last_step
+
+
+def _scheduler_state(s):
+    """What a scheduler has recorded: rungs (ASHA, freeze-thaw) and curves (median, freeze-thaw)."""
+    return {"rungs": getattr(getattr(s, "rungs", None), "recorded", None), "curves": getattr(s, "curves", None)}
+
+
+@pytest.mark.parametrize("variant", ["asha", "median", "freeze-thaw"])
+def test_live_scheduler_records_what_a_resume_replays(variant, tmp_path):
+    """On a backend where a stop lands a few reports late (as on Ray and in-process), the reports a
+    trial made before it saw its stop request are recorded by the live scheduler too, so it holds
+    exactly what a resume rebuilds from the stored reports."""
+    from search.algorithms import make_algorithm
+    from search.backends.simulated import SimulatedBackend
+    from search.controller import Controller
+    from search.schedulers import make_scheduler
+
+    class LateStops(SimulatedBackend):
+        """A stop is seen only after two more reports."""
+
+        def __init__(self):
+            super().__init__()
+            self.late: dict[int, int] = {}
+
+        def request_stop(self, trial_id):
+            self.late[trial_id] = 2
+
+        def poll(self, timeout):
+            events = super().poll(timeout)
+            for ev in events:
+                if ev.kind == "report" and ev.trial_id in self.late:
+                    self.late[ev.trial_id] -= 1
+                    if self.late[ev.trial_id] == 0:
+                        del self.late[ev.trial_id]
+                        super().request_stop(ev.trial_id)
+            return events
+
+    config = parse_study(_study("late", variant, tmp_path, trials=12, parallel=3))
+    url = f"sqlite:///{tmp_path}/late.db"
+    st = open_storage(url)
+    rec = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=dict(config.raw))
+    algo = make_algorithm(config.algorithm, config.space, config.metrics, config.directions, seed=config.seed,
+                          **config.algorithm_options)
+    controller = Controller(config, st, LateStops(), algo, rec)
+    controller.run()
+    trials = st.get_trials(rec.id)
+    late = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.PAUSED)
+            and len(st.get_reports(t.id)) > 1 and t.last_step < STEPS]
+    assert late, "no trial reported after its stop request"
+    replayed = make_scheduler(config.scheduler, config.metrics, config.directions, seed=config.seed)
+    for t in trials:
+        for r in st.get_reports(t.id):
+            replayed.observe(t.number, r.step, r.metrics)
+    st.close()
+    assert _scheduler_state(controller.scheduler) == _scheduler_state(replayed)
