@@ -46,3 +46,36 @@ def start_run(study: dict, folder, url: str):
     proc = subprocess.Popen(["search", "run", path, "--storage", url, "--quiet"], env=env, cwd=str(folder),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, env
+
+
+def kill9_at_first_stop(study: dict, folder, url: str, marker) -> tuple[dict, dict]:
+    """``search run`` of ``study`` (``start_run``), whose trainer writes ``marker`` when the first
+    trial is asked to stop and then lingers (``linger_on_stop``), killed with SIGKILL once that
+    trial's report and checkpoint at the step it saw the request are stored. Fails if the run
+    exits first or two minutes pass. Returns (what the trial wrote: its number and step, the
+    subprocess env)."""
+    import json
+    import signal
+    import time
+
+    from storage import open_storage
+
+    proc, env = start_run(study, folder, url)
+    deadline = time.time() + 120.0
+    while not os.path.exists(marker):
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() < deadline, "no trial was asked to stop"
+        time.sleep(0.02)
+    with open(marker, encoding="utf-8") as f:
+        stopping = json.load(f)
+    with open_storage(url) as st:
+        sid = st.get_study(study["name"]).id
+        while True:
+            t = st.get_trial(sid, stopping["number"])
+            if t.last_step == stopping["step"] and any(c.step == t.last_step for c in st.get_checkpoints(t.id)):
+                break
+            assert time.time() < deadline, "the stopping trial's last report or checkpoint never arrived"
+            time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return stopping, env

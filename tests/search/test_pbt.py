@@ -272,11 +272,9 @@ def test_kill9_between_an_exploit_decision_and_the_stop(tmp_path):
     """`kill -9` of `search run` after an exploit was decided and stored, while the member is still
     stopping: on resume the exploit is carried out as decided (parent, step, params), not dropped
     by requeuing the member to run on with its old params."""
-    import signal
     import subprocess
-    import time
 
-    from testlib import start_run
+    from testlib import kill9_at_first_stop
 
     url = f"sqlite:///{tmp_path / 'search.db'}"
     marker, log = tmp_path / "stopping.json", tmp_path / "histories.jsonl"
@@ -284,23 +282,11 @@ def test_kill9_between_an_exploit_decision_and_the_stop(tmp_path):
     d["budget"]["parallel"] = 1
     d["backend"] = {"name": "inprocess"}
     d["trial"]["params"]["linger_on_stop"] = str(marker)
-    proc, env = start_run(d, tmp_path, url)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stdout.read().decode()
-        assert time.time() < deadline, "no member was asked to stop"
-        time.sleep(0.02)
-    stopping = json.loads(marker.read_text())
+    # (the in-process backend answers a report at once: the member can see the request a step
+    # past the one that decided it)
+    stopping, env = kill9_at_first_stop(d, tmp_path, url, marker)
     with open_storage(url) as st:
         sid = st.get_study("kill-exploit").id
-        # the member's report at the step it saw the request (the in-process backend answers a
-        # report at once, so that can be a step past the decision) is stored before the kill
-        while st.get_trial(sid, stopping["number"]).last_step != stopping["step"]:
-            assert time.time() < deadline, "the stopping member's last report never arrived"
-            time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    with open_storage(url) as st:
         member = st.get_trial(sid, stopping["number"])
         decision = st.get_algorithm_state(sid)["decisions"][str(member.id)]
         assert member.state == TrialState.RUNNING and not st.get_exploits(sid)

@@ -372,12 +372,9 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
     still stopping: on resume the trial ends (or pauses) as decided at that step and attempt; it
     is not requeued to run on past the rung."""
     import json
-    import os
-    import signal
     import subprocess
-    import time
 
-    from testlib import start_run
+    from testlib import kill9_at_first_stop
 
     url = f"sqlite:///{tmp_path / 'search.db'}"
     marker, log = tmp_path / "stopping.json", tmp_path / "attempts.jsonl"
@@ -385,27 +382,9 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
     d["backend"] = {"name": "inprocess"}
     d["trial"] = {"entrypoint": "freeze_thaw_objectives:curve_ckpt",
                   "params": {"steps": STEPS, "linger_on_stop": str(marker), "log": str(log)}}
-    proc, env = start_run(d, tmp_path, url)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert proc.poll() is None, proc.stdout.read().decode()
-        assert time.time() < deadline, "no trial was asked to stop"
-        time.sleep(0.02)
-    decided = json.loads(marker.read_text())
-
-    def settled(st, sid):
-        """The stopping trial's report and checkpoint at the step it saw the request are stored."""
-        t = st.get_trial(sid, decided["number"])
-        return t.last_step == decided["step"] and any(c.step == decided["step"] for c in st.get_checkpoints(t.id))
-
+    decided, env = kill9_at_first_stop(d, tmp_path, url, marker)
     with open_storage(url) as st:
         sid = st.get_study("kill-decided").id
-        while not settled(st, sid):  # the trainer lingers two minutes; its events arrive meanwhile
-            assert time.time() < deadline, "the stopping trial's last report or checkpoint never arrived"
-            time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    with open_storage(url) as st:
         before = st.get_trial(sid, decided["number"])
         decision = st.get_algorithm_state(sid)["decisions"][str(before.id)]
         assert before.state == TrialState.RUNNING and decision["step"] <= before.last_step
