@@ -267,6 +267,10 @@ def test_bench_counts_compute_in_report_order():
     assert run.compute == 5 and run.thaws == 1 and run.best == 0.5
     assert run.compute_to_reach(0.8) == 3 and run.compute_to_reach(0.5) == 5 and run.compute_to_reach(0.1) is None
     assert run.cut(4).reports == run.reports[:3]
+    # The study-value reading: only reports at the full resource (here 3) count.
+    assert run.best_at(3) == 0.5 and run.best_at(5) is None
+    assert run.compute_to_reach(0.75, at_step=3) == 3 and run.compute_to_reach(0.6, at_step=3) == 5
+    assert run.compute_to_reach(0.8, at_step=4) == 5
     with pytest.raises(RuntimeError, match="restarted instead of resuming"):
         ft.Run("y", [(0, 2, 0.9), (1, 1, 0.8), (0, 1, 0.9)], 0.0, []).costs()
 
