@@ -27,7 +27,8 @@ log = logging.getLogger("search.ray")
 class TrialWorker:
     """The actor body (wrapped with ``ray.remote`` on first use, so importing this module does not
     import ray). ``run`` trains one trial and returns its events; while it runs, ``drain``
-    long-polls the events so far, and ``stop`` flags the trial: hence ``max_concurrency=3``.
+    long-polls the events so far, and ``stop`` flags the trial's attempt (a late flag cannot stop a
+    later attempt of the same trial): hence ``max_concurrency=3``.
 
     Events are numbered, because ``drain`` and the end of ``run`` share one queue: the caller
     merges both channels by number. A short trial costs one plain actor call, not a stream.
@@ -36,7 +37,7 @@ class TrialWorker:
     def __init__(self) -> None:
         import ray
 
-        self._stop: set[int] = set()
+        self._stop: set[tuple[int, int]] = set()  # (trial id, attempt)
         self._node = ray.get_runtime_context().get_node_id()
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._seq = itertools.count()
@@ -45,8 +46,8 @@ class TrialWorker:
     def node_id(self) -> str:
         return self._node
 
-    def stop(self, trial_id: int) -> None:
-        self._stop.add(trial_id)
+    def stop(self, trial_id: int, attempt: int) -> None:
+        self._stop.add((trial_id, attempt))
 
     def _emit(self, ev: TrialEvent) -> None:
         with self._lock:  # numbering and enqueueing together keep numbers in queue order
@@ -60,12 +61,12 @@ class TrialWorker:
 
         try:
             done = run_trial(spec, lambda ev: None if ev.kind == "done" else self._emit(ev),
-                             lambda: spec.trial_id in self._stop)
+                             lambda: (spec.trial_id, spec.attempt) in self._stop)
             self._emit(dataclasses.replace(done, node=self._node))
         except BaseException as exc:  # noqa: BLE001 - surfaces as a lost attempt
             self._emit(TrialEvent("lost", spec.trial_id, spec.attempt, error=f"{type(exc).__name__}: {exc}"))
         finally:
-            self._stop.discard(spec.trial_id)
+            self._stop.discard((spec.trial_id, spec.attempt))
         items = [item for item in drain(self._events, 0.0) if item[1] is not None]
         # Wake a drain call that may be waiting on the (now empty) queue, so the caller does not
         # wait out its timeout; a drain that finds this marker later ignores it.
@@ -119,7 +120,7 @@ class RayBackend(Backend):
         self._specs: queue.Queue[TrialSpec | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._actors: dict[int, Any] = {}  # slot -> actor
-        self._running: dict[int, Any] = {}  # trial_id -> actor
+        self._running: dict[int, tuple[Any, int]] = {}  # trial_id -> (actor, attempt)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._owns_ray = False
@@ -196,7 +197,7 @@ class RayBackend(Backend):
             if spec is None:
                 return
             with self._lock:
-                self._running[spec.trial_id] = actor
+                self._running[spec.trial_id] = (actor, spec.attempt)
             finished = False
             try:
                 for ev in self._events_of(actor, spec):
@@ -212,7 +213,9 @@ class RayBackend(Backend):
                                                 error=f"worker lost: {type(exc).__name__}: {reason}"))
             finally:
                 with self._lock:
-                    self._running.pop(spec.trial_id, None)
+                    # The next attempt of this trial may already run on another slot: leave it.
+                    if self._running.get(spec.trial_id, (None, spec.attempt))[1] == spec.attempt:
+                        self._running.pop(spec.trial_id, None)
 
     # A trial shorter than this needs no second call: its events come back with ``run``'s result.
     FIRST_POLL_S = 0.05
@@ -260,9 +263,10 @@ class RayBackend(Backend):
 
     def request_stop(self, trial_id: int) -> None:
         with self._lock:
-            actor = self._running.get(trial_id)
-        if actor is not None:
-            actor.stop.remote(trial_id)
+            running = self._running.get(trial_id)
+        if running is not None:
+            actor, attempt = running
+            actor.stop.remote(trial_id, attempt)
 
     def poll(self, timeout: float) -> list[TrialEvent]:
         return drain(self._events, timeout)

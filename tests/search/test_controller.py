@@ -214,3 +214,30 @@ def test_algorithm_state_survives_restart(sqlite_url, tmp_path):
     backend.start(parallel=1, cpus=1, gpus=0)
     Controller(config, st, backend, again, st.get_study("state")).run()
     assert again.completed == 3  # loaded, and no new trial ran: the budget was spent
+
+
+def test_a_late_stop_request_does_not_stop_the_next_attempt(tmp_path):
+    """A stop asked for an attempt that has already ended (the trial finished or died as the
+    request went out) must not stop the trial's next attempt (a retry, a thaw, a PBT restart) at
+    its first report."""
+    import dataclasses
+
+    from trials.api import TrialSpec
+
+    backend = InProcessBackend()
+    backend.start(parallel=1, cpus=1, gpus=0)
+
+    def run(spec):
+        backend.submit(spec)
+        events = []
+        while not events or events[-1].kind not in ("done", "lost"):
+            events += backend.poll(5.0)
+        return events[-1]
+
+    spec = TrialSpec("late-stop", 1, 0, 0, "search_test_objectives:stepper", {"x": 0.5, "steps": 3}, 0, ("loss",),
+                     str(tmp_path / "attempt-0"))
+    assert run(spec).step == 3
+    backend.request_stop(spec.trial_id)  # too late for attempt 0
+    done = run(dataclasses.replace(spec, attempt=1, checkpoint_dir=str(tmp_path / "attempt-1")))
+    backend.shutdown()
+    assert done.kind == "done" and done.step == 3 and not done.stopped
