@@ -282,13 +282,12 @@ class Controller:
                         stored = {"action": decision.action, "attempt": rec.attempt, "step": step}
                         if decision.action == "exploit":
                             stored["extra"] = dict(decision.extra)
-                            # PBT's own state (readiness counted from the parent's step) first: a
-                            # decision stored without it would find the member ready again at once.
-                            self._save_algorithm_state()
                         elif decision.action == "pause":
                             self._pausing.add(ev.trial_id)
                         self._decisions[ev.trial_id] = stored
-                        self._save_decisions()
+                        # An exploit is stored with PBT's own state (readiness counted from the
+                        # parent's step) in one write: either alone would disagree with the other.
+                        self._save_decisions(with_algorithm=decision.action == "exploit")
                         self._stop_requested.add(ev.trial_id)
                         self.backend.request_stop(ev.trial_id)
                 elif self.scheduler is not None:
@@ -308,9 +307,11 @@ class Controller:
                 self._lost(rec, ev.error or "worker lost")
         flush()
 
-    def _save_decisions(self) -> None:
-        self.storage.set_algorithm_state(self.study.id, "decisions",
-                                         {str(k): v for k, v in self._decisions.items()})
+    def _save_decisions(self, with_algorithm: bool = False) -> None:
+        states = {"decisions": {str(k): v for k, v in self._decisions.items()}}
+        if with_algorithm:
+            states.update(self._algorithm_state())
+        self.storage.set_algorithm_state(self.study.id, states)
 
     def _drop_decision(self, trial_id: int) -> dict | None:
         d = self._decisions.pop(trial_id, None)
@@ -326,7 +327,7 @@ class Controller:
         to the backend with ``dispatch``, else left WAITING for the next run), else PRUNED. False
         when the attempt is no longer the live one."""
         reports = self.storage.get_reports(rec.id)
-        mine = [r for r in reports if r.attempt == rec.attempt] or reports  # its own attempt's, if any
+        mine = [r for r in reports if r.attempt == decision["attempt"]] or reports  # the decided attempt's
         metrics = {k: v for k, v in mine[-1].metrics.items() if v is not None} if mine else {}
         self._running.pop(rec.id, None)
         self._stop_requested.discard(rec.id)
@@ -444,19 +445,24 @@ class Controller:
                 except OSError as exc:
                     log.warning("could not delete old checkpoint %s: %s", c.path, exc)
 
-    def _save_algorithm_state(self) -> None:
+    def _algorithm_state(self) -> dict[str, dict]:
         self.algorithm.state_changed = False
         state = self.algorithm.state_dict()
+        return {"algorithm": state} if state else {}
+
+    def _save_algorithm_state(self) -> None:
+        state = self._algorithm_state()
         if state:
-            self.storage.set_algorithm_state(self.study.id, "algorithm", state)
+            self.storage.set_algorithm_state(self.study.id, state)
 
     def _exploit(self, rec: TrialRecord, extra: dict, step: int, dispatch: bool = True) -> bool:
         """Restart member ``rec``, whose attempt stopped at ``step``, from its parent's checkpoint
         at the step the decision ranked it on (the newest one if that is gone) with the explored
         params. The checkpoint is copied into the member's next attempt folder (so retention of the
-        parent's files can never pull it away) and recorded as the member's own. Without
-        ``dispatch`` (no backend to send it to) the restarted member waits for the next run. False
-        when the parent has no checkpoint yet: the member then simply ends as it stopped."""
+        parent's files can never pull it away) and recorded as the member's own, with the exploit,
+        in one storage write. Without ``dispatch`` (no backend to send it to) the restarted member
+        waits for the next run. False when the parent has no checkpoint yet: the member then
+        simply ends as it stopped."""
         parent = self._trials.get(int(extra["parent"]))
         ck = None if parent is None else exploit_checkpoint(
             self.storage.get_checkpoints(parent.id), extra.get("parent_step"), artifacts.exists)
@@ -470,22 +476,17 @@ class Controller:
         if checksum != ck.checksum:
             log.warning("trial %d: parent checkpoint %s is corrupt; exploit skipped", rec.number, ck.path)
             return False
-        new = self.storage.restart_trial(rec.id, rec.attempt, params=dict(extra["params"]))
+        new = self.storage.exploit_trial(rec.id, rec.attempt, params=dict(extra["params"]), step=step,
+                                         parent_number=parent.number, checkpoint=(ck.step, dest, checksum),
+                                         wait=not dispatch)
         if new is None:
             return False
-        self.storage.add_checkpoint(rec.id, new.attempt, ck.step, dest, checksum)
+        self._stop_requested.discard(rec.id)
+        self._put(new)
         if self.config.keep_last is not None:
             self._retain(rec.id)
-        self.storage.add_exploit(self.study.id, rec.id, number=rec.number, parent_number=parent.number,
-                                 step=step, parent_step=ck.step, params_before=rec.params, params_after=new.params)
-        self._stop_requested.discard(rec.id)
         if dispatch:
-            self._put(new)
             self._dispatch(new)
-        else:
-            reason = f"restarted from member {parent.number}'s checkpoint (PBT exploit); waits for the next run"
-            for r in self.storage.requeue_running(self.study.id, reason=reason, trial_ids=[rec.id]):
-                self._put(r)
         return True
 
     def _lost(self, rec: TrialRecord, reason: str) -> None:
@@ -520,13 +521,18 @@ class Controller:
         # Stops and pauses decided before the last controller went away but never carried out: the
         # interrupted attempt would be requeued and run on past the step that decided it. Carry
         # them out instead, as that attempt (a WAITING trial: one requeued after the decision).
-        pending = saved_state.get("decisions") or {}
-        for key, decision in pending.items():
-            t = next((t for t in self._trials.values() if t.id == int(key)), None)
+        # Held in _decisions meanwhile, so retention keeps the parent checkpoints of exploits.
+        self._decisions = {int(k): d for k, d in (saved_state.get("decisions") or {}).items()}
+        pending = bool(self._decisions)
+        for trial_id, decision in list(self._decisions.items()):
+            t = next((t for t in self._trials.values() if t.id == trial_id), None)
             if t is not None and t.state == TrialState.RUNNING and t.attempt == decision["attempt"]:
                 self._carry_out(t, decision, dispatch=False)
-            elif t is not None and t.state == TrialState.WAITING and t.attempt == decision["attempt"] + 1:
+            elif (t is not None and t.state == TrialState.WAITING and t.attempt == decision["attempt"] + 1
+                  # not an exploit already carried out (its copied checkpoint is the new attempt's)
+                  and not any(c.attempt == t.attempt for c in self.storage.get_checkpoints(t.id))):
                 self._carry_out(self.storage.start_trial(t.id), decision, dispatch=False)
+            del self._decisions[trial_id]
         if pending:
             self._save_decisions()  # now empty
         reaped = self.storage.requeue_running(
@@ -538,7 +544,7 @@ class Controller:
         if self.scheduler is not None:
             # A scheduler decides from every report so far: replay the stored ones first.
             for t in self._trials.values():
-                for r in self.storage.get_reports(t.id):
+                for r in sorted(self.storage.get_reports(t.id), key=lambda r: r.id):  # in the order they came
                     self.scheduler.observe(t.number, r.step, {k: v for k, v in r.metrics.items() if v is not None})
         self.storage.set_study_state(self.study.id, "RUNNING")
         interrupted = False
@@ -562,11 +568,23 @@ class Controller:
             interrupted = True
         finally:
             self.backend.shutdown()
-            for trial_id in [t for t in self._running if t in self._decisions]:
+            for trial_id, rec in list(self._running.items()):
+                decision = self._decisions.get(trial_id)
+                if decision is None or decision["attempt"] != rec.attempt:
+                    continue
                 # Stopped, paused or exploiting by a decision: end (or restart) it so, rather than
-                # requeue it to run on as it was.
-                self._carry_out(self._running[trial_id], self._decisions[trial_id], dispatch=False)
-                self._drop_decision(trial_id)
+                # requeue it to run on as it was. If that fails it is requeued below, and the stored
+                # decision is carried out by the next run.
+                try:
+                    done = self._carry_out(rec, decision, dispatch=False)
+                except Exception:  # noqa: BLE001 - the other trials must still be requeued
+                    log.exception("trial %d: the %s decided for it could not be carried out", rec.number,
+                                  decision["action"])
+                    done = False
+                if done:
+                    self._drop_decision(trial_id)
+                else:
+                    self._running[trial_id] = rec
             if self._running:
                 self.storage.requeue_running(self.study.id, reason="attempt interrupted (run stopped)",
                                              trial_ids=list(self._running))

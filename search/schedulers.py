@@ -40,7 +40,9 @@ class Scheduler:
         return self.sign * float(v)
 
     def observe(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
-        """Record a report without deciding (replaying history after a restart)."""
+        """Record a report without deciding: one the trial made before it saw its stop request,
+        one the algorithm decided on, or history replayed after a restart (in the order the
+        reports came, so a resumed scheduler holds what the live one held)."""
         loss = self._loss(metrics)
         if loss is not None:
             self._record(number, step, loss)

@@ -401,17 +401,37 @@ class Storage:
             return [self._trial(r) for r in out]
 
     @_retrying
-    def restart_trial(self, trial_id: int, attempt: int, *, params: Mapping[str, Any]) -> TrialRecord | None:
-        """A RUNNING attempt continues as attempt + 1 with new ``params`` (a PBT exploit). None if
-        that attempt is no longer the live one."""
+    def exploit_trial(self, trial_id: int, attempt: int, *, params: Mapping[str, Any], step: int,
+                      parent_number: int, checkpoint: tuple[int, str, str], wait: bool = False) -> TrialRecord | None:
+        """A PBT exploit, in one transaction: the RUNNING ``attempt``, which reached ``step``,
+        continues as attempt + 1 with ``params`` from the parent's checkpoint ``(parent_step, path,
+        checksum)`` (a copy, recorded as the trial's own), and the exploit (params before and
+        after) goes into the lineage. The trial stays RUNNING, or with ``wait`` goes to WAITING for
+        a later run to dispatch. None, and nothing written, when that attempt is no longer the live
+        one."""
+        parent_step, path, checksum = checkpoint
+        live = (_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
         now = _now()
         with self.engine.begin() as conn:
+            before = conn.execute(select(_T.c.params).where(*live)).scalar_one_or_none()
+            if before is None:
+                return None
             row = conn.execute(
-                update(_T).where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
-                .values(attempt=attempt + 1, params=dict(params), started_at=now, heartbeat_at=now)
+                update(_T).where(*live)
+                .values(attempt=attempt + 1, params=dict(params), started_at=now,
+                        **({"state": TrialState.WAITING, "heartbeat_at": None} if wait else {"heartbeat_at": now}))
                 .returning(*_T.c)
             ).one_or_none()
-        return None if row is None else self._trial(row)
+            if row is None:
+                return None
+            conn.execute(insert(CheckpointRow.__table__).values(
+                trial_id=trial_id, attempt=attempt + 1, step=int(parent_step), path=path, checksum=checksum,
+                created_at=now))
+            conn.execute(insert(ExploitRow.__table__).values(
+                study_id=row.study_id, trial_id=trial_id, number=row.number, parent_number=int(parent_number),
+                step=int(step), parent_step=int(parent_step), params_before=dict(before), params_after=dict(params),
+                created_at=now))
+        return self._trial(row)
 
     @_retrying
     def pause_trial(self, trial_id: int, attempt: int, *, metrics: Mapping[str, float] | None = None,
@@ -449,15 +469,6 @@ class Storage:
                 .returning(*_T.c)
             ).all()
         return sorted((self._trial(r) for r in rows), key=lambda t: t.number)
-
-    @_retrying
-    def add_exploit(self, study_id: int, trial_id: int, *, number: int, parent_number: int, step: int,
-                    parent_step: int, params_before: Mapping[str, Any], params_after: Mapping[str, Any]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(insert(ExploitRow.__table__).values(
-                study_id=study_id, trial_id=trial_id, number=number, parent_number=parent_number, step=int(step),
-                parent_step=int(parent_step), params_before=dict(params_before), params_after=dict(params_after),
-                created_at=_now()))
 
     @_retrying
     def get_exploits(self, study_id: int) -> list[ExploitRecord]:
@@ -524,7 +535,8 @@ class Storage:
     def get_reports(self, trial_id: int) -> list[ReportRecord]:
         with self._session() as s:
             rows = s.scalars(select(ReportRow).where(ReportRow.trial_id == trial_id).order_by(ReportRow.step, ReportRow.id))
-            return [ReportRecord(trial_id=r.trial_id, step=r.step, metrics=dict(r.metrics), attempt=r.attempt) for r in rows]
+            return [ReportRecord(trial_id=r.trial_id, step=r.step, metrics=dict(r.metrics), attempt=r.attempt, id=r.id)
+                    for r in rows]
 
     @_retrying
     def add_checkpoint(self, trial_id: int, attempt: int, step: int, path: str, checksum: str) -> CheckpointRecord:
@@ -554,14 +566,17 @@ class Storage:
     # -- algorithm state ----------------------------------------------------------------------
 
     @_retrying
-    def set_algorithm_state(self, study_id: int, key: str, value: Mapping[str, Any]) -> None:
+    def set_algorithm_state(self, study_id: int, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the JSON document of each key in ``states`` (key -> document), all in one
+        transaction: documents that must agree are never seen half written."""
         with self._session.begin() as s:
-            row = s.get(AlgorithmStateRow, (study_id, key))
-            if row is None:
-                s.add(AlgorithmStateRow(study_id=study_id, key=key, value=dict(value), updated_at=_now()))
-            else:
-                row.value = dict(value)
-                row.updated_at = _now()
+            for key, value in states.items():
+                row = s.get(AlgorithmStateRow, (study_id, key))
+                if row is None:
+                    s.add(AlgorithmStateRow(study_id=study_id, key=key, value=dict(value), updated_at=_now()))
+                else:
+                    row.value = dict(value)
+                    row.updated_at = _now()
 
     @_retrying
     def get_algorithm_state(self, study_id: int) -> dict[str, dict[str, Any]]:

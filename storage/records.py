@@ -77,6 +77,7 @@ class ReportRecord:
     step: int
     metrics: dict[str, float]
     attempt: int = 0
+    id: int = 0  # increases in the order reports were recorded
 
 
 @dataclass(frozen=True)

@@ -106,14 +106,16 @@ def curve(config, reporter):
 def pbt_toy(config, reporter):
     """A member whose best learning rate changes over training (0.1 for steps <= 10, then 0.01).
     Its checkpoint carries the learning rate used at every step so far, so the final checkpoint's
-    history is the schedule the weights really saw. A stop request (an exploit) is met as
-    ``freeze_thaw_objectives.stop_requested`` says (``die_on_stop``, ``linger_on_stop``)."""
+    history is the schedule the weights really saw. ``sleep`` seconds a step (default 0). A stop
+    request (an exploit) is met as ``freeze_thaw_objectives.stop_requested`` says (``die_on_stop``,
+    ``linger_on_stop``)."""
     steps = int(config.get("steps", 20))
     state = reporter.load_checkpoint() or {"step": 0, "loss": 10.0, "history": []}
     step, loss, history = int(state["step"]), float(state["loss"]), [list(h) for h in state["history"]]
     lr = float(config["lr"])
     while step < steps:
         step += 1
+        time.sleep(float(config.get("sleep", 0.0)))
         target = 0.1 if step <= 10 else 0.01
         loss -= 0.5 * math.exp(-(math.log10(lr / target)) ** 2)
         history.append([step, lr])

@@ -3,10 +3,11 @@
 The population is the study's trials (``population`` defaults to ``budget.trials``). A member is
 *ready* once it has trained ``interval`` steps since it started or last exploited. A ready member
 in the bottom ``quantile`` of the population (ranked by each member's latest reported value)
-exploits: it continues from the checkpoint of a member drawn from the top ``quantile``, with that
-member's hyperparameters explored — each continuous one multiplied by a random factor from
-``perturbation_factors`` (0.8 or 1.2) or, with ``resample_probability``, drawn afresh from the prior;
-categorical ones resampled with that probability. No member waits for the others. No member
+exploits: it continues from the checkpoint of a member drawn from the top ``quantile`` (one that
+has not reached the end of training), with that member's hyperparameters explored — each
+continuous one multiplied by a random factor from ``perturbation_factors`` (0.8 or 1.2) or, with
+``resample_probability``, drawn afresh from the prior; categorical ones resampled with that
+probability. No member waits for the others. No member
 exploits at the end of training (``horizon``, or the last step of members already complete).
 
 ``explore: pb2`` replaces the random explore with Population-Based Bandits (Parker-Holder et al.
@@ -142,7 +143,9 @@ class PBT(Algorithm):
         cut = max(1, int(math.ceil(len(ranked) * self.quantile)))
         if trial.number not in ranked[-cut:]:
             return CONTINUE
-        top = [m for m in ranked[:cut] if m != trial.number]
+        # A parent at the end has nothing left to train from its checkpoint: a copy of it would
+        # only repeat its result (members that run after others finished meet this).
+        top = [m for m in ranked[:cut] if m != trial.number and (end is None or self.scores[m][1] < end)]
         if not top:
             return CONTINUE
         rng = self._rng(1, trial.number, step)

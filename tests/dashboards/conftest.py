@@ -79,14 +79,14 @@ def _write_xss_study(url: str) -> None:
             t = st.create_trial(study.id, {P_IMG: choice, "x": 0.25 * (i + 1)}, worker=P_SVG)
             st.add_reports([(t.id, 0, step, {P_SCRIPT: 1.0 / step + i, P_IMG: float(step)}) for step in (1, 2, 3)])
             st.add_checkpoint(t.id, 0, 3, P_IMG, "sha256:" + "0" * 64)
+            if i == 1:
+                t = st.exploit_trial(t.id, 0, params={P_IMG: P_SVG, "x": 0.6}, step=3, parent_number=0,
+                                     checkpoint=(2, P_IMG, "sha256:" + "1" * 64))
             if i == 2:
                 st.finish_trial(t.id, 0, state="FAILED", error=f"Traceback: {P_SCRIPT} {P_IMG} {P_SVG}", node=P_IMG)
             else:
-                st.finish_trial(t.id, 0, state="COMPLETE", values=[1.0 + i, 2.0 - i],
+                st.finish_trial(t.id, t.attempt, state="COMPLETE", values=[1.0 + i, 2.0 - i],
                                 metrics={P_SCRIPT: 1.0 + i, P_SVG + "2": 2.0 - i, P_IMG: 7.0}, last_step=3, node=P_IMG)
-            if i == 1:
-                st.add_exploit(study.id, t.id, number=t.number, parent_number=0, step=2, parent_step=2,
-                               params_before={P_IMG: "plain", "x": 0.5}, params_after={P_IMG: P_SVG, "x": 0.6})
         st.set_study_state(study.id, "COMPLETE")
 
 

@@ -202,10 +202,10 @@ def test_pb2_observations_are_saved_as_they_arrive(tmp_path, sqlite_url, monkeyp
     counts: list[int] = []
     original = Storage.set_algorithm_state
 
-    def spy(self, study_id, key, value):
-        if key == "algorithm":  # not the stored decisions (exploits are stored too)
-            counts.append(len(value.get("observations", [])))
-        return original(self, study_id, key, value)
+    def spy(self, study_id, states):
+        if "algorithm" in states:  # not writes of the stored decisions alone
+            counts.append(len(states["algorithm"].get("observations", [])))
+        return original(self, study_id, states)
 
     monkeypatch.setattr(Storage, "set_algorithm_state", spy)
     search.run(_spec("pb2-saves", tmp_path, tmp_path / "h.jsonl"), storage=sqlite_url)

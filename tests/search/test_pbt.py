@@ -168,6 +168,29 @@ def test_no_exploit_at_the_end_of_training():
         assert pbt.on_report(h, trials[3], step, {"loss": 9.0}).action == expected, step
 
 
+def test_no_exploit_from_a_parent_at_the_end_of_training():
+    """A member that runs after others finished (parallel < population) does not copy a finished
+    member's final checkpoint (it would train nothing and repeat that member's result); a parent
+    still training is taken instead, and with none the member goes on as it is."""
+    from storage.records import TrialRecord as TR
+
+    space = Space((FloatParam("lr", 1e-4, 1.0, log=True),))
+    done = TR(id=1, study_id=1, number=0, state="COMPLETE", params={"lr": 0.1}, last_step=8)
+    running = tuple(TR(id=i + 1, study_id=1, number=i, state="RUNNING", params={"lr": 0.01 * i}) for i in (1, 2, 3))
+    h = History((done,) + running, ("loss",), ("minimize",))
+
+    def decide(quantile):
+        pbt = PBT(space, ("loss",), ("minimize",), seed=0, population=4, interval=2, quantile=quantile)
+        pbt.on_report(h, done, 8, {"loss": 0.1})  # the best, at the end
+        pbt.on_report(h, running[0], 2, {"loss": 1.0})
+        pbt.on_report(h, running[1], 2, {"loss": 2.0})
+        return pbt.on_report(h, running[2], 2, {"loss": 9.0})
+
+    assert decide(0.25).action == "continue"  # the top quarter is member 0 alone, at the end
+    d = decide(0.5)  # the top half: members 0 and 1, and only 1 can still train
+    assert d.action == "exploit" and d.extra["parent"] == 1 and d.extra["parent_step"] == 2
+
+
 def test_exploit_copies_the_parent_checkpoint_at_the_ranked_step():
     from search.controller import exploit_checkpoint
     from storage.records import CheckpointRecord
@@ -227,22 +250,39 @@ def test_a_worker_lost_after_an_exploit_decision_still_exploits(tmp_path):
     assert out["dying"] == out["plain"]
 
 
-def test_an_exploit_decided_before_an_interrupt_is_carried_out(tmp_path, sqlite_url):
+@pytest.mark.parametrize("copy_fails", [False, True])
+def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_path, sqlite_url, monkeypatch):
     """The run stops (Ctrl-C) right after an exploit was decided, before the member saw the stop:
     the member is restarted from its parent's checkpoint with the explored params and waits for
     the next run (nothing left RUNNING), the exploit is in the lineage once, and the resumed study
-    reconstructs every schedule exactly."""
+    reconstructs every schedule exactly. If carrying it out fails then (``copy_fails``: the copy
+    of the parent's checkpoint raises), the member is requeued as it was, nothing is left RUNNING,
+    and the next run carries the stored decision out."""
     from search.algorithms import make_algorithm
     from search.backends.simulated import SimulatedBackend
     from search.controller import Controller
+    from trials import artifacts
 
     class StoppedAtFirstExploit(SimulatedBackend):
-        stopping: list[int] = []
+        def __init__(self):
+            super().__init__()
+            self.stopping: list[int] = []
 
         def request_stop(self, trial_id):
-            StoppedAtFirstExploit.stopping.append(trial_id)
+            self.stopping.append(trial_id)
             raise KeyboardInterrupt  # the run is stopped here
 
+    if copy_fails:
+        copy = artifacts.copy
+        calls = []
+
+        def failing_copy(src, dest):
+            calls.append(src)
+            if len(calls) == 1:
+                raise OSError("disk full")
+            return copy(src, dest)
+
+        monkeypatch.setattr(artifacts, "copy", failing_copy)
     log = tmp_path / "histories.jsonl"
     d = _study("pbt-cut", tmp_path, log)
     d["budget"]["parallel"] = 2
@@ -251,20 +291,32 @@ def test_an_exploit_decided_before_an_interrupt_is_carried_out(tmp_path, sqlite_
     rec = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=dict(config.raw))
     algo = make_algorithm(config.algorithm, config.space, config.metrics, config.directions, seed=config.seed,
                           **config.algorithm_options)
-    assert Controller(config, st, StoppedAtFirstExploit(), algo, rec).run().interrupted
+    backend = StoppedAtFirstExploit()
+    assert Controller(config, st, backend, algo, rec).run().interrupted
+    assert st.get_study("pbt-cut").state == "INTERRUPTED"
     trials = {t.id: t for t in st.get_trials(rec.id)}
-    member = trials[StoppedAtFirstExploit.stopping[0]]
+    member = trials[backend.stopping[0]]
     exploits = st.get_exploits(rec.id)
     assert TrialState.RUNNING not in {t.state for t in trials.values()}
-    assert member.state == TrialState.WAITING and [e.number for e in exploits] == [member.number]
-    assert exploits[0].params_after == member.params != exploits[0].params_before
-    copied = st.latest_checkpoint(member.id)
-    assert copied.step == exploits[0].parent_step and f"from-trial-{exploits[0].parent_number:05d}" in copied.path
-    assert st.get_algorithm_state(rec.id)["decisions"] == {}
+    assert member.state == TrialState.WAITING
+    decisions = st.get_algorithm_state(rec.id)["decisions"]
+    if copy_fails:
+        assert not exploits and member.attempt == 1  # requeued as it was; the decision waits
+        decided = decisions[str(member.id)]["extra"]
+    else:
+        assert [e.number for e in exploits] == [member.number] and decisions == {}
+        assert exploits[0].params_after == member.params != exploits[0].params_before
+        copied = st.latest_checkpoint(member.id)
+        assert copied.step == exploits[0].parent_step and f"from-trial-{exploits[0].parent_number:05d}" in copied.path
+        decided = {"parent": exploits[0].parent_number, "params": exploits[0].params_after}
     st.close()
     search.resume("pbt-cut", storage=sqlite_url)
     trials, after = _check_lineage(sqlite_url, "pbt-cut", log)
-    assert len(trials) == 6 and after[0].id == exploits[0].id
+    assert len(trials) == 6
+    first = [e for e in after if e.number == member.number][0]
+    assert (first.parent_number, first.params_after) == (decided["parent"], decided["params"])
+    if not copy_fails:
+        assert first.id == exploits[0].id
 
 
 @pytest.mark.slow
@@ -279,9 +331,9 @@ def test_kill9_between_an_exploit_decision_and_the_stop(tmp_path):
     url = f"sqlite:///{tmp_path / 'search.db'}"
     marker, log = tmp_path / "stopping.json", tmp_path / "histories.jsonl"
     d = _study("kill-exploit", tmp_path, log, population=4)
-    d["budget"]["parallel"] = 1
+    d["budget"]["parallel"] = 2  # two members train side by side, so one can copy the other
     d["backend"] = {"name": "inprocess"}
-    d["trial"]["params"]["linger_on_stop"] = str(marker)
+    d["trial"]["params"].update({"linger_on_stop": str(marker), "sleep": 0.02})
     # (the in-process backend answers a report at once: the member can see the request a step
     # past the one that decided it)
     stopping, env = kill9_at_first_stop(d, tmp_path, url, marker)
@@ -294,10 +346,11 @@ def test_kill9_between_an_exploit_decision_and_the_stop(tmp_path):
     out = subprocess.run(["search", "resume", "kill-exploit", "--storage", url, "--quiet", "--json"], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["requeued_at_start"] == 0  # restarted as decided, not requeued as it was
     trials, exploits = _check_lineage(url, "kill-exploit", log)
     assert len(trials) == 4
-    first = exploits[0]
-    assert (first.number, first.parent_number, first.step) == (member.number, decision["extra"]["parent"],
-                                                               stopping["step"])
+    # Carried out as decided, once: the member's first exploit is the stored one (and its history,
+    # checked step by step above, shows the explored lr from the parent's step on).
+    first = [e for e in exploits if e.number == member.number][0]
+    assert (first.parent_number, first.step) == (decision["extra"]["parent"], stopping["step"])
     assert first.params_before == member.params and first.params_after == decision["extra"]["params"]
+    assert first.parent_step == decision["extra"]["parent_step"] < 20

@@ -414,12 +414,14 @@ def _scheduler_state(s):
     return {"rungs": getattr(getattr(s, "rungs", None), "recorded", None), "curves": getattr(s, "curves", None)}
 
 
-@pytest.mark.parametrize("variant", ["asha", "median", "freeze-thaw"])
-def test_live_scheduler_records_what_a_resume_replays(variant, tmp_path):
+@pytest.mark.parametrize("variant,algorithm_stops", [("asha", False), ("median", False), ("freeze-thaw", False),
+                                                     ("median", True)])
+def test_live_scheduler_records_what_a_resume_replays(variant, algorithm_stops, tmp_path):
     """On a backend where a stop lands a few reports late (as on Ray and in-process), the reports a
-    trial made before it saw its stop request are recorded by the live scheduler too, so it holds
-    exactly what a resume rebuilds from the stored reports."""
-    from search.algorithms import make_algorithm
+    trial made before it saw its stop request, and (``algorithm_stops``) the reports on which the
+    algorithm rather than the scheduler decided, are recorded by the live scheduler too, so it
+    holds exactly what a resume rebuilds from the stored reports."""
+    from search.algorithms import CONTINUE, Decision, make_algorithm
     from search.backends.simulated import SimulatedBackend
     from search.controller import Controller
     from search.schedulers import make_scheduler
@@ -430,18 +432,23 @@ def test_live_scheduler_records_what_a_resume_replays(variant, tmp_path):
         def __init__(self):
             super().__init__()
             self.late: dict[int, int] = {}
+            self.last: dict[int, int] = {}  # trial id -> step of its last report delivered
+            self.decided: dict[int, int] = {}  # trial id -> step its stop was requested at
 
         def request_stop(self, trial_id):
             self.late[trial_id] = 2
+            self.decided[trial_id] = self.last[trial_id]
 
         def poll(self, timeout):
             events = super().poll(timeout)
             for ev in events:
-                if ev.kind == "report" and ev.trial_id in self.late:
-                    self.late[ev.trial_id] -= 1
-                    if self.late[ev.trial_id] == 0:
-                        del self.late[ev.trial_id]
-                        super().request_stop(ev.trial_id)
+                if ev.kind == "report":
+                    self.last[ev.trial_id] = ev.step
+                    if ev.trial_id in self.late:
+                        self.late[ev.trial_id] -= 1
+                        if self.late[ev.trial_id] == 0:
+                            del self.late[ev.trial_id]
+                            super().request_stop(ev.trial_id)
             return events
 
     config = parse_study(_study("late", variant, tmp_path, trials=12, parallel=3))
@@ -450,12 +457,17 @@ def test_live_scheduler_records_what_a_resume_replays(variant, tmp_path):
     rec = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=dict(config.raw))
     algo = make_algorithm(config.algorithm, config.space, config.metrics, config.directions, seed=config.seed,
                           **config.algorithm_options)
-    controller = Controller(config, st, LateStops(), algo, rec)
+    if algorithm_stops:
+        algo.on_report = lambda history, trial, step, metrics: (
+            Decision("stop", "the algorithm's") if trial.number % 3 == 2 and step >= 4 else CONTINUE)
+    backend = LateStops()
+    controller = Controller(config, st, backend, algo, rec)
     controller.run()
     trials = st.get_trials(rec.id)
-    late = [t for t in trials if t.state in (TrialState.PRUNED, TrialState.PAUSED)
-            and len(st.get_reports(t.id)) > 1 and t.last_step < STEPS]
-    assert late, "no trial reported after its stop request"
+    last = {t.id: max(r.step for r in st.get_reports(t.id)) for t in trials}
+    assert any(last[tid] > step for tid, step in backend.decided.items()), "no report came after a stop request"
+    if algorithm_stops:
+        assert {t.number for t in trials if t.id in backend.decided} >= {2, 5, 8, 11}
     replayed = make_scheduler(config.scheduler, config.metrics, config.directions, seed=config.seed)
     for t in trials:
         for r in st.get_reports(t.id):

@@ -155,9 +155,10 @@ def test_reports_checkpoints_and_counts(st, tmp_path):
 def test_algorithm_state_roundtrip(st):
     s = _study(st)
     assert st.get_algorithm_state(s.id) == {}
-    st.set_algorithm_state(s.id, "algorithm", {"population": [1, 2], "gen": 3})
-    st.set_algorithm_state(s.id, "algorithm", {"population": [1, 2, 3], "gen": 4})
-    assert st.get_algorithm_state(s.id) == {"algorithm": {"population": [1, 2, 3], "gen": 4}}
+    st.set_algorithm_state(s.id, {"algorithm": {"population": [1, 2], "gen": 3}})
+    st.set_algorithm_state(s.id, {"algorithm": {"population": [1, 2, 3], "gen": 4}, "decisions": {"7": {"a": 1}}})
+    assert st.get_algorithm_state(s.id) == {"algorithm": {"population": [1, 2, 3], "gen": 4},
+                                            "decisions": {"7": {"a": 1}}}
 
 
 def test_unreachable_and_malformed_urls_fail_with_one_line():
@@ -181,19 +182,28 @@ def test_schema_outdated_detected(sqlite_url):
         open_storage(sqlite_url)
 
 
-def test_restart_and_exploits(st):
+def test_exploit_restarts_records_the_copy_and_the_lineage_at_once(st):
     s = _study(st)
     parent = st.create_trial(s.id, {"lr": 0.1})
     child = st.create_trial(s.id, {"lr": 0.01})
-    r = st.restart_trial(child.id, 0, params={"lr": 0.12})
+    r = st.exploit_trial(child.id, 0, params={"lr": 0.12}, step=10, parent_number=parent.number,
+                         checkpoint=(8, "/ck/copy.pt", "sha256:c"))
     assert r.attempt == 1 and r.params == {"lr": 0.12} and r.state == TrialState.RUNNING
-    assert st.restart_trial(child.id, 0, params={"lr": 1.0}) is None  # stale attempt
-    st.add_exploit(s.id, child.id, number=1, parent_number=0, step=10, parent_step=8,
-                   params_before={"lr": 0.01}, params_after={"lr": 0.12})
+    [ck] = st.get_checkpoints(child.id)
+    assert (ck.attempt, ck.step, ck.path, ck.checksum) == (1, 8, "/ck/copy.pt", "sha256:c")
     [e] = st.get_exploits(s.id)
     assert (e.number, e.parent_number, e.step, e.parent_step) == (1, 0, 10, 8)
     assert e.params_before == {"lr": 0.01} and e.params_after == {"lr": 0.12}
-    assert parent.number == 0
+    # a stale attempt writes nothing
+    assert st.exploit_trial(child.id, 0, params={"lr": 1.0}, step=3, parent_number=0,
+                            checkpoint=(2, "/ck/x.pt", "sha256:x")) is None
+    assert len(st.get_checkpoints(child.id)) == 1 and len(st.get_exploits(s.id)) == 1
+    # with wait, the member goes to WAITING as the new attempt, for a later run to dispatch
+    w = st.exploit_trial(child.id, 1, params={"lr": 0.2}, step=12, parent_number=0,
+                         checkpoint=(12, "/ck/copy2.pt", "sha256:d"), wait=True)
+    assert w.state == TrialState.WAITING and w.attempt == 2 and w.params == {"lr": 0.2}
+    assert st.start_trial(child.id).attempt == 2
+    assert [e.params_before for e in st.get_exploits(s.id)] == [{"lr": 0.01}, {"lr": 0.12}]
 
 
 def test_latest_checkpoint_is_the_newest_recorded(st, tmp_path):
