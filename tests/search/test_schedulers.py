@@ -1,4 +1,5 @@
-"""One contract for every scheduler, on the simulated backend with scripted learning curves."""
+"""One contract for every scheduler, and PBT (whose exploits are decisions on reports too), on the
+simulated backend with scripted learning curves."""
 from __future__ import annotations
 
 import pytest
@@ -24,6 +25,15 @@ PAUSING = {"freeze-thaw", "asha-promotion", "hyperband-promotion"}
 
 
 def _study(name, variant, tmp_path, trials=24, parallel=4):
+    if variant == "pbt":
+        return {
+            "name": name, "objective": {"metric": "loss", "direction": "minimize"},
+            "trial": {"entrypoint": "freeze_thaw_objectives:curve_ckpt", "params": {"steps": STEPS}},
+            "space": {"q": {"type": "float", "low": 0.0, "high": 1.0}},
+            "algorithm": {"name": "pbt", "seed": 11, "interval": 3, "quantile": 0.25},
+            "budget": {"trials": trials, "parallel": parallel},
+            "backend": {"name": "simulated"}, "artifacts": str(tmp_path),
+        }
     scheduler, options = VARIANTS[variant]
     return {
         "name": name, "objective": {"metric": "loss", "direction": "minimize"},
@@ -47,10 +57,15 @@ def test_contract_covers_every_scheduler():
     assert {name for name, _ in VARIANTS.values()} == set(SCHEDULERS)
 
 
-@pytest.mark.parametrize("scheduler", sorted(VARIANTS))
+@pytest.mark.parametrize("scheduler", sorted(VARIANTS) + ["pbt"])
 def test_scheduler_contract(scheduler, tmp_path, sqlite_url):
     trials = _run(f"sched-{scheduler}", scheduler, tmp_path, sqlite_url)
     assert len(trials) == 24 and all(t.is_finished for t in trials)
+    if scheduler == "pbt":
+        _pbt_contract(trials, sqlite_url, f"sched-{scheduler}")
+        again = _run(f"sched-{scheduler}-2", scheduler, tmp_path, f"sqlite:///{tmp_path / 'again.db'}")
+        assert [(t.params, t.state, t.value) for t in again] == [(t.params, t.state, t.value) for t in trials]
+        return
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert pruned and complete
@@ -67,6 +82,23 @@ def test_scheduler_contract(scheduler, tmp_path, sqlite_url):
     # Deterministic on the simulated backend: a second run decides exactly the same.
     again = _run(f"sched-{scheduler}-2", scheduler, tmp_path, f"sqlite:///{tmp_path / 'again.db'}")
     assert [(t.params, t.state, t.last_step) for t in again] == [(t.params, t.state, t.last_step) for t in trials]
+
+
+def _pbt_contract(trials, url, name):
+    """PBT's side of the contract: every member trains to the end (nothing is stopped), exploits
+    copy better members into worse ones, and the population ends no worse than its best starting
+    configuration would alone (loss = q + 1/step: explore moves q, the weights carry the step)."""
+    from search.lineage import schedules
+
+    assert all(t.state == TrialState.COMPLETE and t.last_step == STEPS for t in trials)
+    with open_storage(url) as st:
+        exploits = st.get_exploits(st.get_study(name).id)
+    assert exploits and all(e.parent_number != e.number and e.parent_step < STEPS for e in exploits)
+    sched = schedules(trials, exploits)
+    start = min(sched[t.number][0]["params"]["q"] for t in trials)
+    assert min(t.value for t in trials) <= start + 1.0 / STEPS
+    for t in trials:  # each member's value is that of the configuration in force at the end
+        assert t.value == pytest.approx(sched[t.number][-1]["params"]["q"] + 1.0 / STEPS)
 
 
 def test_asha_rule_by_hand():
