@@ -351,6 +351,36 @@ class Controller:
         self._completed(done)
         return True
 
+    def _carry_out_pending(self, stored: dict[str, dict]) -> None:
+        """Carry out the stops, pauses and exploits decided before the last controller went away:
+        the interrupted attempt would otherwise be requeued and run on as it was. A decision
+        applies while its trial has not run since the decided attempt: RUNNING as that attempt, or
+        RUNNING or WAITING as a later one (requeued after the decision) with no report or
+        checkpoint of its own (an exploit already carried out has its copied checkpoint there).
+        One that cannot be carried out is logged and dropped, and its trial is requeued as it was.
+        Held in _decisions meanwhile, so retention keeps the parent checkpoints of exploits."""
+        self._decisions = {int(k): d for k, d in stored.items()}
+        for trial_id, decision in list(self._decisions.items()):
+            t = next((t for t in self._trials.values() if t.id == trial_id), None)
+            if (t is not None and t.state in (TrialState.RUNNING, TrialState.WAITING)
+                    and t.attempt >= decision["attempt"] and not self._ran_since(t.id, decision["attempt"])):
+                try:
+                    rec = self.storage.start_trial(t.id) if t.state == TrialState.WAITING else t
+                    if not self._carry_out(rec, decision, dispatch=False):
+                        log.warning("trial %d: the stored %s is no longer for its live attempt; dropped",
+                                    t.number, decision["action"])
+                except Exception:  # noqa: BLE001 - the run goes on; the trial is requeued as it was
+                    log.exception("trial %d: the stored %s could not be carried out; it runs on as it was",
+                                  t.number, decision["action"])
+            del self._decisions[trial_id]
+        if stored:
+            self._save_decisions()  # now empty
+
+    def _ran_since(self, trial_id: int, attempt: int) -> bool:
+        """Whether the trial reported or checkpointed as an attempt after ``attempt``."""
+        return (any(c.attempt > attempt for c in self.storage.get_checkpoints(trial_id))
+                or any(r.attempt > attempt for r in self.storage.get_reports(trial_id)))
+
     def _finish(self, rec: TrialRecord, ev: TrialEvent) -> None:
         # The stored decision goes once the attempt has ended (a crash in between leaves it, and
         # the restart skips decisions whose attempt is no longer RUNNING).
@@ -461,8 +491,9 @@ class Controller:
         params. The checkpoint is copied into the member's next attempt folder (so retention of the
         parent's files can never pull it away) and recorded as the member's own, with the exploit,
         in one storage write. Without ``dispatch`` (no backend to send it to) the restarted member
-        waits for the next run. False when the parent has no checkpoint yet: the member then
-        simply ends as it stopped."""
+        waits for the next run. False, with nothing written, when the parent has no checkpoint
+        yet, the copy's checksum differs, or ``rec`` is no longer the live attempt: the member
+        then ends as it stopped. A failed copy raises."""
         parent = self._trials.get(int(extra["parent"]))
         ck = None if parent is None else exploit_checkpoint(
             self.storage.get_checkpoints(parent.id), extra.get("parent_step"), artifacts.exists)
@@ -518,23 +549,7 @@ class Controller:
         saved = saved_state.get("algorithm")
         if saved:
             self.algorithm.load_state_dict(saved)
-        # Stops and pauses decided before the last controller went away but never carried out: the
-        # interrupted attempt would be requeued and run on past the step that decided it. Carry
-        # them out instead, as that attempt (a WAITING trial: one requeued after the decision).
-        # Held in _decisions meanwhile, so retention keeps the parent checkpoints of exploits.
-        self._decisions = {int(k): d for k, d in (saved_state.get("decisions") or {}).items()}
-        pending = bool(self._decisions)
-        for trial_id, decision in list(self._decisions.items()):
-            t = next((t for t in self._trials.values() if t.id == trial_id), None)
-            if t is not None and t.state == TrialState.RUNNING and t.attempt == decision["attempt"]:
-                self._carry_out(t, decision, dispatch=False)
-            elif (t is not None and t.state == TrialState.WAITING and t.attempt == decision["attempt"] + 1
-                  # not an exploit already carried out (its copied checkpoint is the new attempt's)
-                  and not any(c.attempt == t.attempt for c in self.storage.get_checkpoints(t.id))):
-                self._carry_out(self.storage.start_trial(t.id), decision, dispatch=False)
-            del self._decisions[trial_id]
-        if pending:
-            self._save_decisions()  # now empty
+        self._carry_out_pending(saved_state.get("decisions") or {})
         reaped = self.storage.requeue_running(
             self.study.id, reason="attempt interrupted (controller stopped while it ran)")
         self._reload()

@@ -408,14 +408,19 @@ class Storage:
         checksum)`` (a copy, recorded as the trial's own), and the exploit (params before and
         after) goes into the lineage. The trial stays RUNNING, or with ``wait`` goes to WAITING for
         a later run to dispatch. None, and nothing written, when that attempt is no longer the live
-        one."""
+        one. Idempotent: called again after it went through, it answers the trial as it left it."""
         parent_step, path, checksum = checkpoint
         live = (_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
         now = _now()
         with self.engine.begin() as conn:
             before = conn.execute(select(_T.c.params).where(*live)).scalar_one_or_none()
             if before is None:
-                return None
+                # Already done by this very call, if a retry follows a commit whose answer was lost.
+                done = conn.execute(select(CheckpointRow.id).where(
+                    CheckpointRow.trial_id == trial_id, CheckpointRow.attempt == attempt + 1,
+                    CheckpointRow.path == path)).first()
+                row = conn.execute(select(*_T.c).where(_T.c.id == trial_id, _T.c.attempt == attempt + 1)).one_or_none()
+                return self._trial(row) if done is not None and row is not None else None
             row = conn.execute(
                 update(_T).where(*live)
                 .values(attempt=attempt + 1, params=dict(params), started_at=now,

@@ -250,14 +250,15 @@ def test_a_worker_lost_after_an_exploit_decision_still_exploits(tmp_path):
     assert out["dying"] == out["plain"]
 
 
-@pytest.mark.parametrize("copy_fails", [False, True])
+@pytest.mark.parametrize("copy_fails", [0, 1, 2])
 def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_path, sqlite_url, monkeypatch):
     """The run stops (Ctrl-C) right after an exploit was decided, before the member saw the stop:
     the member is restarted from its parent's checkpoint with the explored params and waits for
-    the next run (nothing left RUNNING), the exploit is in the lineage once, and the resumed study
-    reconstructs every schedule exactly. If carrying it out fails then (``copy_fails``: the copy
-    of the parent's checkpoint raises), the member is requeued as it was, nothing is left RUNNING,
-    and the next run carries the stored decision out."""
+    the next run (nothing left RUNNING), the exploit is in the lineage once (even if the decision
+    outlived it: a crash before it was dropped), and the resumed study reconstructs every schedule
+    exactly. If carrying it out fails then (``copy_fails`` 1: the copy of the parent's checkpoint
+    raises), the member is requeued as it was, nothing is left RUNNING, and the next run carries
+    the stored decision out; if that fails too (2), the member runs on as it was."""
     from search.algorithms import make_algorithm
     from search.backends.simulated import SimulatedBackend
     from search.controller import Controller
@@ -267,9 +268,11 @@ def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_p
         def __init__(self):
             super().__init__()
             self.stopping: list[int] = []
+            self.decided: dict = {}
 
         def request_stop(self, trial_id):
             self.stopping.append(trial_id)
+            self.decided = st.get_algorithm_state(rec.id)["decisions"]
             raise KeyboardInterrupt  # the run is stopped here
 
     if copy_fails:
@@ -278,7 +281,7 @@ def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_p
 
         def failing_copy(src, dest):
             calls.append(src)
-            if len(calls) == 1:
+            if len(calls) <= copy_fails:
                 raise OSError("disk full")
             return copy(src, dest)
 
@@ -300,23 +303,32 @@ def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_p
     assert TrialState.RUNNING not in {t.state for t in trials.values()}
     assert member.state == TrialState.WAITING
     decisions = st.get_algorithm_state(rec.id)["decisions"]
+    decided = backend.decided[str(member.id)]["extra"]
     if copy_fails:
         assert not exploits and member.attempt == 1  # requeued as it was; the decision waits
-        decided = decisions[str(member.id)]["extra"]
+        assert decisions == backend.decided
     else:
         assert [e.number for e in exploits] == [member.number] and decisions == {}
-        assert exploits[0].params_after == member.params != exploits[0].params_before
+        assert (exploits[0].parent_number, exploits[0].params_after) == (decided["parent"], decided["params"])
+        assert member.params == decided["params"] != exploits[0].params_before
         copied = st.latest_checkpoint(member.id)
         assert copied.step == exploits[0].parent_step and f"from-trial-{exploits[0].parent_number:05d}" in copied.path
-        decided = {"parent": exploits[0].parent_number, "params": exploits[0].params_after}
+        # as if the controller had died after the exploit but before dropping its decision
+        st.set_algorithm_state(rec.id, {"decisions": backend.decided})
     st.close()
     search.resume("pbt-cut", storage=sqlite_url)
     trials, after = _check_lineage(sqlite_url, "pbt-cut", log)
     assert len(trials) == 6
-    first = [e for e in after if e.number == member.number][0]
-    assert (first.parent_number, first.params_after) == (decided["parent"], decided["params"])
+    with open_storage(sqlite_url) as st:
+        assert st.get_algorithm_state(rec.id)["decisions"] == {}
+    mine = [e for e in after if e.number == member.number]
+    if copy_fails == 2:  # never carried out: the member ran on with its params until it exploited anew
+        assert not mine or mine[0].step > backend.decided[str(member.id)]["step"]
+        return
+    assert (mine[0].parent_number, mine[0].params_after) == (decided["parent"], decided["params"])
     if not copy_fails:
-        assert first.id == exploits[0].id
+        assert mine[0].id == exploits[0].id  # not carried out a second time
+        assert not any(e.step == mine[0].step for e in mine[1:])
 
 
 @pytest.mark.slow
@@ -354,3 +366,27 @@ def test_kill9_between_an_exploit_decision_and_the_stop(tmp_path):
     assert (first.parent_number, first.step) == (decision["extra"]["parent"], stopping["step"])
     assert first.params_before == member.params and first.params_after == decision["extra"]["params"]
     assert first.parent_step == decision["extra"]["parent_step"] < 20
+
+
+def test_an_exploit_is_stored_with_pbt_state_in_one_write(tmp_path, sqlite_url, monkeypatch):
+    """A stored exploit decision and PBT's own state (readiness counted from the parent's step)
+    reach storage in the same write: a controller killed between two writes would leave them
+    disagreeing."""
+    from storage._rdb import Storage
+
+    writes = []
+    original = Storage.set_algorithm_state
+
+    def spy(self, study_id, states):
+        writes.append({k: dict(v) for k, v in states.items()})
+        return original(self, study_id, states)
+
+    monkeypatch.setattr(Storage, "set_algorithm_state", spy)
+    search.run(_study("pbt-one-write", tmp_path, tmp_path / "h.jsonl"), storage=sqlite_url)
+    seen, first_writes = set(), []
+    for w in writes:
+        new = {(k, d["attempt"]) for k, d in w.get("decisions", {}).items() if d["action"] == "exploit"} - seen
+        if new:
+            first_writes.append(w)
+            seen |= new
+    assert len(first_writes) >= 3 and all("algorithm" in w for w in first_writes)

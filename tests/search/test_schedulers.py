@@ -456,7 +456,6 @@ def test_live_scheduler_records_what_a_resume_replays(variant, algorithm_stops, 
     from search.algorithms import CONTINUE, Decision, make_algorithm
     from search.backends.simulated import SimulatedBackend
     from search.controller import Controller
-    from search.schedulers import make_scheduler
 
     class LateStops(SimulatedBackend):
         """A stop is seen only after two more reports."""
@@ -500,9 +499,10 @@ def test_live_scheduler_records_what_a_resume_replays(variant, algorithm_stops, 
     assert any(last[tid] > step for tid, step in backend.decided.items()), "no report came after a stop request"
     if algorithm_stops:
         assert {t.number for t in trials if t.id in backend.decided} >= {2, 5, 8, 11}
-    replayed = make_scheduler(config.scheduler, config.metrics, config.directions, seed=config.seed)
-    for t in trials:
-        for r in st.get_reports(t.id):
-            replayed.observe(t.number, r.step, r.metrics)
+    # What a resume rebuilds: a second controller over the finished study replays its reports.
+    algo = make_algorithm(config.algorithm, config.space, config.metrics, config.directions, seed=config.seed,
+                          **config.algorithm_options)
+    resumed = Controller(config, st, LateStops(), algo, st.get_study(config.name))
+    resumed.run()
     st.close()
-    assert _scheduler_state(controller.scheduler) == _scheduler_state(replayed)
+    assert _scheduler_state(controller.scheduler) == _scheduler_state(resumed.scheduler)

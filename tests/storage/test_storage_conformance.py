@@ -194,9 +194,13 @@ def test_exploit_restarts_records_the_copy_and_the_lineage_at_once(st):
     [e] = st.get_exploits(s.id)
     assert (e.number, e.parent_number, e.step, e.parent_step) == (1, 0, 10, 8)
     assert e.params_before == {"lr": 0.01} and e.params_after == {"lr": 0.12}
-    # a stale attempt writes nothing
+    # a stale attempt writes nothing; the same call again (a retry after a lost answer) answers the
+    # trial as it left it, writing nothing more
     assert st.exploit_trial(child.id, 0, params={"lr": 1.0}, step=3, parent_number=0,
                             checkpoint=(2, "/ck/x.pt", "sha256:x")) is None
+    again = st.exploit_trial(child.id, 0, params={"lr": 0.12}, step=10, parent_number=parent.number,
+                             checkpoint=(8, "/ck/copy.pt", "sha256:c"))
+    assert again == st.get_trial(s.id, child.number) and again.attempt == 1
     assert len(st.get_checkpoints(child.id)) == 1 and len(st.get_exploits(s.id)) == 1
     # with wait, the member goes to WAITING as the new attempt, for a later run to dispatch
     w = st.exploit_trial(child.id, 1, params={"lr": 0.2}, step=12, parent_number=0,
