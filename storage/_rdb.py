@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from sqlalchemy import create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ExploitRow, ReportRow,
                              StudyRow, TrialRow)

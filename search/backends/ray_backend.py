@@ -186,7 +186,6 @@ class RayBackend(Backend):
         return True
 
     def _slot_loop(self, slot: int) -> None:
-        import ray
         from ray.exceptions import RayError
 
         while not self._closed.is_set():
