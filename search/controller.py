@@ -383,7 +383,7 @@ class Controller:
 
     def _finish(self, rec: TrialRecord, ev: TrialEvent) -> None:
         # The stored decision goes once the attempt has ended (a crash in between leaves it, and
-        # the restart skips decisions whose attempt is no longer RUNNING).
+        # the restart skips a decision whose trial has run since: _carry_out_pending).
         self._end_attempt(rec, ev)
         self._drop_decision(rec.id)
 
