@@ -265,35 +265,35 @@ class Controller:
             if rec is None:
                 continue
             if ev.kind == "report":
-                reports.append((ev.trial_id, ev.attempt, int(ev.step or 0), dict(ev.metrics)))
+                step = int(ev.step or 0)
+                reports.append((ev.trial_id, ev.attempt, step, dict(ev.metrics)))
+                decision = None  # a trial already asked to stop gets no new decision
                 if ev.trial_id not in self._stop_requested:
-                    step = int(ev.step or 0)
                     decision = self.algorithm.on_report(self._history(), rec, step, ev.metrics)
                     if self.algorithm.state_changed and decision.action != "exploit":
                         self._save_algorithm_state()
-                    if decision.action == "continue" and self.scheduler is not None:
+                if self.scheduler is not None:
+                    if decision is not None and decision.action == "continue":
                         decision = self.scheduler.on_report(rec.number, step, ev.metrics)
                         if decision.action == "pause" and self._thawed_at_once(rec, step):
                             decision = CONTINUE
-                    elif self.scheduler is not None:
-                        self.scheduler.observe(rec.number, step, ev.metrics)  # the algorithm decided
-                    if decision.action in ("stop", "exploit", "pause"):
-                        flush()  # the report that decided it is stored before the decision
-                        stored = {"action": decision.action, "attempt": rec.attempt, "step": step}
-                        if decision.action == "exploit":
-                            stored["extra"] = dict(decision.extra)
-                        elif decision.action == "pause":
-                            self._pausing.add(ev.trial_id)
-                        self._decisions[ev.trial_id] = stored
-                        # An exploit is stored with PBT's own state (readiness counted from the
-                        # parent's step) in one write: either alone would disagree with the other.
-                        self._save_decisions(with_algorithm=decision.action == "exploit")
-                        self._stop_requested.add(ev.trial_id)
-                        self.backend.request_stop(ev.trial_id)
-                elif self.scheduler is not None:
-                    # A report made before the trial saw its stop request: recorded without a
-                    # decision, as a resume's replay of the stored reports records it.
-                    self.scheduler.observe(rec.number, int(ev.step or 0), ev.metrics)
+                    else:
+                        # One the algorithm decided on, or one made before the trial saw its stop
+                        # request: recorded without a decision, as a resume's replay records it.
+                        self.scheduler.observe(rec.number, step, ev.metrics)
+                if decision is not None and decision.action in ("stop", "exploit", "pause"):
+                    flush()  # the report that decided it is stored before the decision
+                    stored = {"action": decision.action, "attempt": rec.attempt, "step": step}
+                    if decision.action == "exploit":
+                        stored["extra"] = dict(decision.extra)
+                    elif decision.action == "pause":
+                        self._pausing.add(ev.trial_id)
+                    self._decisions[ev.trial_id] = stored
+                    # An exploit is stored with PBT's own state (readiness counted from the
+                    # parent's step) in one write: either alone would disagree with the other.
+                    self._save_decisions(with_algorithm=decision.action == "exploit")
+                    self._stop_requested.add(ev.trial_id)
+                    self.backend.request_stop(ev.trial_id)
             elif ev.kind == "checkpoint":
                 flush()
                 self.storage.add_checkpoint(ev.trial_id, ev.attempt, int(ev.step or 0), ev.path or "", ev.checksum or "")
@@ -312,6 +312,11 @@ class Controller:
         if with_algorithm:
             states.update(self._algorithm_state())
         self.storage.set_algorithm_state(self.study.id, states)
+
+    def _decision_of(self, rec: TrialRecord) -> dict | None:
+        """The stored decision for this attempt of the trial, if any."""
+        d = self._decisions.get(rec.id)
+        return d if d is not None and d["attempt"] == rec.attempt else None
 
     def _drop_decision(self, trial_id: int) -> dict | None:
         d = self._decisions.pop(trial_id, None)
@@ -388,9 +393,8 @@ class Controller:
         self._drop_decision(rec.id)
 
     def _end_attempt(self, rec: TrialRecord, ev: TrialEvent) -> None:
-        decision = self._decisions.get(rec.id)
-        if (decision is not None and decision["action"] == "exploit" and decision["attempt"] == rec.attempt
-                and ev.error is None and ev.stopped
+        decision = self._decision_of(rec)
+        if (decision is not None and decision["action"] == "exploit" and ev.error is None and ev.stopped
                 and self._exploit(rec, decision["extra"], ev.step if ev.step is not None else decision["step"])):
             return
         pausing = rec.id in self._pausing
@@ -521,9 +525,8 @@ class Controller:
         return True
 
     def _lost(self, rec: TrialRecord, reason: str) -> None:
-        decision = self._decisions.get(rec.id)
-        if (decision is not None and decision["attempt"] == rec.attempt
-                and self._carry_out(rec, decision, dispatch=True)):
+        decision = self._decision_of(rec)
+        if decision is not None and self._carry_out(rec, decision, dispatch=True):
             self._drop_decision(rec.id)
             return  # it was to stop, pause or exploit here anyway: no retry
         self._drop_decision(rec.id)
@@ -584,8 +587,8 @@ class Controller:
         finally:
             self.backend.shutdown()
             for trial_id, rec in list(self._running.items()):
-                decision = self._decisions.get(trial_id)
-                if decision is None or decision["attempt"] != rec.attempt:
+                decision = self._decision_of(rec)
+                if decision is None:
                     continue
                 # Stopped, paused or exploiting by a decision: end (or restart) it so, rather than
                 # requeue it to run on as it was. If that fails it is requeued below, and the stored

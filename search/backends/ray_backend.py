@@ -213,8 +213,9 @@ class RayBackend(Backend):
             finally:
                 with self._lock:
                     # The next attempt of this trial may already run on another slot: leave it.
-                    if self._running.get(spec.trial_id, (None, spec.attempt))[1] == spec.attempt:
-                        self._running.pop(spec.trial_id, None)
+                    running = self._running.get(spec.trial_id)
+                    if running is not None and running[1] == spec.attempt:
+                        del self._running[spec.trial_id]
 
     # A trial shorter than this needs no second call: its events come back with ``run``'s result.
     FIRST_POLL_S = 0.05
