@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from search.space import CategoricalParam, FloatParam, IntParam, Param, Space
 
-__all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "NAME_RE"]
+__all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "check_artifacts", "NAME_RE",
+           "MAX_BYTES", "MAX_DEPTH"]
 
 NAME_MAX = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -127,18 +128,70 @@ def _objectives(value: Any) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-def _param(name: str, spec: Any, declared: list[str]) -> Param:
+def _when(spec: Mapping[str, Any], path: str, declared: Mapping[str, Param]) -> dict[str, tuple[Any, ...]]:
+    """The condition: each value must be one the named parameter can take, or the parameter
+    would never be sampled."""
+    when: dict[str, tuple[Any, ...]] = {}
+    for other, allowed in _mapping(spec.get("when"), f"{path}.when").items():
+        other = str(other)
+        if other not in declared:
+            raise _err(f"{path}.when.{other}", "must name a parameter declared earlier in space")
+        values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        if not values:
+            raise _err(f"{path}.when.{other}", f"needs at least one value of {other}, e.g. when: {{{other}: [a, b]}}")
+        target = declared[other]
+        if isinstance(target, (FloatParam, IntParam, CategoricalParam)):
+            for v in values:
+                if not _can_take(target, v):
+                    can = (f"its choices are {list(target.choices)!r}" if isinstance(target, CategoricalParam)
+                           else f"it takes {'integers' if isinstance(target, IntParam) else 'numbers'} "
+                                f"in [{target.low}, {target.high}]")
+                    raise _err(f"{path}.when.{other}", f"{v!r} is not a value {other} can take ({can}), "
+                                                       "so this parameter would never be sampled; fix the value")
+        when[other] = values
+    return when
+
+
+def _can_take(param: Param, v: Any) -> bool:
+    if isinstance(param, CategoricalParam):
+        # 1 == 1.0 == True in Python, but a condition on [1, 2.5] asking for True is a typo
+        return any(type(v) is type(c) and v == c for c in param.choices) or \
+            (isinstance(v, (int, float)) and not isinstance(v, bool) and
+             any(isinstance(c, (int, float)) and not isinstance(c, bool) and v == c for c in param.choices))
+    return param.contains(v) and (not isinstance(param, FloatParam) or param.step is None
+                                  or param.snap(v) == v)
+
+
+def _check_step(path: str, low: float, high: float, step: float) -> None:
+    """A step must divide high - low: otherwise the grid's last point is not high, and a step
+    larger than the range leaves low as the only value."""
+    span = high - low
+    if span == 0:
+        return
+    if step > span:
+        raise _err(f"{path}.step", f"step={step} is larger than the range high - low = {span:g}, so every "
+                                   f"trial would get low={low}; lower step or widen the range")
+    k = span / step
+    if abs(k - round(k)) > 1e-9 * max(1.0, k):
+        n = math.floor(k + 1e-9)
+        fit = _round_to(low + n * step, low, step)
+        raise _err(f"{path}.step", f"step must divide high - low, got step={step} for low={low}, high={high} "
+                                   f"({k:.4g} steps); set high to {fit:g} or choose a step that divides {span:g}")
+
+
+def _round_to(v: float, low: float, step: float) -> float:
+    from search.space import grid_round
+
+    return grid_round(v, low, step)
+
+
+def _param(name: str, spec: Any, declared: Mapping[str, Param]) -> Param:
     path = f"space.{name}"
     if not NAME_RE.match(name) or len(name) > NAME_MAX:
         raise _err(path, "parameter names use letters, digits, '_', '.', '-' (at most 128)")
     spec = _mapping(spec, path)
     kind = spec.get("type")
-    when_raw = _mapping(spec.get("when"), f"{path}.when")
-    when: dict[str, tuple[Any, ...]] = {}
-    for other, allowed in when_raw.items():
-        if other not in declared:
-            raise _err(f"{path}.when.{other}", "must name a parameter declared earlier in space")
-        when[other] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+    when = _when(spec, path, declared)
     if kind in ("float", "int"):
         _no_unknown(spec, {"type", "low", "high", "log", "step", "when"}, path)
         integer = kind == "int"
@@ -161,6 +214,7 @@ def _param(name: str, spec: Any, declared: list[str]) -> Param:
                 raise _err(f"{path}.step", f"must be > 0, got {step}")
             if log:
                 raise _err(path, "step and log: true cannot be combined; drop one")
+            _check_step(path, low, high, step)
         if integer:
             return IntParam(name, int(low), int(high), log=log, step=int(step or 1), when=when)
         return FloatParam(name, low, high, log=log, step=step, when=when)
@@ -172,8 +226,13 @@ def _param(name: str, spec: Any, declared: list[str]) -> Param:
         for c in choices:
             if not (c is None or isinstance(c, (str, int, float, bool))):
                 raise _err(f"{path}.choices", f"choices must be strings, numbers, booleans or null, got {c!r}")
-        if len({repr(c) for c in choices}) != len(choices):
-            raise _err(f"{path}.choices", "choices must be distinct")
+            if isinstance(c, float) and not math.isfinite(c):
+                raise _err(f"{path}.choices", f"choices must be finite numbers, got {c!r}")
+        for i, a in enumerate(choices):
+            for b in choices[:i]:
+                if a == b:  # 1, 1.0 and true are one value to Python, JSON and the encoders
+                    same = "" if repr(a) == repr(b) else f": {b!r} and {a!r} are the same value; quote them as strings to keep both"
+                    raise _err(f"{path}.choices", f"choices must be distinct{same or f'; {a!r} appears twice'}")
         return CategoricalParam(name, tuple(choices), when=when)
     from search.arch_spaces import ARCH_TYPES
 
@@ -202,6 +261,66 @@ def _check_pausable(entrypoint: str, trial_params: Mapping[str, Any]) -> None:
                    f"to {every['eval_every']} (or a divisor of it), or use a scheduler that stops (type: stopping)")
 
 
+def _check_artifacts_url(artifacts: str) -> None:
+    """An artifacts URL must name a filesystem fsspec knows, with its package installed."""
+    from trials.artifacts import is_url
+
+    if not is_url(artifacts):
+        return
+    import fsspec
+    from fsspec.core import split_protocol
+
+    for part in artifacts.split("::"):
+        protocol = split_protocol(part)[0] or "file"
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ValueError:
+            raise _err("artifacts", f"unknown filesystem {protocol!r} in {artifacts!r}; use a folder path or a "
+                                    "URL such as s3://bucket/path, gs://bucket/path or file:///shared/path") from None
+        except ImportError as exc:
+            raise _err("artifacts", f"{protocol}:// needs a package that is not installed ({exc}); install it "
+                                    "or use a folder path") from None
+
+
+def check_artifacts(artifacts: str) -> None:
+    """Write and delete a probe file where the study's checkpoints will go, so a location that
+    cannot be written fails before the study is created rather than at the first checkpoint.
+    A folder that does not exist yet is probed at its nearest existing parent (nothing is created)."""
+    import os
+    import uuid
+
+    from trials.artifacts import is_url
+
+    _check_artifacts_url(artifacts)
+    probe_name = f".search-probe-{uuid.uuid4().hex}"
+    try:
+        if is_url(artifacts):
+            from fsspec.core import url_to_fs
+
+            fs, root = url_to_fs(artifacts)
+            fs.makedirs(root, exist_ok=True)
+            probe = root.rstrip("/") + "/" + probe_name
+            fs.pipe_file(probe, b"")
+            fs.rm(probe)
+            return
+        folder = os.path.abspath(artifacts)
+        while not os.path.lexists(folder):
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):
+            raise _err("artifacts", f"{folder} is a file, not a folder, so {artifacts} cannot hold checkpoints; "
+                                    "choose a folder path")
+        probe = os.path.join(folder, probe_name)
+        with open(probe, "xb"):
+            pass
+        os.remove(probe)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any filesystem's failure, said in one line
+        why = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+        raise _err("artifacts", f"cannot write to {artifacts} ({' '.join(str(why).split())}); choose a location "
+                                "this user can write, e.g. artifacts: ./search-artifacts") from None
+
+
 def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     """Validate a study given as plain data (the parsed YAML)."""
     from search.algorithms import ALGORITHMS
@@ -216,8 +335,11 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     trial = _mapping(data.get("trial"), "trial")
     _no_unknown(trial, {"entrypoint", "params"}, "trial")
     entrypoint = trial.get("entrypoint")
-    if not isinstance(entrypoint, str) or not entrypoint:
+    if entrypoint is None or entrypoint == "":
         raise _err("trial.entrypoint", "missing; e.g. builtin:classifier or mypackage.module:train")
+    if not isinstance(entrypoint, str):
+        raise _err("trial.entrypoint", f"must be a string such as builtin:classifier or mypackage.module:train, "
+                                       f"got {type(entrypoint).__name__} {entrypoint!r}")
     if check_entrypoint:
         from trials.runner import EntrypointError, resolve_entrypoint
 
@@ -230,7 +352,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     space_raw = _mapping(data.get("space"), "space")
     params: list[Param] = []
     for pname, pspec in space_raw.items():
-        params.append(_param(str(pname), pspec, [p.name for p in params]))
+        params.append(_param(str(pname), pspec, {p.name: p for p in params}))
         if pname in trial_params:
             raise _err(f"space.{pname}", "is also fixed in trial.params; keep it in one place")
     space = Space(tuple(params))
@@ -289,6 +411,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     artifacts = data.get("artifacts", "search-artifacts")
     if not isinstance(artifacts, str) or not artifacts:
         raise _err("artifacts", "must be a folder path")
+    _check_artifacts_url(artifacts)
 
     if algo_name == "pbt":
         # The population is the study's trials unless said otherwise (issue: defaults to budget).
@@ -321,14 +444,131 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     )
 
 
-def load_study_file(path: str, **overrides: Any) -> StudyConfig:
+MAX_BYTES = 1_000_000
+"""The study-file limit: a document, and what its aliases expand to, holds at most 1 MB."""
+MAX_DEPTH = 64
+"""The deepest nesting of mappings and lists a study file may have (aliases expanded)."""
+
+
+def _bounded_loader():
+    """A SafeLoader that rejects duplicate keys (with their lines), nesting deeper than MAX_DEPTH,
+    and aliases that expand past MAX_BYTES (the "billion laughs" document), before anything is
+    built from the document."""
     import yaml
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    class Loader(yaml.SafeLoader):
+        _depth = 0
+        _aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                return super().compose_node(parent, index)
+            self._depth += 1
+            try:
+                if self._depth > MAX_DEPTH:
+                    line = self.peek_event().start_mark.line + 1
+                    raise ConfigError(f"line {line}: nesting deeper than {MAX_DEPTH} levels, the study-file limit; "
+                                      "flatten the document")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+        def compose_mapping_node(self, anchor):
+            node = super().compose_mapping_node(anchor)
+            seen: dict[Any, int] = {}
+            for key_node, _value in node.value:
+                if not isinstance(key_node, ScalarNode) or key_node.tag in (
+                        "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key is refused when the mapping is built
+                if first is not None:
+                    raise ConfigError(f"line {line}: duplicate key {key!r} (first at line {first}); keep one")
+                seen[key] = line
+            return node
+
+        def construct_document(self, node):
+            if self._aliases:
+                _measure(node, 0, {}, set())
+            return super().construct_document(node)
+
+    def _measure(node, depth: int, memo: dict[int, tuple[int, int]], stack: set[int]) -> tuple[int, int]:
+        """(characters, height) of ``node`` with every alias written out; raises past the limits."""
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"line {node.start_mark.line + 1}: aliases nest the document deeper than "
+                              f"{MAX_DEPTH} levels, the study-file limit; write the values out")
+        key = id(node)
+        if key in stack:
+            raise ConfigError(f"line {node.start_mark.line + 1}: an alias refers to a node that contains it "
+                              "(a recursive structure); write the values out")
+        if key not in memo:
+            if isinstance(node, ScalarNode):
+                memo[key] = (len(node.value) + 1, 0)
+            else:
+                children = node.value if isinstance(node, SequenceNode) else \
+                    [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else []
+                size, height = 1, 0
+                stack.add(key)
+                for child in children:
+                    s, h = _measure(child, depth + 1, memo, stack)
+                    size, height = size + s, max(height, h + 1)
+                    if size > MAX_BYTES:
+                        raise ConfigError(f"aliases (*) expand the document past {MAX_BYTES:,} bytes (1 MB), the "
+                                          "study-file limit; write the values out or drop the anchors")
+                stack.discard(key)
+                memo[key] = (size, height)
+        size, height = memo[key]
+        if depth + height > MAX_DEPTH:
+            raise ConfigError(f"line {node.start_mark.line + 1}: aliases nest the document deeper than "
+                              f"{MAX_DEPTH} levels, the study-file limit; write the values out")
+        return size, height
+
+    return Loader
+
+
+def _read_text(path: str) -> str:
+    """The file's text: at most MAX_BYTES of UTF-8, or a one-line error saying what was expected."""
+    import os
 
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; expected a study file (YAML text)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); "
+                          "expected a readable study file (YAML text)") from None
+    if len(data) > MAX_BYTES:
+        try:
+            size = f"{os.path.getsize(path):,} bytes"
+        except OSError:
+            size = "larger"
+        raise ConfigError(f"{path}: the file is {size}, over the study-file limit of {MAX_BYTES:,} bytes (1 MB); "
+                          "a study file needs a few KB: keep data in files the trainer reads")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          "expected a study file in YAML, saved as UTF-8") from None
+
+
+def load_study_file(path: str, **overrides: Any) -> StudyConfig:
+    """Read, bound (MAX_BYTES, MAX_DEPTH, duplicate keys) and validate a study file."""
+    import yaml
+
+    text = _read_text(path)
+    try:
+        data = yaml.load(text, Loader=_bounded_loader())  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import itertools
 import math
+from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence, Union
 
-__all__ = ["FloatParam", "IntParam", "CategoricalParam", "Param", "Space"]
+__all__ = ["FloatParam", "IntParam", "CategoricalParam", "Param", "Space", "grid_round"]
+
+
+def _decimals(x: float) -> int:
+    exponent = Decimal(repr(float(x))).as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def grid_round(v: float, low: float, step: float) -> float:
+    """``v`` (a point low + k * step) without binary rounding noise: 0 + 3 * 0.3 is 0.9, not
+    0.8999999999999999. A grid point has no more decimals than ``low`` and ``step`` have."""
+    return round(v, max(_decimals(low), _decimals(step)))
 
 
 @dataclass(frozen=True)
@@ -33,14 +45,14 @@ class FloatParam:
     def snap(self, v: float) -> float:
         v = min(max(float(v), self.low), self.high)
         if self.step:
-            v = self.low + round((v - self.low) / self.step) * self.step
+            v = grid_round(self.low + round((v - self.low) / self.step) * self.step, self.low, self.step)
             v = min(v, self.high)
         return v
 
     def grid(self, n: int) -> list[float]:
         if self.step:
             k = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-            return [self.low + i * self.step for i in range(k)]
+            return [grid_round(self.low + i * self.step, self.low, self.step) for i in range(k)]
         if n == 1:
             return [self.low]
         if self.log:

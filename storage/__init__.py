@@ -48,7 +48,31 @@ def resolve_url(url: str | None = None) -> str:
     return DEFAULT_URL
 
 
+def _check_url(url: str) -> None:
+    """One line naming the storage and the fix for a URL SQLAlchemy has no dialect for
+    (instead of its NoSuchModuleError)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from storage._rdb import StorageError, safe_url
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage URL {safe_url(url)!r} is not a URL; use e.g. sqlite:///search.db "
+                           "or postgresql://user@host/db") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        scheme = url.split("://", 1)[0]
+        hint = "write postgresql:// (SQLAlchemy's name for PostgreSQL)" if scheme.split("+")[0] in (
+            "postgres", "pg", "psql") else "use sqlite:///path/search.db or postgresql://user@host/db"
+        raise StorageError(f"storage {safe_url(url)}: no database or driver is called {scheme!r}; {hint}") from None
+
+
 def open_storage(url: str | None = None, *, create: bool = True, upgrade: bool = False) -> "Storage":
     from storage._rdb import Storage
 
-    return Storage(resolve_url(url), create=create, upgrade=upgrade)
+    url = resolve_url(url)
+    _check_url(url)
+    return Storage(url, create=create, upgrade=upgrade)

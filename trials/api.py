@@ -155,6 +155,9 @@ class Reporter:
         return self.spec.seed if self.spec.data_seed is None else self.spec.data_seed
 
     def report(self, step: int, **metrics: float) -> bool:
+        for k, v in metrics.items():
+            if isinstance(v, bool):  # True is an int to Python: it would count as 1.0
+                raise TypeError(f"report({k}={v!r}): metrics must be numbers, got a boolean")
         clean = {str(k): float(v) for k, v in metrics.items()}
         self.last_step = int(step)
         self.last_metrics.update(clean)

@@ -64,6 +64,9 @@ def _wants_reporter(fn: Callable[..., Any]) -> bool:
 
 def _metrics_from_result(result: Any, spec: TrialSpec, reporter: Reporter) -> dict[str, float]:
     metrics = dict(reporter.last_metrics)
+    if isinstance(result, bool) or isinstance(result, dict) and any(isinstance(v, bool) for v in result.values()):
+        # True is an int to Python: it would count as 1.0
+        raise TypeError(f"objective returned a boolean ({result!r}); return a float or a dict of metric floats")
     if result is None:
         pass
     elif isinstance(result, dict):
