@@ -14,11 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from search.algorithms.base import CONTINUE, Decision
+from search.decisions import CONTINUE, Decision, Pause, Stop
 
 __all__ = ["Scheduler", "ASHA", "Hyperband", "MedianStopping", "FreezeThaw", "SCHEDULERS", "make_scheduler"]
-
-STOP = Decision("stop")
 
 
 class Scheduler:
@@ -117,8 +115,8 @@ class _Rungs:
         for k in new:
             if not self.promotable(number, k, strict=promotion):
                 if promotion:
-                    return Decision("pause", f"not (yet) in the top 1/{self.eta} at rung {self.level(k)}")
-                return Decision("stop", f"not in the top 1/{self.eta} at rung {self.level(k)}")
+                    return Pause(f"not (yet) in the top 1/{self.eta} at rung {self.level(k)}")
+                return Stop(f"not in the top 1/{self.eta} at rung {self.level(k)}")
         return CONTINUE
 
     def top(self, k: int, strict: bool = False) -> list[int]:
@@ -297,7 +295,7 @@ class MedianStopping(Scheduler):
         median = others[mid] if len(others) % 2 else 0.5 * (others[mid - 1] + others[mid])
         mine = self.curves[number][-1][1]
         if mine > median:
-            return Decision("stop", f"best {mine:.4g} worse than the median {median:.4g} at step {step}")
+            return Stop(f"best {mine:.4g} worse than the median {median:.4g} at step {step}")
         return CONTINUE
 
 
@@ -384,7 +382,7 @@ class FreezeThaw(Scheduler):
             return CONTINUE
         for k in new:
             if not self._ranks_in(number, k):
-                return Decision("pause", f"predicted final {self.predicted_final(number, step):.4g} not in the top "
+                return Pause(f"predicted final {self.predicted_final(number, step):.4g} not in the top "
                                          f"1/{self.rungs.eta} at rung {self.rungs.level(k)}")
         return CONTINUE
 

@@ -21,10 +21,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ExploitRow, ReportRow,
-                             StudyRow, TrialRow)
-from storage.records import (TERMINAL_STATES, CheckpointRecord, ExploitRecord, ReportRecord,
-                             StudyRecord, TrialRecord, TrialState)
+from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ExploitRow, PendingDecisionRow,
+                             ReportRow, StudyRow, TrialRow)
+from storage.records import (TERMINAL_STATES, CheckpointRecord, DecisionRecord, ExploitRecord,
+                             ReportRecord, StudyRecord, TrialRecord, TrialState)
 
 _T = TrialRow.__table__
 log = logging.getLogger("search.storage")
@@ -575,19 +575,61 @@ class Storage:
         """Replace the JSON document of each key in ``states`` (key -> document), all in one
         transaction: documents that must agree are never seen half written."""
         with self._session.begin() as s:
-            for key, value in states.items():
-                row = s.get(AlgorithmStateRow, (study_id, key))
-                if row is None:
-                    s.add(AlgorithmStateRow(study_id=study_id, key=key, value=dict(value), updated_at=_now()))
-                else:
-                    row.value = dict(value)
-                    row.updated_at = _now()
+            self._put_states(s, study_id, states)
+
+    @staticmethod
+    def _put_states(s, study_id: int, states: Mapping[str, Mapping[str, Any]]) -> None:
+        for key, value in states.items():
+            row = s.get(AlgorithmStateRow, (study_id, key))
+            if row is None:
+                s.add(AlgorithmStateRow(study_id=study_id, key=key, value=dict(value), updated_at=_now()))
+            else:
+                row.value = dict(value)
+                row.updated_at = _now()
 
     @_retrying
     def get_algorithm_state(self, study_id: int) -> dict[str, dict[str, Any]]:
         with self._session() as s:
             rows = s.scalars(select(AlgorithmStateRow).where(AlgorithmStateRow.study_id == study_id))
             return {r.key: dict(r.value) for r in rows}
+
+    # -- pending decisions ---------------------------------------------------------------------
+
+    @_retrying
+    def put_decision(self, study_id: int, decision: DecisionRecord, *,
+                     states: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Keep ``decision`` as its trial's pending decision (replacing any earlier one) and, with
+        ``states``, the algorithm's state documents too, in one transaction: a PBT exploit and the
+        readiness PBT counted from it are never seen one without the other. Idempotent."""
+        with self._session.begin() as s:
+            row = s.get(PendingDecisionRow, decision.trial_id)
+            if row is None:
+                row = PendingDecisionRow(trial_id=decision.trial_id, study_id=study_id)
+                s.add(row)
+            row.attempt, row.step, row.kind, row.reason = (int(decision.attempt), int(decision.step),
+                                                           decision.kind.value, decision.reason)
+            row.parent, row.parent_step = decision.parent, decision.parent_step
+            row.params = None if decision.params is None else dict(decision.params)
+            row.created_at = _now()
+            if states:
+                self._put_states(s, study_id, states)
+
+    @_retrying
+    def drop_decision(self, trial_id: int) -> None:
+        """Forget the trial's pending decision (its attempt has ended); no-op when there is none."""
+        with self._session.begin() as s:
+            row = s.get(PendingDecisionRow, trial_id)
+            if row is not None:
+                s.delete(row)
+
+    @_retrying
+    def get_decisions(self, study_id: int) -> dict[int, DecisionRecord]:
+        """The study's pending decisions, by trial id."""
+        with self._session() as s:
+            rows = s.scalars(select(PendingDecisionRow).where(PendingDecisionRow.study_id == study_id))
+            return {r.trial_id: DecisionRecord(trial_id=r.trial_id, attempt=r.attempt, step=r.step, kind=r.kind,
+                                               reason=r.reason, parent=r.parent, parent_step=r.parent_step,
+                                               params=r.params) for r in rows}
 
     # -- schema -------------------------------------------------------------------------------
 

@@ -108,3 +108,22 @@ class AlgorithmStateRow(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class PendingDecisionRow(Base):
+    """A stop, pause or exploit decided for a running attempt and not yet carried out: at most one
+    per trial, dropped once that attempt has ended. An exploit's parent, step and params are
+    columns, so the table says what the decision is without a document to parse."""
+
+    __tablename__ = "pending_decisions"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), nullable=False, index=True)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    parent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parent_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    params: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)

@@ -79,3 +79,26 @@ def kill9_at_first_stop(study: dict, folder, url: str, marker) -> tuple[dict, di
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return stopping, env
+
+
+def stored_decisions(st, study_id: int) -> dict[str, dict]:
+    """The study's pending decisions as plain data, trial id (a string) -> {action, attempt, step}
+    and, for an exploit, "extra": {parent, params, parent_step}."""
+    out = {}
+    for trial_id, r in st.get_decisions(study_id).items():
+        d = {"action": r.kind.value, "attempt": r.attempt, "step": r.step}
+        if r.parent is not None:
+            d["extra"] = {"parent": r.parent, "params": dict(r.params or {}), "parent_step": r.parent_step}
+        out[str(trial_id)] = d
+    return out
+
+
+def restore_decisions(st, study_id: int, decisions: dict[str, dict]) -> None:
+    """Store ``decisions`` (as ``stored_decisions`` gives them) again as pending."""
+    from storage.records import DecisionRecord
+
+    for trial_id, d in decisions.items():
+        extra = d.get("extra") or {}
+        st.put_decision(study_id, DecisionRecord(int(trial_id), d["attempt"], d["step"], d["action"],
+                                                 parent=extra.get("parent"), parent_step=extra.get("parent_step"),
+                                                 params=extra.get("params")))

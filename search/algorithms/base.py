@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
+from search.decisions import CONTINUE, Decision
 from search.space import Space
 from storage.records import TERMINAL_STATES, TrialRecord, TrialState
 
@@ -60,21 +61,6 @@ class Proposal:
     params: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What to do with a running trial after a report: ``continue``, ``stop`` (ends PRUNED), or
-    ``exploit`` with ``extra={"parent": trial number, "params": new config}`` (PBT: restart from
-    the parent's newest checkpoint with these params). Schedulers also answer ``pause`` (freeze-thaw:
-    the trial becomes PAUSED, keeps its checkpoint and may be resumed from it later)."""
-
-    action: str = "continue"
-    reason: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-CONTINUE = Decision()
-
-
 class Algorithm(ABC):
     """Subclasses set ``name`` and implement ``propose``; the hooks default to no-ops.
 
@@ -83,10 +69,6 @@ class Algorithm(ABC):
     """
 
     name: str = ""
-    # Set by an algorithm whose ``state_dict()`` changed in ``on_report`` without a decision (PB2's
-    # observations at ready points): the controller then saves the state and clears the flag, so
-    # a kill loses nothing the algorithm has learnt. Exploits and completions are saved anyway.
-    state_changed: bool = False
 
     def __init__(self, space: Space, metrics: tuple[str, ...], directions: tuple[str, ...],
                  seed: int | None = None, **options: Any) -> None:
@@ -106,6 +88,9 @@ class Algorithm(ABC):
 
     def on_report(self, history: History, trial: TrialRecord, step: int,
                   metrics: Mapping[str, float]) -> Decision:
+        """What happens next to ``trial`` after this report (``search.decisions``). An algorithm
+        whose ``state_dict()`` changed without a decision answers ``Continue(state_changed=True)``;
+        an ``Exploit`` is saved with the algorithm's state in one write."""
         return CONTINUE
 
     def on_complete(self, history: History, trial: TrialRecord) -> None:

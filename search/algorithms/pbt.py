@@ -26,7 +26,7 @@ reported their next interval are pending: as in GP-BUCB, the UCB's variance is c
 ``pb2_min_observations`` observations, explore falls back to the random one. PB2 models numeric
 parameters only: a categorical or conditional parameter is rejected.
 
-The exploit is a decision carried as data: ``Decision("exploit", extra={"parent", "params"})``; the
+The exploit is a decision carried as data: ``Exploit(parent, params, parent_step)``; the
 controller copies the parent's checkpoint through the artifact store, restarts the member from it,
 and records the exploit in the lineage table. The result is a hyperparameter schedule per member.
 """
@@ -36,6 +36,7 @@ import math
 from typing import Any, Mapping
 
 from search.algorithms.base import CONTINUE, Algorithm, Decision, History, Proposal
+from search.decisions import Continue, Exploit
 from search.space import CategoricalParam, FloatParam, IntParam
 from storage.records import TrialRecord
 
@@ -115,6 +116,11 @@ class PBT(Algorithm):
     # -- decisions ---------------------------------------------------------------------------
 
     def on_report(self, history: History, trial: TrialRecord, step: int, metrics: Mapping[str, float]) -> Decision:
+        self._learnt = False  # set by PB2's _observe: a Continue then says the state changed
+        decision = self._decide(history, trial, step, metrics)
+        return Continue(state_changed=True) if self._learnt and isinstance(decision, Continue) else decision
+
+    def _decide(self, history: History, trial: TrialRecord, step: int, metrics: Mapping[str, float]) -> Decision:
         v = metrics.get(self.metric)
         if v is None or not math.isfinite(v):
             return CONTINUE
@@ -160,8 +166,8 @@ class PBT(Algorithm):
         # A member restarts from the parent's checkpoint: readiness counts from there.
         self.last_ready[trial.number] = parent_step
         self.anchor[trial.number] = (parent_step, parent_value)
-        return Decision("exploit", f"bottom {self.quantile:.0%}: copy member {parent}",
-                        extra={"parent": parent, "params": params, "parent_step": parent_step})
+        return Exploit(parent=parent, params=params, parent_step=parent_step,
+                       reason=f"bottom {self.quantile:.0%}: copy member {parent}")
 
     def explore(self, params: dict[str, Any], rng) -> dict[str, Any]:
         out = dict(params)
@@ -211,7 +217,7 @@ class PBT(Algorithm):
             self.observations.append((step / self.interval, self._to_unit(trial.params),
                                       (a_value - signed) / (step - a_step)))
             del self.observations[:-PB2_MAX_OBSERVATIONS]
-            self.state_changed = True
+            self._learnt = True
         self.anchor[trial.number] = (step, signed)
         self.pending.pop(trial.number, None)
 

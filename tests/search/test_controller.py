@@ -6,7 +6,8 @@ import json
 import pytest
 
 import search
-from search.algorithms import ALGORITHMS, CONTINUE, Decision, make_algorithm
+from search.algorithms import ALGORITHMS, CONTINUE, make_algorithm
+from search.decisions import Stop
 from search.algorithms.base import Algorithm, Proposal
 from search.config import parse_study
 from search.controller import Controller
@@ -92,7 +93,7 @@ class StopAtStep2(Algorithm):
         return [Proposal({"x": 0.1 * (len(history.trials) + i)}) for i in range(n)]
 
     def on_report(self, history, trial, step, metrics):
-        return Decision("stop", "odd") if trial.number % 2 == 1 and step >= 2 else CONTINUE
+        return Stop("odd") if trial.number % 2 == 1 and step >= 2 else CONTINUE
 
 
 def _controller(config, url, algorithm=None):

@@ -200,14 +200,22 @@ def test_pb2_observations_are_saved_as_they_arrive(tmp_path, sqlite_url, monkeyp
     from storage._rdb import Storage
 
     counts: list[int] = []
-    original = Storage.set_algorithm_state
+    set_state, put_decision = Storage.set_algorithm_state, Storage.put_decision
+
+    def count(states):
+        if "algorithm" in (states or {}):  # not writes of the stored decisions alone
+            counts.append(len(states["algorithm"].get("observations", [])))
 
     def spy(self, study_id, states):
-        if "algorithm" in states:  # not writes of the stored decisions alone
-            counts.append(len(states["algorithm"].get("observations", [])))
-        return original(self, study_id, states)
+        count(states)
+        return set_state(self, study_id, states)
+
+    def spy_decision(self, study_id, decision, states=None):  # an exploit saves the state with it
+        count(states)
+        return put_decision(self, study_id, decision, states=states)
 
     monkeypatch.setattr(Storage, "set_algorithm_state", spy)
+    monkeypatch.setattr(Storage, "put_decision", spy_decision)
     search.run(_spec("pb2-saves", tmp_path, tmp_path / "h.jsonl"), storage=sqlite_url)
     with open_storage(sqlite_url) as st:
         final = st.get_algorithm_state(st.get_study("pb2-saves").id)["algorithm"]

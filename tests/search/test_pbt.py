@@ -14,7 +14,7 @@ from search.config import parse_study
 from search.lineage import params_at, schedules
 from search.space import CategoricalParam, FloatParam, IntParam, Space
 from storage import TrialState, open_storage
-from testlib import interrupt_after
+from testlib import interrupt_after, restore_decisions, stored_decisions
 
 
 def _study(name, tmp_path, log, population=6, interval=4):
@@ -192,7 +192,7 @@ def test_no_exploit_from_a_parent_at_the_end_of_training():
 
 
 def test_exploit_copies_the_parent_checkpoint_at_the_ranked_step():
-    from search.controller import exploit_checkpoint
+    from search._pending import exploit_checkpoint
     from storage.records import CheckpointRecord
 
     def ck(i, step, attempt=1):
@@ -272,7 +272,7 @@ def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_p
 
         def request_stop(self, trial_id):
             self.stopping.append(trial_id)
-            self.decided = st.get_algorithm_state(rec.id)["decisions"]
+            self.decided = stored_decisions(st, rec.id)
             raise KeyboardInterrupt  # the run is stopped here
 
     if copy_fails:
@@ -302,7 +302,7 @@ def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_p
     exploits = st.get_exploits(rec.id)
     assert TrialState.RUNNING not in {t.state for t in trials.values()}
     assert member.state == TrialState.WAITING
-    decisions = st.get_algorithm_state(rec.id)["decisions"]
+    decisions = stored_decisions(st, rec.id)
     decided = backend.decided[str(member.id)]["extra"]
     if copy_fails:
         assert not exploits and member.attempt == 1  # requeued as it was; the decision waits
@@ -314,13 +314,13 @@ def test_an_exploit_decided_before_an_interrupt_is_carried_out(copy_fails, tmp_p
         copied = st.latest_checkpoint(member.id)
         assert copied.step == exploits[0].parent_step and f"from-trial-{exploits[0].parent_number:05d}" in copied.path
         # as if the controller had died after the exploit but before dropping its decision
-        st.set_algorithm_state(rec.id, {"decisions": backend.decided})
+        restore_decisions(st, rec.id, backend.decided)
     st.close()
     search.resume("pbt-cut", storage=sqlite_url)
     trials, after = _check_lineage(sqlite_url, "pbt-cut", log)
     assert len(trials) == 6
     with open_storage(sqlite_url) as st:
-        assert st.get_algorithm_state(rec.id)["decisions"] == {}
+        assert stored_decisions(st, rec.id) == {}
     mine = [e for e in after if e.number == member.number]
     if copy_fails == 2:  # never carried out: the member ran on with its params until it exploited anew
         assert not mine or mine[0].step > backend.decided[str(member.id)]["step"]
@@ -352,7 +352,7 @@ def test_kill9_between_an_exploit_decision_and_the_stop(tmp_path):
     with open_storage(url) as st:
         sid = st.get_study("kill-exploit").id
         member = st.get_trial(sid, stopping["number"])
-        decision = st.get_algorithm_state(sid)["decisions"][str(member.id)]
+        decision = stored_decisions(st, sid)[str(member.id)]
         assert member.state == TrialState.RUNNING and not st.get_exploits(sid)
     assert decision["action"] == "exploit" and decision["step"] <= stopping["step"]
     out = subprocess.run(["search", "resume", "kill-exploit", "--storage", url, "--quiet", "--json"], env=env,
@@ -375,13 +375,14 @@ def test_an_exploit_is_stored_with_pbt_state_in_one_write(tmp_path, sqlite_url, 
     from storage._rdb import Storage
 
     writes = []
-    original = Storage.set_algorithm_state
+    original = Storage.put_decision
 
-    def spy(self, study_id, states):
-        writes.append({k: dict(v) for k, v in states.items()})
-        return original(self, study_id, states)
+    def spy(self, study_id, decision, states=None):  # one write: the decision and any states
+        writes.append({"decisions": {str(decision.trial_id): {"action": decision.kind, "attempt": decision.attempt}},
+                       **{k: dict(v) for k, v in (states or {}).items()}})
+        return original(self, study_id, decision, states=states)
 
-    monkeypatch.setattr(Storage, "set_algorithm_state", spy)
+    monkeypatch.setattr(Storage, "put_decision", spy)
     search.run(_study("pbt-one-write", tmp_path, tmp_path / "h.jsonl"), storage=sqlite_url)
     seen, first_writes = set(), []
     for w in writes:

@@ -45,7 +45,8 @@ def test_trials_run_on_reused_actors_with_fractional_cpus(ray_session, sqlite_ur
 
 
 def test_stop_decisions_reach_ray_workers(ray_session, sqlite_url, tmp_path):
-    from search.algorithms.base import CONTINUE, Algorithm, Decision, Proposal
+    from search.algorithms.base import CONTINUE, Algorithm, Proposal
+    from search.decisions import Stop
 
     class StopEarly(Algorithm):
         name = "stop-early"
@@ -54,7 +55,7 @@ def test_stop_decisions_reach_ray_workers(ray_session, sqlite_url, tmp_path):
             return [Proposal({"x": 0.5}) for _ in range(n)]
 
         def on_report(self, history, trial, step, metrics):
-            return Decision("stop") if step >= 2 else CONTINUE
+            return Stop() if step >= 2 else CONTINUE
 
     config = _study("ray-stop", "search_test_objectives:stepper", tmp_path, trials=2, parallel=2,
                     params={"steps": 30, "sleep": 0.05})

@@ -8,6 +8,7 @@ import search
 from search.config import ConfigError, parse_study
 from search.schedulers import ASHA, SCHEDULERS, MedianStopping, make_scheduler
 from storage import TrialState, open_storage
+from testlib import stored_decisions
 
 STEPS = 27
 OPTIONS = {
@@ -418,7 +419,7 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
     with open_storage(url) as st:
         sid = st.get_study("kill-decided").id
         before = st.get_trial(sid, decided["number"])
-        decision = st.get_algorithm_state(sid)["decisions"][str(before.id)]
+        decision = stored_decisions(st, sid)[str(before.id)]
         assert before.state == TrialState.RUNNING and decision["step"] <= before.last_step
     out = subprocess.run(["search", "resume", "kill-decided", "--storage", url, "--quiet", "--json"], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -426,7 +427,7 @@ def test_kill9_between_a_decision_and_the_stop(variant, tmp_path):
     assert json.loads(out.stdout)["requeued_at_start"] == 0  # carried out, not re-run
     with open_storage(url) as st:
         trials = st.get_trials(sid)
-        assert st.get_algorithm_state(sid)["decisions"] == {}
+        assert stored_decisions(st, sid) == {}
     assert [t.number for t in trials] == list(range(9)) and all(t.is_finished for t in trials)
     t = trials[decided["number"]]
     starts = [json.loads(line) for line in log.read_text().splitlines()]
@@ -453,7 +454,8 @@ def test_live_scheduler_records_what_a_resume_replays(variant, algorithm_stops, 
     trial made before it saw its stop request, and (``algorithm_stops``) the reports on which the
     algorithm rather than the scheduler decided, are recorded by the live scheduler too, so it
     holds exactly what a resume rebuilds from the stored reports."""
-    from search.algorithms import CONTINUE, Decision, make_algorithm
+    from search.algorithms import CONTINUE, make_algorithm
+    from search.decisions import Stop
     from search.backends.simulated import SimulatedBackend
     from search.controller import Controller
 
@@ -490,7 +492,7 @@ def test_live_scheduler_records_what_a_resume_replays(variant, algorithm_stops, 
                           **config.algorithm_options)
     if algorithm_stops:
         algo.on_report = lambda history, trial, step, metrics: (
-            Decision("stop", "the algorithm's") if trial.number % 3 == 2 and step >= 4 else CONTINUE)
+            Stop("the algorithm's") if trial.number % 3 == 2 and step >= 4 else CONTINUE)
     backend = LateStops()
     controller = Controller(config, st, backend, algo, rec)
     controller.run()

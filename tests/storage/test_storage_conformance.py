@@ -24,7 +24,7 @@ def _study(st, name="s1", directions=("minimize",)):
 def test_schema_is_alembic_managed_with_own_version_table(st):
     from sqlalchemy import inspect
 
-    assert st.schema_revision() == "0002"
+    assert st.schema_revision() == "0003"
     tables = set(inspect(st.engine).get_table_names())
     assert {"studies", "trials", "reports", "checkpoints", "algorithm_state", "exploits",
             "search_alembic_version"} <= tables

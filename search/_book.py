@@ -1,0 +1,156 @@
+"""The controller's memory of one study, and the one writer of trial state.
+
+``TrialBook`` is the only owner of the id / number / attempt bookkeeping: every trial by number,
+the attempts in flight by trial id, the trials waiting to be dispatched again. ``TrialWriter``
+makes every change of a trial's state: each goes to storage first and then into the book, in one
+place, so the two never disagree. The ask/tell API writes through the same writer.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from search.algorithms.base import History
+from storage.records import TERMINAL_STATES, TrialRecord, TrialState
+
+if TYPE_CHECKING:
+    from storage import Storage
+
+__all__ = ["TrialBook", "TrialWriter"]
+
+log = logging.getLogger("search.controller")
+
+
+class TrialBook:
+    """Every trial of the study by number (insertion order is number order), the attempts in
+    flight by trial id, the numbers waiting to be dispatched again, and the best trial. Records
+    are frozen, so handing them to an algorithm (``history()``) can change nothing here."""
+
+    def __init__(self, metrics: tuple[str, ...], directions: tuple[str, ...]) -> None:
+        self.metrics = metrics
+        self.directions = directions
+        self.trials: dict[int, TrialRecord] = {}
+        self.running: dict[int, TrialRecord] = {}  # trial id -> the record of its attempt in flight
+        self.waiting: deque[int] = deque()  # trial numbers to dispatch again
+        self.resumed_at: dict[int, int] = {}  # trial id -> step of the checkpoint its attempt resumed from
+        self.best: TrialRecord | None = None
+
+    def put(self, rec: TrialRecord) -> None:
+        self.trials[rec.number] = rec
+        if rec.state == TrialState.COMPLETE and rec.values is not None:
+            sign = -1.0 if self.directions[0] == "maximize" else 1.0
+            if self.best is None or sign * rec.values[0] < sign * self.best.values[0]:
+                self.best = rec
+
+    def load(self, records: Iterable[TrialRecord]) -> None:
+        """Replace what the book knows of the trials with ``records`` (the storage's view)."""
+        self.trials = {}
+        for rec in records:
+            self.put(rec)
+
+    def by_id(self, trial_id: int) -> TrialRecord | None:
+        return next((t for t in self.trials.values() if t.id == trial_id), None)
+
+    def live(self, trial_id: int, attempt: int) -> TrialRecord | None:
+        """The record of ``attempt`` of the trial if that attempt is the one in flight."""
+        rec = self.running.get(trial_id)
+        return rec if rec is not None and rec.attempt == attempt else None
+
+    def release(self, trial_id: int) -> None:
+        """The trial's attempt in flight has ended (or was never going to report again)."""
+        self.running.pop(trial_id, None)
+        self.resumed_at.pop(trial_id, None)
+
+    def history(self) -> History:
+        return History(tuple(self.trials.values()), self.metrics, self.directions)
+
+    def count(self, *states: str) -> int:
+        return sum(1 for t in self.trials.values() if t.state in states)
+
+    def finished(self) -> int:
+        return self.count(*TERMINAL_STATES)
+
+    def used(self) -> int:
+        """Configurations the budget has spent: terminal, paused and running trials."""
+        return self.count(*TERMINAL_STATES, TrialState.PAUSED) + len(self.running)
+
+    def paused(self) -> dict[int, int]:
+        """The paused trials, number -> step reached: what ``Scheduler.thaw`` chooses from."""
+        return {t.number: int(t.last_step or 0) for t in self.trials.values() if t.state == TrialState.PAUSED}
+
+
+class TrialWriter:
+    """The one writer of trial state for a study: each method writes storage, then puts what
+    storage answered into the book. ``on_finished`` is called with every record that has just
+    become terminal (the controller tells the algorithm). Methods that take an ``attempt`` write
+    nothing and answer None when that attempt is no longer the live one."""
+
+    def __init__(self, storage: Storage, study_id: int, book: TrialBook,
+                 on_finished: Callable[[TrialRecord], None]) -> None:
+        self.storage = storage
+        self.study_id = study_id
+        self.book = book
+        self.on_finished = on_finished
+
+    def _put(self, rec: TrialRecord | None) -> TrialRecord | None:
+        if rec is not None:
+            self.book.put(rec)
+            if rec.state in TERMINAL_STATES:
+                self.on_finished(rec)
+        return rec
+
+    def reload(self) -> None:
+        self.book.load(self.storage.get_trials(self.study_id))
+
+    def create(self, params: Mapping[str, Any]) -> TrialRecord:
+        return self._put(self.storage.create_trial(self.study_id, dict(params)))  # type: ignore[return-value]
+
+    def start(self, trial_id: int) -> TrialRecord:
+        """WAITING -> RUNNING as its current attempt."""
+        return self._put(self.storage.start_trial(trial_id))  # type: ignore[return-value]
+
+    def finish(self, rec: TrialRecord, **fields: Any) -> TrialRecord | None:
+        """RUNNING -> COMPLETE, PRUNED or FAILED (``state=``, and values, metrics, error, last_step,
+        node as ``Storage.finish_trial`` takes them)."""
+        done = self.storage.finish_trial(rec.id, rec.attempt, **fields)
+        if done is None:
+            log.warning("trial %d attempt %d finished after it was reaped; result dropped", rec.number, rec.attempt)
+            self.reload()
+        return self._put(done)
+
+    def pause(self, rec: TrialRecord, **fields: Any) -> TrialRecord | None:
+        """RUNNING -> PAUSED (metrics, last_step, node as ``Storage.pause_trial`` takes them)."""
+        paused = self.storage.pause_trial(rec.id, rec.attempt, **fields)
+        if paused is None:
+            log.warning("trial %d attempt %d paused after it was reaped; ignored", rec.number, rec.attempt)
+            self.reload()
+        return self._put(paused)
+
+    def thaw(self, rec: TrialRecord) -> TrialRecord:
+        """PAUSED -> RUNNING as the next attempt."""
+        return self._put(self.storage.thaw_trial(rec.id))  # type: ignore[return-value]
+
+    def exploit(self, rec: TrialRecord, **fields: Any) -> TrialRecord | None:
+        """The member's attempt restarts as the next one from a parent's copied checkpoint
+        (``Storage.exploit_trial``)."""
+        return self._put(self.storage.exploit_trial(rec.id, rec.attempt, **fields))
+
+    def requeue(self, *, reason: str, trial_ids: Sequence[int] | None = None,
+                max_retries: int | None = None) -> list[TrialRecord]:
+        """RUNNING attempts -> WAITING as a next attempt (or FAILED past ``max_retries``)."""
+        return [self._put(r) for r in self.storage.requeue_running(  # type: ignore[misc]
+            self.study_id, reason=reason, trial_ids=trial_ids, max_retries=max_retries)]
+
+    def end_paused(self, trial_ids: Sequence[int] | None = None) -> list[TrialRecord]:
+        """PAUSED -> PRUNED at the step reached: the study ends before they are thawed."""
+        return [self._put(r) for r in self.storage.end_paused(self.study_id, trial_ids=trial_ids)]  # type: ignore[misc]
+
+    def add_reports(self, reports: Sequence[tuple[int, int, int, Mapping[str, float]]]) -> None:
+        self.storage.add_reports(reports)
+
+    def add_checkpoint(self, trial_id: int, attempt: int, step: int, path: str, checksum: str) -> None:
+        self.storage.add_checkpoint(trial_id, attempt, step, path, checksum)
+
+    def heartbeat(self, trial_ids: Sequence[int]) -> None:
+        self.storage.heartbeat(list(trial_ids))
