@@ -27,7 +27,7 @@ from search.config import StudyConfig
 from search.decisions import CONTINUE, Continue, Exploit, Pause, Pending
 from storage.records import CheckpointRecord, StudyRecord, TrialRecord, TrialState
 from trials import artifacts
-from trials.api import TrialEvent, TrialSpec
+from trials.api import EventKind, TrialEvent, TrialSpec
 
 if TYPE_CHECKING:
     from storage import Storage
@@ -204,22 +204,22 @@ class Controller:
                 log.warning("ignoring %s from trial id %s attempt %s: that attempt is no longer running",
                             ev.kind, ev.trial_id, ev.attempt)
                 continue
-            if ev.kind == "report":
+            if ev.kind == EventKind.REPORT:
                 step = int(ev.step or 0)
                 reports.append((ev.trial_id, ev.attempt, step, dict(ev.metrics)))
                 if self._decide(rec, step, ev.metrics, flush):
                     self.backend.request_stop(ev.trial_id)
-            elif ev.kind == "checkpoint":
+            elif ev.kind == EventKind.CHECKPOINT:
                 flush()
                 self.writer.add_checkpoint(ev.trial_id, ev.attempt, int(ev.step or 0), ev.path or "", ev.checksum or "")
                 self._retain(ev.trial_id)
-            elif ev.kind == "done":
+            elif ev.kind == EventKind.DONE:
                 flush()
                 self._end_attempt(rec, ev)
                 # The pending decision goes once the attempt has ended (a crash in between leaves
                 # it, and the restart skips a decision whose trial has run since).
                 self.decisions.drop(rec.id)
-            elif ev.kind == "lost":
+            elif ev.kind == EventKind.LOST:
                 flush()
                 self._lost(rec, ev.error or "worker lost")
         flush()

@@ -6,9 +6,10 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable, Mapping
 
-__all__ = ["TrialSpec", "TrialEvent", "Reporter", "file_checksum", "snapshot"]
+__all__ = ["TrialSpec", "TrialEvent", "EventKind", "Reporter", "file_checksum", "snapshot"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,18 @@ class TrialSpec:
     sync_checkpoints: bool = False
 
 
+class EventKind(str, Enum):
+    """What a ``TrialEvent`` says. A string enum: it compares equal to its value."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    REPORT = "report"
+    CHECKPOINT = "checkpoint"
+    DONE = "done"
+    LOST = "lost"  # sent by a backend, not a worker: the worker running the attempt died
+
+
 @dataclass(frozen=True)
 class TrialEvent:
     """One message from a worker. ``kind`` is ``report``, ``checkpoint`` or ``done``.
@@ -49,9 +62,10 @@ class TrialEvent:
     - checkpoint: ``step``, ``path`` and ``checksum`` of a file that is already durable.
     - done: final ``metrics`` (empty on failure), ``error`` (None on success), ``stopped`` when the
       trial ended because the controller asked it to, and ``step`` the last step reported.
+    - lost: from the backend when the worker died without a ``done``; ``error`` says how.
     """
 
-    kind: str
+    kind: EventKind
     trial_id: int
     attempt: int
     step: int | None = None
@@ -61,6 +75,9 @@ class TrialEvent:
     error: str | None = None
     stopped: bool = False
     node: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", EventKind(self.kind))
 
 
 def file_checksum(path: str) -> str:

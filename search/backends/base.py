@@ -38,9 +38,6 @@ class Backend(ABC):
     def shutdown(self) -> None:
         """Stop all workers; attempts still running are abandoned (the controller requeues them)."""
 
-    def describe(self) -> str:
-        return type(self).__name__
-
 
 def drain(events: "queue.SimpleQueue[TrialEvent]", timeout: float) -> list[TrialEvent]:
     """Every event waiting in ``events``, blocking up to ``timeout`` seconds for the first."""

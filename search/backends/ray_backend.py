@@ -126,9 +126,6 @@ class RayBackend(Backend):
         self._owns_ray = False
         self._placed: set[int] = set()  # slots whose actor Ray has placed
 
-    def describe(self) -> str:
-        return f"ray ({self.address or 'local'})"
-
     def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
         import ray
 

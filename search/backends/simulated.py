@@ -41,9 +41,6 @@ class SimulatedBackend(Backend):
         self._closed = False
         self.now = 0.0  # virtual time of the last delivered event
 
-    def describe(self) -> str:
-        return "simulated"
-
     def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
         pass
 

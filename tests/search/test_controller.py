@@ -242,3 +242,27 @@ def test_a_late_stop_request_does_not_stop_the_next_attempt(tmp_path):
     done = run(dataclasses.replace(spec, attempt=1, checkpoint_dir=str(tmp_path / "attempt-1")))
     backend.shutdown()
     assert done.kind == "done" and done.step == 3 and not done.stopped
+
+
+def test_an_algorithm_cannot_change_the_controllers_records(sqlite_url, tmp_path):
+    """History reaches algorithms as frozen records: an algorithm that tries to edit one fails at
+    once instead of changing what the controller (and every later proposal) sees."""
+
+    class Meddler(Algorithm):
+        name = "meddler"
+        tried = 0
+
+        def propose(self, history, n):
+            for t in history.trials:
+                Meddler.tried += 1
+                with pytest.raises(TypeError):
+                    t.params["x"] = 99.0
+            k = len(history.trials)
+            return [Proposal({"x": 0.1 * (k + i), "y": 0, "kind": "a"}) for i in range(n)]
+
+    config = parse_study(quad_study(name="meddled", trials=4, parallel=1))
+    st, controller = _controller(config, sqlite_url, Meddler(config.space, config.metrics, config.directions))
+    summary = controller.run()
+    assert summary.complete == 4 and Meddler.tried > 0
+    assert [t.params["x"] for t in st.get_trials(st.get_study("meddled").id)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    st.close()
