@@ -1,15 +1,30 @@
-"""What both built-in trainers share: config checks, optimisers, learning-rate schedules, RNG state,
-mixed precision. Kept free of model and data code so each trainer reads top to bottom."""
+"""The training loop of the built-in trainers, read top to bottom like nanoGPT's ``train.py``.
+
+A trainer (``builtin:classifier``, ``builtin:lm``) parses its params into its dataclass config (a
+``TrainConfig`` with the trainer's own fields), loads its data, builds its model and hands
+``fit`` a ``Task``: the model, the batches of each step, the loss of one batch and the validation
+metrics. ``fit`` owns everything else: optimiser, learning-rate schedule, precision, clipping,
+resume, the report and checkpoint cadence, and the checkpoint dict.
+
+A *step* is what a report counts: an epoch for the classifier, an optimiser update for the LM.
+Each step runs ``Task.updates_per_step`` optimiser updates; the learning rate is a function of the
+update number.
+"""
 from __future__ import annotations
 
 import math
 import random
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+__all__ = ["TrainConfig", "Task", "EpochLoss", "RunningLoss", "fit"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "wsd")
 PRECISIONS = ("auto", "fp32", "bf16")
 
+
+# ---- params
 
 def check_known(cfg: Mapping[str, Any], known: Iterable[str], trainer: str) -> None:
     known = set(known)
@@ -23,6 +38,12 @@ def check_choice(cfg: Mapping[str, Any], key: str, allowed: Iterable[str]) -> st
     if cfg[key] not in allowed:
         raise ValueError(f"param {key!r} must be one of {list(allowed)}, got {cfg[key]!r}")
     return str(cfg[key])
+
+
+def check_bool(cfg: Mapping[str, Any], key: str) -> bool:
+    if not isinstance(cfg[key], bool):
+        raise ValueError(f"param {key!r} must be true or false, got {cfg[key]!r}")
+    return cfg[key]
 
 
 def int_param(cfg: Mapping[str, Any], key: str, low: int = 1) -> int:
@@ -46,43 +67,116 @@ def float_param(cfg: Mapping[str, Any], key: str, low: float = 0.0, high: float 
     return float(value)
 
 
-def make_optimizer(model, cfg: Mapping[str, Any]):
+@dataclass(frozen=True)
+class TrainConfig:
+    """The params every built-in trainer shares, with the defaults of a small model trained for a
+    few epochs. A trainer's config subclasses it, adds its own params and overrides defaults; its
+    field names are the trainer's param names. Build one with ``parse``."""
+
+    TRAINER: ClassVar[str] = "training"
+
+    batch_size: int = 64
+    val_fraction: float = 0.2  # held out for validation
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    beta1: float = 0.9  # adam and adamw only
+    beta2: float = 0.999
+    schedule: str = "constant"
+    warmup: float = 0  # a fraction of the updates when < 1, else a count
+    decay_fraction: float = 0.2  # wsd: the decaying part
+    min_lr_ratio: float = 0.0  # cosine and wsd: the final lr over 'lr'
+    grad_clip: float = 0.0  # max gradient norm; 0: no clipping
+    precision: str = "auto"
+    compile: bool = False
+    # reporting and checkpoints, in steps
+    eval_every: int = 1
+    checkpoint_every: int = 1  # 0: only the final one
+    checkpoint_final: bool = True
+    device: str = "auto"
+    # None: the trial's seeds
+    seed: int | None = None
+    data_seed: int | None = None
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {f.name: f.default for f in fields(cls)}
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]):
+        """``params`` over the defaults, every name known and every value checked and converted;
+        errors name the param, what it must be and what it got."""
+        defaults = cls.defaults()
+        cfg = {**defaults, **params}
+        check_known(cfg, defaults, cls.TRAINER)
+        return cls(**cls._checked(cfg))
+
+    @classmethod
+    def _checked(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        """``cfg`` with the shared params checked; a trainer's config checks its own, then calls this."""
+        check_choice(cfg, "precision", PRECISIONS)
+        for key in ("batch_size", "eval_every"):
+            cfg[key] = int_param(cfg, key)
+        cfg["checkpoint_every"] = int_param(cfg, "checkpoint_every", 0)
+        cfg["grad_clip"] = float_param(cfg, "grad_clip")
+        check_bool(cfg, "checkpoint_final")
+        cfg["val_fraction"] = float_param(cfg, "val_fraction", 0.0, 1.0, low_open=True)
+        check_choice(cfg, "optimizer", OPTIMIZERS)
+        cfg["lr"] = float_param(cfg, "lr", 0.0, low_open=True)
+        cfg["weight_decay"] = float_param(cfg, "weight_decay")
+        # Only the chosen optimiser's params are checked: a study may fix momentum and vary the
+        # optimiser, and an adam trial ignores momentum.
+        if cfg["optimizer"] == "sgd":
+            cfg["momentum"] = float_param(cfg, "momentum", 0.0, 1.0)
+        else:
+            cfg["beta1"], cfg["beta2"] = (float_param(cfg, "beta1", 0.0, 1.0), float_param(cfg, "beta2", 0.0, 1.0))
+        check_choice(cfg, "schedule", SCHEDULES)
+        cfg["warmup"] = float_param(cfg, "warmup")
+        cfg["decay_fraction"] = float_param(cfg, "decay_fraction", 0.0, 1.0)
+        cfg["min_lr_ratio"] = float_param(cfg, "min_lr_ratio", 0.0, 1.0)
+        check_bool(cfg, "compile")
+        return cfg
+
+    def seeds(self, reporter) -> tuple[int, int]:
+        """(seed, data_seed): the params where given, else the trial's. ``seed`` drives weights and
+        batch order, ``data_seed`` the train/validation split every trial of a study shares."""
+        return (int(reporter.seed if self.seed is None else self.seed),
+                int(reporter.data_seed if self.data_seed is None else self.data_seed))
+
+
+# ---- optimiser and learning rate
+
+def make_optimizer(model, cfg: TrainConfig):
     """AdamW/Adam/SGD. As in nanoGPT, weight decay applies only to matrices (dim >= 2), never to
     biases and norm gains."""
     import torch
 
-    name = check_choice(cfg, "optimizer", OPTIMIZERS)
-    lr = float_param(cfg, "lr", 0.0, low_open=True)
-    wd = float_param(cfg, "weight_decay")
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     groups = [g for g in groups if g["params"]]
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=float_param(cfg, "momentum", 0.0, 1.0))
-    betas = (float_param(cfg, "beta1", 0.0, 1.0), float_param(cfg, "beta2", 0.0, 1.0))
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    betas = (cfg.beta1, cfg.beta2)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas)
     # Adam's weight decay is L2 added to the gradient (not decoupled): that is what "adam" means.
-    return torch.optim.Adam(groups, lr=lr, betas=betas)
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=betas)
 
 
-def schedule_from(cfg: Mapping[str, Any], total_steps: int) -> "Schedule":
-    name = check_choice(cfg, "schedule", SCHEDULES)
-    warmup = float_param(cfg, "warmup")
-    warmup_steps = int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+def schedule_from(cfg: TrainConfig, total_steps: int) -> "Schedule":
+    warmup_steps = int(round(cfg.warmup * total_steps)) if cfg.warmup < 1 else int(cfg.warmup)
     if warmup_steps >= total_steps and total_steps > 1:
         raise ValueError(
             f"param 'warmup' must leave steps to train: {warmup_steps} warmup steps >= {total_steps} "
             f"total; lower 'warmup' or raise the budget"
         )
-    return Schedule(
-        name=name, base_lr=float_param(cfg, "lr", 0.0, low_open=True), total=total_steps,
-        warmup=warmup_steps, decay_fraction=float_param(cfg, "decay_fraction", 0.0, 1.0),
-        min_lr_ratio=float_param(cfg, "min_lr_ratio", 0.0, 1.0),
-    )
+    return Schedule(name=cfg.schedule, base_lr=cfg.lr, total=total_steps, warmup=warmup_steps,
+                    decay_fraction=cfg.decay_fraction, min_lr_ratio=cfg.min_lr_ratio)
 
 
 class Schedule:
@@ -121,6 +215,8 @@ def set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
 
+
+# ---- randomness and precision
 
 def seed_everything(seed: int) -> None:
     import numpy as np
@@ -173,16 +269,7 @@ def autocast_for(device, precision: str):
     return contextlib.nullcontext()
 
 
-def maybe_compile(model, enabled: Any):
-    """``torch.compile`` the model for training when asked; checkpoints keep using the eager module."""
-    if isinstance(enabled, str) or not isinstance(enabled, bool):
-        raise ValueError(f"param 'compile' must be true or false, got {enabled!r}")
-    if not enabled:
-        return model
-    import torch
-
-    return torch.compile(model)
-
+# ---- failures and resume
 
 def non_finite(value: float, what: str, step: int, lr: float) -> FloatingPointError:
     return FloatingPointError(
@@ -203,3 +290,176 @@ def load_into(model, optimizer, state: Mapping[str, Any], trainer: str) -> None:
             f"of a trial with the same architecture params"
         ) from None
     optimizer.load_state_dict(state["optimizer"])
+
+
+# ---- what a trainer hands the loop
+
+class EpochLoss:
+    """The training loss as the classifier reports it: the per-sample mean over the last step's
+    updates (every batch full but the last, which holds the remainder), read after every step, so
+    a diverging run stops at the epoch it diverged in. Empty between steps: nothing to checkpoint."""
+
+    read_every_step = True
+
+    def __init__(self, n_samples: int, batch_size: int, device) -> None:
+        import torch
+
+        updates = math.ceil(n_samples / batch_size)
+        self.n_samples = n_samples
+        self.weights = torch.full((updates,), float(batch_size), device=device)
+        self.weights[-1] = n_samples - batch_size * (updates - 1)
+        self.losses: list[Any] = []
+
+    def add(self, loss) -> None:
+        # Kept on the device and summed once per step: no sync per update.
+        self.losses.append(loss)
+
+    def read(self) -> float:
+        import torch
+
+        value = float((torch.stack(self.losses) * self.weights).sum()) / self.n_samples
+        self.losses = []
+        return value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+class RunningLoss:
+    """The training loss as the LM reports it: the mean update loss since the last report, summed
+    in float64 on the device (no sync per update) and read only at reports. The sum and count go
+    into checkpoints as ``loss_sum`` and ``loss_count``, so a resumed run reports the same mean."""
+
+    read_every_step = False
+
+    def __init__(self, device) -> None:
+        import torch
+
+        self.device = device
+        self.sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+
+    def add(self, loss) -> None:
+        self.sum += loss
+        self.count += 1
+
+    def read(self) -> float:
+        value = float(self.sum) / self.count
+        self.sum.zero_()
+        self.count = 0
+        return value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss_sum": self.sum, "loss_count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sum = state["loss_sum"].to(self.device)
+        self.count = int(state["loss_count"])
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a trainer hands ``fit``: its model on ``device`` and its data, as functions of the step.
+
+    ``batches(step)`` gives the step's ``updates_per_step`` batches in order. It must depend only
+    on the seed, the step and ``sampler``'s state (saved in checkpoints as ``data``), so a resumed
+    run trains on the same batches. ``loss(fwd, batch)`` is the mean loss of one batch (``fwd`` is
+    the model, compiled when asked) and runs under autocast. ``evaluate(fwd)`` gives the validation
+    metrics, ``val_loss`` first, with the model in eval mode. ``counts(step)`` gives what does not
+    depend on the weights: parameter counts, data seen and training FLOPs after ``step`` steps.
+    ``info`` goes into every checkpoint as it is; ``step_key`` names the step count there.
+    """
+
+    model: Any
+    device: Any
+    steps: int
+    updates_per_step: int
+    batches: Callable[[int], Sequence[Any]]
+    loss: Callable[[Any, Any], Any]
+    evaluate: Callable[[Any], dict[str, float]]
+    counts: Callable[[int], dict[str, float]]
+    meter: EpochLoss | RunningLoss
+    step_key: str = "step"
+    sampler: Any = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ---- the loop
+
+def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter) -> dict[str, float]:
+    """Train ``task`` for ``task.steps`` steps; report every ``eval_every`` steps and at the last,
+    checkpoint every ``checkpoint_every`` steps and (with ``checkpoint_final``) at the last, stop
+    early when a report says to. Resumes from the reporter's checkpoint; ``params`` (the trial's
+    config as given) goes into every checkpoint. Returns the last reported metrics."""
+    import torch
+
+    model, device, meter = task.model, task.device, task.meter
+    opt = make_optimizer(model, cfg)
+    schedule = schedule_from(cfg, task.steps * task.updates_per_step)
+    fwd = torch.compile(model) if cfg.compile else model  # checkpoints keep the eager module's weights
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        metrics = task.evaluate(fwd)
+        model.train()
+        return metrics
+
+    def checkpoint(step: int, metrics: dict[str, float]) -> None:
+        data = {} if task.sampler is None else {"data": task.sampler.state_dict()}
+        reporter.save_checkpoint({
+            "model": model.state_dict(), "optimizer": opt.state_dict(), task.step_key: step, "rng": rng_state(),
+            **data, **meter.state_dict(), "metrics": metrics, **task.info, "config": dict(params),
+        }, step)
+
+    # ---- resume: the checkpoint holds everything the next update depends on
+    start = 0
+    state = reporter.load_checkpoint()
+    if state is not None:
+        load_into(model, opt, state, cfg.TRAINER)
+        set_rng_state(state["rng"])
+        if task.sampler is not None:
+            task.sampler.load_state_dict(state["data"])
+        meter.load_state_dict(state)
+        start = int(state[task.step_key])
+    if start >= task.steps:
+        # Resumed from a checkpoint at (or past) the budget: nothing to train, report where it is.
+        metrics = {**evaluate(), **task.counts(start)}
+        reporter.report(start, **metrics)
+        return metrics
+
+    metrics: dict[str, float] = {}
+    lr = math.nan  # set before the first update
+    model.train()
+    for step in range(start, task.steps):
+        for i, batch in enumerate(task.batches(step)):
+            update = step * task.updates_per_step + i
+            if schedule(update) != lr:
+                lr = schedule(update)
+                set_lr(opt, lr)
+            with autocast_for(device, cfg.precision):
+                loss = task.loss(fwd, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            meter.add(loss.detach())
+        done = step + 1
+        last = done == task.steps
+        at_eval = done % cfg.eval_every == 0 or last
+        if at_eval or meter.read_every_step:
+            train_loss = meter.read()
+            if not math.isfinite(train_loss):
+                raise non_finite(train_loss, "training loss", done, lr)
+        if at_eval:
+            metrics = {**evaluate(), "train_loss": train_loss, "lr": lr, **task.counts(done)}
+            if not math.isfinite(metrics["val_loss"]):
+                raise non_finite(metrics["val_loss"], "val_loss", done, lr)
+        if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and not last) or (last and cfg.checkpoint_final):
+            checkpoint(done, metrics)
+        if at_eval and reporter.report(done, **metrics):
+            break
+    return metrics

@@ -114,3 +114,33 @@ def test_mismatched_arrays_fail_then_a_second_trial_works(run_spec, tmp_path):
 def test_diverging_classifier_fails_naming_lr(run_spec):
     done, _ = run_spec("builtin:classifier", {"epochs": 2, "optimizer": "sgd", "momentum": 0.0, "lr": 1e12})
     assert done.error is not None and "'lr'" in done.error
+
+
+def test_classifier_checkpoint_dict_keeps_its_format(run_spec):
+    # Old checkpoints must keep resuming: these keys are the format.
+    import torch
+
+    config = {"epochs": 1, "hidden": 8}
+    done, events = run_spec("builtin:classifier", config)
+    assert done.error is None, done.error
+    ckpt = [e for e in events if e.kind == "checkpoint"][-1]
+    state = torch.load(ckpt.path, weights_only=False)
+    assert list(state) == ["model", "optimizer", "epoch", "rng", "metrics", "config"]
+    assert state["epoch"] == 1 and state["config"] == config and state["metrics"] == done.metrics
+
+
+def test_classifier_config_parses_checks_and_converts():
+    import dataclasses
+
+    from trials.builtin.classifier import DEFAULTS, ClassifierConfig
+
+    cfg = ClassifierConfig.parse({"epochs": 3.0, "lr": 1, "model": "cnn", "layers": 2, "channels": 4})
+    assert cfg.epochs == 3 and isinstance(cfg.epochs, int) and cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    assert cfg.layers == [{"width": 4, "kernel": 3, "skip": False}] * 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 2.0  # type: ignore[misc]
+    assert DEFAULTS == {f.name: f.default for f in dataclasses.fields(ClassifierConfig)}
+    # Params the chosen model or optimiser does not use are not checked, as before the dataclass.
+    assert ClassifierConfig.parse({"channels": 0, "momentum": "x"}).layers == 2
+    with pytest.raises(ValueError, match=r"param 'momentum' must be a finite number"):
+        ClassifierConfig.parse({"optimizer": "sgd", "momentum": "x"})

@@ -144,20 +144,20 @@ def test_token_and_epoch_budgets(run_spec, tmp_path):
 
 
 def test_schedules():
-    from trials._train import schedule_from
+    from trials._train import TrainConfig, schedule_from
 
     base = {"lr": 1.0, "warmup": 10, "decay_fraction": 0.2, "min_lr_ratio": 0.1}
-    cos = schedule_from({**base, "schedule": "cosine"}, 110)
+    cos = schedule_from(TrainConfig.parse({**base, "schedule": "cosine"}), 110)
     assert cos(0) == pytest.approx(0.1) and cos(9) == pytest.approx(1.0)
     assert cos(10) == pytest.approx(1.0) and cos(110) == pytest.approx(0.1)
     assert cos(60) == pytest.approx(0.55)
-    wsd = schedule_from({**base, "schedule": "wsd"}, 110)
+    wsd = schedule_from(TrainConfig.parse({**base, "schedule": "wsd"}), 110)
     assert wsd(50) == wsd(87) == 1.0
     assert wsd(88) < 1.0 and wsd(109) == pytest.approx(0.1)
-    const = schedule_from({**base, "schedule": "constant", "warmup": 0.0}, 110)
+    const = schedule_from(TrainConfig.parse({**base, "schedule": "constant", "warmup": 0.0}), 110)
     assert const(0) == const(109) == 1.0
     with pytest.raises(ValueError, match="'warmup'"):
-        schedule_from({**base, "schedule": "cosine", "warmup": 200}, 110)
+        schedule_from(TrainConfig.parse({**base, "schedule": "cosine", "warmup": 200}), 110)
 
 
 @pytest.mark.parametrize("change, match", [
@@ -263,3 +263,33 @@ def test_non_embedding_param_count_matches_the_built_model():
             layers.append(layer)
         spec = normalize_layers(layers, {})
         assert lm_non_embedding_params(spec) == count_params(ByteLM(spec, 8))[1], layers
+
+
+def test_lm_checkpoint_dict_keeps_its_format(run_spec):
+    # Old checkpoints must keep resuming: these keys are the format.
+    import torch
+
+    from trials.models import normalize_layers
+
+    config = {**TINY, "steps": 2, "eval_every": 2, "checkpoint_every": 1}
+    done, events = run_spec("builtin:lm", config)
+    assert done.error is None, done.error
+    first = torch.load([e for e in events if e.kind == "checkpoint"][0].path, weights_only=False)
+    assert list(first) == ["model", "optimizer", "step", "rng", "data", "loss_sum", "loss_count", "metrics",
+                           "layers", "config"]
+    # Mid-way between reports: the running training loss is carried over to the resumed run.
+    assert first["step"] == 1 and first["loss_count"] == 1 and first["loss_sum"].dtype == torch.float64
+    assert first["data"] == {"epoch": 0, "cursor": 4} and first["metrics"] == {}
+    assert first["layers"] == normalize_layers(TINY["layers"], {}) and first["config"] == config
+
+
+def test_lm_config_budget_and_defaults():
+    import dataclasses
+
+    from trials.builtin.lm import DEFAULT_STEPS, DEFAULTS, LMConfig
+
+    assert LMConfig.parse({}).budget == ("steps", DEFAULT_STEPS)
+    assert LMConfig.parse({"tokens": 1000.0}).budget == ("tokens", 1000)
+    assert LMConfig.parse({"epochs": 1}).budget == ("epochs", 1.0)
+    assert DEFAULTS == {f.name: f.default for f in dataclasses.fields(LMConfig)}
+    assert (DEFAULTS["optimizer"], DEFAULTS["schedule"], DEFAULTS["eval_every"]) == ("adamw", "cosine", 50)
