@@ -18,7 +18,7 @@ from torch import nn
 
 __all__ = [
     "LM_OPS", "build_mlp", "build_cnn", "normalize_cnn_layers", "ByteLM", "normalize_layers", "count_params",
-    "lm_flops_per_token", "forward_macs",
+    "lm_flops_per_token", "forward_macs", "lm_param_counts", "lm_heads",
 ]
 
 LM_OPS = ("attention", "linear", "conv")
@@ -198,6 +198,24 @@ def lm_non_embedding_params(layers: Sequence[Mapping[str, Any]], vocab: int = 25
         total += 2 * w * f + f + w  # FFN
         width = w
     return total + 2 * width + width * vocab  # final LayerNorm, head (no bias)
+
+
+def lm_param_counts(layers: Sequence[Mapping[str, Any]], context: int, vocab: int = 256) -> tuple[int, int]:
+    """(all, non-embedding) parameters of ``ByteLM(layers, context, vocab=vocab)``, what
+    ``count_params`` returns for the built model, from the layer specs alone (a planner needs N
+    before any trial ran): ``lm_non_embedding_params`` plus the token and position embeddings.
+    A spec without ``op`` is an attention layer, as in ``normalize_layers``."""
+    non_embedding = lm_non_embedding_params([{"op": "attention", **spec} for spec in layers], vocab)
+    return non_embedding + (vocab + context) * layers[0]["width"], non_embedding
+
+
+def lm_heads(width: int, head_dim: int) -> int:
+    """Attention heads for a layer of ``width`` at a target ``head_dim``: ``width // head_dim``
+    (at least 1), lowered until it divides the width, as ``ByteLM`` requires."""
+    h = max(1, width // head_dim)
+    while width % h:
+        h -= 1
+    return h
 
 
 def lm_flops_per_token(layers: Sequence[Mapping[str, Any]], context: int, n_non_embedding: int) -> float:
