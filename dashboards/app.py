@@ -1,5 +1,9 @@
 """The dashboard's ASGI app: HTML pages and a JSON API over ``storage.read_api``, read-only.
 
+Importance, Pareto and scaling answers come from ``analysis``, the same functions the CLI's
+``search importance``, ``search pareto`` and ``search scaling report`` call. The dashboard imports
+nothing from ``search``, ``trials`` or ``surrogates``.
+
 Security, in the order a request meets it (``_Guard``, a plain ASGI middleware):
 1. the Host header must name an allowed host (DNS-rebinding defence): else 400;
 2. only GET and HEAD exist: anything else is 405, before any route runs;
@@ -20,7 +24,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import math
 import os
 import secrets
 import time
@@ -33,7 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from storage.read_api import FILTER_HELP, READ_API_VERSION, ReadAPI, open_read_api
+from storage.read_api import FILTER_HELP, READ_API_VERSION, ReadAPI, json_safe, open_read_api
 
 __all__ = ["create_app", "LOOPBACK_HOSTS", "is_loopback", "STATIC_FILES", "CSP"]
 
@@ -188,16 +191,7 @@ def _json_bytes(obj: Any) -> bytes:
     try:
         return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
     except ValueError:  # a NaN slipped through: JSON has none, send null
-        def clean(o: Any) -> Any:
-            if isinstance(o, float):
-                return o if math.isfinite(o) else None
-            if isinstance(o, dict):
-                return {k: clean(v) for k, v in o.items()}
-            if isinstance(o, (list, tuple)):
-                return [clean(v) for v in o]
-            return o
-
-        return json.dumps(clean(obj), separators=(",", ":")).encode()
+        return json.dumps(json_safe(obj), separators=(",", ":")).encode()
 
 
 def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, token: str | None = None,
@@ -326,7 +320,9 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
 
     @app.get("/api/v1/studies/{name}/importance")
     async def api_importance(name: str, objective: int = 0):
-        return await answer(reader.importance, name, objective)
+        from analysis.importance import importance_view
+
+        return await answer(importance_view, reader, name, objective)
 
     @app.get("/api/v1/studies/{name}/curves")
     async def api_curves(name: str, metric: str = "", offset: int = 0, limit: int = 200, points: int = 40):
@@ -338,7 +334,9 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
 
     @app.get("/api/v1/studies/{name}/pareto")
     async def api_pareto(name: str):
-        return await answer(reader.pareto, name)
+        from analysis.pareto import pareto_view
+
+        return await answer(pareto_view, reader, name)
 
     @app.get("/api/v1/studies/{name}/lineage")
     async def api_lineage(name: str):
@@ -346,7 +344,9 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
 
     @app.get("/api/v1/studies/{name}/scaling")
     async def api_scaling(name: str):
-        return await answer(reader.scaling, name)
+        from analysis.scaling import scaling_view
+
+        return await answer(scaling_view, reader, name)
 
     @app.get("/api/v1/compare")
     async def api_compare(request: Request):

@@ -1,5 +1,9 @@
 """The ``search`` command. Heavy modules are imported inside each verb so ``--help`` is instant.
 
+The read verbs (studies, trials, best, lineage, importance, pareto, export) read through
+``storage.read_api``, the read-only view the dashboard uses, and compute with ``analysis``, as the
+dashboard does; only run, resume and db open the storage for writing.
+
 Exit codes: 0 success, 1 failure at run time, 2 invalid input (nothing written), 130 interrupted.
 """
 from __future__ import annotations
@@ -128,23 +132,23 @@ def cmd_resume(args) -> int:
     return _finish_run(summary, args, summary.metrics)
 
 
-def cmd_studies(args) -> int:
-    from storage import open_storage
+def _read_api(args):
+    from storage.read_api import open_read_api
 
-    with open_storage(args.storage, create=False) as st:
-        studies = st.list_studies()
-        counts = st.count_trials()
+    return open_read_api(args.storage)
+
+
+def cmd_studies(args) -> int:
+    with _read_api(args) as api:
         rows = []
-        for s in studies:
-            c = counts.get(s.id, {})
-            best = st.best_trial(s.id, s.directions[0])
+        for s in api.studies():
+            c = s["counts"]
             rows.append({
-                "name": s.name, "state": s.state, "algorithm": s.spec.get("algorithm", {}).get("name"),
-                "metric": s.metrics[0], "direction": s.directions[0],
+                "name": s["name"], "state": s["state"], "algorithm": s["algorithm"],
+                "metric": s["metrics"][0], "direction": s["directions"][0],
                 "complete": c.get("COMPLETE", 0), "pruned": c.get("PRUNED", 0), "failed": c.get("FAILED", 0),
                 "running": c.get("RUNNING", 0), "waiting": c.get("WAITING", 0), "paused": c.get("PAUSED", 0),
-                "best": None if best is None else best.value,
-                "created_at": s.created_at.isoformat() + "Z",
+                "best": s["best"], "created_at": s["started_at"],
             })
     if args.json:
         _print_json(rows)
@@ -161,11 +165,8 @@ def cmd_studies(args) -> int:
 
 
 def _load_trials(args):
-    from storage import open_storage
-
-    with open_storage(args.storage, create=False) as st:
-        study = st.get_study(args.name)
-        return study, st.get_trials(study.id)
+    with _read_api(args) as api:
+        return api.get_study(args.name), api.get_trials(args.name)
 
 
 def cmd_trials(args) -> int:
@@ -184,11 +185,9 @@ def cmd_trials(args) -> int:
 
 
 def cmd_best(args) -> int:
-    from storage import open_storage
-
-    with open_storage(args.storage, create=False) as st:
-        study = st.get_study(args.name)
-        best = st.best_trial(study.id, study.directions[0])
+    with _read_api(args) as api:
+        study = api.get_study(args.name)
+        best = api.best_trial(args.name)
     if best is None:
         print(f"error: study {args.name!r} has no completed trial yet", file=sys.stderr)
         return EXIT_RUNTIME
@@ -202,12 +201,9 @@ def cmd_best(args) -> int:
 
 def cmd_lineage(args) -> int:
     from search.lineage import lineage_report
-    from storage import open_storage
 
-    with open_storage(args.storage, create=False) as st:
-        study = st.get_study(args.name)
-        trials = st.get_trials(study.id)
-        report = lineage_report(trials, st.get_exploits(study.id), st.best_trial(study.id, study.directions[0]))
+    with _read_api(args) as api:
+        report = lineage_report(api.get_trials(args.name), api.get_exploits(args.name), api.best_trial(args.name))
     if args.json:
         _print_json(report)
         return EXIT_OK
@@ -223,13 +219,10 @@ def cmd_lineage(args) -> int:
 
 
 def cmd_importance(args) -> int:
-    from storage.read_api import open_read_api
+    from analysis.importance import importance_view
 
-    api = open_read_api(args.storage)
-    try:
-        result = api.importance(args.name, args.objective)
-    finally:
-        api.close()
+    with _read_api(args) as api:
+        result = importance_view(api, args.name, args.objective)
     if args.json:
         _print_json(result)
         return EXIT_OK
@@ -240,24 +233,21 @@ def cmd_importance(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from search.algorithms.base import History
-    from search.algorithms.bo import pareto_front
-    from storage import open_storage
+    from analysis.pareto import pareto_view
 
-    with open_storage(args.storage, create=False) as st:
-        study = st.get_study(args.name)
-        if len(study.directions) < 2:
-            raise InputError(f"study {args.name!r} has one objective ({study.metrics[0]}); "
-                             "a Pareto front needs two or more")
-        history = History(tuple(st.get_trials(study.id)), study.metrics, study.directions)
-    front = pareto_front(history)
-    out = {"study": study.name, "metrics": list(study.metrics), "directions": list(study.directions),
-           "front": [{"number": t.number, "values": list(t.values), "params": t.params} for t in front]}
+    with _read_api(args) as api:
+        try:
+            view = pareto_view(api, args.name)
+        except ValueError as exc:  # one objective
+            raise InputError(str(exc)) from None
+    front = [{"number": n, "values": v, "params": p}
+             for n, v, p, on in zip(view["numbers"], view["values"], view["params"], view["front"]) if on]
+    out = {"study": view["study"], "metrics": view["metrics"], "directions": view["directions"], "front": front}
     if args.json:
         _print_json(out)
     else:
-        print(f"{len(front)} non-dominated of {len(history.completed())} completed trials ({', '.join(study.metrics)})")
-        for t in out["front"]:
+        print(f"{len(front)} non-dominated of {len(view['numbers'])} completed trials ({', '.join(view['metrics'])})")
+        for t in front:
             print(f"  #{t['number']:<5} {t['values']}  {json.dumps(t['params'], default=str)}")
     return EXIT_OK
 

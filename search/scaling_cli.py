@@ -1,5 +1,10 @@
 """`search scaling ...`: fit scaling laws to runs, predict losses, allocate compute, pick lr and batch size,
-and report what a scaling-ladder study predicted.
+and report a study's scaling answer.
+
+A study SOURCE and `report` read through ``storage.read_api`` and ``analysis.scaling``, as the
+dashboard does; `report` prints ``analysis.scaling.scaling_view``, the one definition of a study's
+scaling answer (a ladder's recorded law and prediction, else a fit of the completed trials), which
+the dashboard's scaling page shows too.
 
 numpy, scipy, pandas and matplotlib are imported inside `run` so that `search --help` stays instant.
 """
@@ -13,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from search.algorithms.scaling_ladder import json_safe as _jsonable
+from storage.read_api import json_safe
 
 FORMS = ("chinchilla", "kaplan-n", "kaplan-d", "kaplan-c")
 _COLUMN_FLAGS = (
@@ -91,10 +96,11 @@ def add_parser(subparsers: Any) -> None:
     hparams.add_argument("--tokens", type=float, required=True, metavar="D", help="training tokens")
     hparams.add_argument("--critical-tolerance", type=float, default=0.01, metavar="X", help="loss tolerance of the critical batch size estimate (default: 0.01)")
 
-    report = verbs.add_parser("report", help="the prediction of a scaling-ladder study (algorithm: scaling)")
-    report.add_argument("source", metavar="STUDY", help="name of a study run with algorithm: {name: scaling, ...}")
+    report = verbs.add_parser("report", help="a study's scaling answer, as the dashboard shows it: a scaling ladder's "
+                                             "recorded law and prediction, else a Chinchilla fit of its trials")
+    report.add_argument("source", metavar="STUDY", help="name of a study (a scaling ladder: algorithm: {name: scaling, ...})")
     report.add_argument("--storage", default=None, help="storage URL (default: the local database)")
-    report.add_argument("--json", action="store_true", help="print the ladder's stored state as one JSON object")
+    report.add_argument("--json", action="store_true", help="print one JSON object: a ladder's stored state, else the fit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(_jsonable(out), allow_nan=False))
+        print(json.dumps(json_safe(out), allow_nan=False))
     else:
         print(summary)
     return 0
@@ -120,15 +126,18 @@ def _load(args: argparse.Namespace) -> Any:
     )
     if os.path.isfile(args.source):
         return load_runs(args.source, **columns)
+    import pandas as pd
+
+    from analysis.scaling import study_runs
+    from storage import StorageError
+    from storage.read_api import open_read_api
+
     try:
-        from search._runs import load_study_runs
-    except ImportError as exc:
-        raise ScalingDataError(f"SOURCE {args.source!r} is not a file, and studies cannot be read here ({exc})") from None
-    try:
-        frame = load_study_runs(args.source, args.storage)
-    except (LookupError, OSError) as exc:
+        with open_read_api(args.storage) as api:
+            rows, _ = study_runs(api.get_study(args.source), api.get_trials(args.source))
+    except (StorageError, LookupError, OSError) as exc:
         raise ScalingDataError(f"SOURCE {args.source!r} is neither a file nor a readable study: {exc}") from None
-    return load_runs(frame, **columns)
+    return load_runs(pd.DataFrame(rows), **columns)
 
 
 def _fit(args: argparse.Namespace, runs: Any) -> Any:
@@ -257,22 +266,30 @@ def _cmd_hparams(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _cmd_report(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from storage import StorageError, open_storage
+    from analysis.scaling import scaling_view
+    from storage import StorageError
+    from storage.read_api import open_read_api
 
     try:
-        with open_storage(args.storage, create=False) as st:
-            study = st.get_study(args.source)
-            state = st.get_algorithm_state(study.id).get("algorithm")
+        with open_read_api(args.storage) as api:
+            view = scaling_view(api, args.source)
     except (StorageError, LookupError, OSError) as exc:
         raise ValueError(f"cannot read study {args.source!r}: {exc}".splitlines()[0]) from None
-    algorithm = (study.spec.get("algorithm") or {}).get("name")
-    if algorithm != "scaling" or not state:
-        raise ValueError(
-            f"study {args.source!r} has no scaling-ladder state (its algorithm is {algorithm!r}"
-            + (", and no trial has finished yet" if algorithm == "scaling" else "")
-            + "); run a study with algorithm: {name: scaling, ...}"
-        )
-    return state, _report_summary(args.source, state)
+    if "ladder" in view:  # a ladder's answer is its recorded state, shown as recorded
+        return view["ladder"], _report_summary(args.source, view["ladder"])
+    if not view["available"]:
+        raise ValueError(f"study {args.source!r} has no scaling answer: {view['reason']}")
+    return view, _fit_summary(args.source, view)
+
+
+def _fit_summary(name: str, view: dict[str, Any]) -> str:
+    fit = view["fit"]
+    lines = [f"study {name!r}: {fit['formula']}, fitted to {fit['n_points']} completed trials (loss: {view['loss_from']})"]
+    for k, v in fit["params"].items():
+        lines.append(f"  {k:>8} = {_fmt(v)}{_band(fit['intervals'].get(k))}")
+    if view.get("warning"):
+        lines.append(f"  warning: {view['warning']}")
+    return "\n".join(lines)
 
 
 def _report_summary(name: str, state: dict[str, Any]) -> str:

@@ -14,6 +14,11 @@ Aggregation happens in SQL: counts are GROUP BYs, the trial table is a LIMIT/OFF
 learning curves are downsampled with a window function, so a study of 10,000 trials with a
 million reports is browsed without loading it into Python.
 
+Two kinds of answer: JSON-ready views for the dashboard (``studies``, ``trials_page``, ``history``,
+...) and frozen records (``get_study``, ``get_trials``, ``best_trial``, ``get_exploits``,
+``get_algorithm_state``) for the CLI's read verbs and for ``analysis``, which computes importance,
+Pareto fronts and scaling fits from them. Storage returns records and queries only; it fits nothing.
+
 Thread-safety: a ``ReadAPI`` may be shared by threads (one pooled connection per call).
 """
 from __future__ import annotations
@@ -22,11 +27,12 @@ import math
 import re
 from datetime import datetime, timezone
 from types import SimpleNamespace
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from storage.records import TrialState
+from storage.records import ExploitRecord, StudyRecord, TrialRecord, TrialState
 
-__all__ = ["READ_API_VERSION", "ReadAPI", "open_read_api", "parse_filter", "FILTER_HELP"]
+__all__ = ["READ_API_VERSION", "ReadAPI", "open_read_api", "parse_filter", "FILTER_HELP", "declared_space",
+           "json_safe"]
 
 READ_API_VERSION = 1
 MAX_PAGE = 500
@@ -34,7 +40,6 @@ MAX_PAGE = 500
 MAX_PARAM_POINTS = 2000
 MAX_TIMELINE = 2000
 MAX_CURVES_PAGE = 500
-MAX_IMPORTANCE_TRIALS = 500
 
 FILTER_HELP = ("clauses joined by 'and' or ',': FIELD OP VALUE with OP one of = != < <= > >= ~ "
                "(~ is 'contains'); FIELD is number, state, value, attempt, last_step, worker, node, "
@@ -68,18 +73,23 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _clean(obj: Any) -> Any:
-    """Recursively replace non-finite floats with None (JSON has no NaN)."""
+def json_safe(obj: Any) -> Any:
+    """Plain JSON data: mappings with string keys, lists for tuples and arrays, numpy scalars as
+    Python numbers, and None for NaN and infinities (JSON has none, and PostgreSQL's JSON rejects
+    them). The project's one JSON-cleaning helper: the read API's answers, the dashboard's
+    responses, the CLI's ``--json`` output and stored algorithm state all go through it."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        return json_safe(obj.tolist())
     return obj
 
 
-def _space(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def declared_space(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The study's declared parameters as {name, type, low, high, log, choices}."""
     out = []
     for name, p in (spec.get("space") or {}).items():
@@ -134,34 +144,6 @@ def parse_filter(text: str, space: Sequence[dict[str, Any]] = ()) -> list[tuple[
                 raise ValueError(f"filter on {m.group(1)!r} compares text; use = != or ~, got {op!r}")
             clauses.append((kind, field, op, value.upper() if field == "state" else value))
     return clauses
-
-
-def _pareto_mask(points: list[list[float]]) -> list[bool]:
-    """Non-dominated flags for points given as losses (lower is better in every coordinate)."""
-    import numpy as np
-
-    if not points:
-        return []
-    P = np.asarray(points, dtype=float)
-    n, k = P.shape
-    if k == 2:
-        order = np.lexsort((P[:, 1], P[:, 0]))
-        mask = np.zeros(n, dtype=bool)
-        best = math.inf
-        last: tuple[float, float] | None = None
-        for i in order:
-            a, b = P[i]
-            if b < best or (last is not None and (a, b) == last):
-                mask[i] = True
-                best, last = b, (a, b)
-        return mask.tolist()
-    mask = np.ones(n, dtype=bool)
-    for start in range(0, n, 512):
-        block = P[start:start + 512]
-        le = (P[None, :, :] <= block[:, None, :]).all(-1)
-        lt = (P[None, :, :] < block[:, None, :]).any(-1)
-        mask[start:start + 512] = ~(le & lt).any(1)
-    return mask.tolist()
 
 
 class ReadAPI:
@@ -333,6 +315,72 @@ class ReadAPI:
         value = hi if list(row.directions)[0] == "maximize" else lo
         return self._study_dict(row, counts.get(row.id, {}), value, last)
 
+    # -- records ------------------------------------------------------------------------------
+    # Frozen records for the CLI's read verbs and for ``analysis``: the same rows the views read.
+
+    def get_study(self, name: str) -> StudyRecord:
+        """The study named ``name``; ``StudyNotFound`` if there is none."""
+        from storage._rdb import Storage
+
+        return Storage._study(SimpleNamespace(**self._study_row(name)._mapping))
+
+    def get_trials(self, name: str, states: Sequence[str] = (), *, limit: int | None = None,
+                   newest: bool = False) -> list[TrialRecord]:
+        """The study's trials in ``states`` (every state when empty) by trial number, newest first
+        with ``newest``; with ``limit``, only the first ``limit`` of that order."""
+        from sqlalchemy import select
+
+        from storage._rdb import Storage
+        from storage._schema import TrialRow
+
+        bad = [s for s in states if s not in TrialState.ALL]
+        if bad:
+            raise ValueError(f"state must be one of {', '.join(TrialState.ALL)}, got {bad[0]!r}")
+        row = self._study_row(name)
+        t = TrialRow.__table__
+        q = select(t).where(t.c.study_id == row.id).order_by(t.c.number.desc() if newest else t.c.number)
+        if states:
+            q = q.where(t.c.state.in_(list(states)))
+        if limit is not None:
+            q = q.limit(limit)
+        return [Storage._trial(SimpleNamespace(**r._mapping)) for r in self._rows(q)]
+
+    def best_trial(self, name: str) -> TrialRecord | None:
+        """The completed trial with the best first-objective value (the lowest number on ties)."""
+        from sqlalchemy import select
+
+        from storage._rdb import Storage
+        from storage._schema import TrialRow
+
+        row = self._study_row(name)
+        t = TrialRow.__table__
+        order = t.c.value.desc() if row.directions[0] == "maximize" else t.c.value.asc()
+        rows = self._rows(select(t).where(t.c.study_id == row.id, t.c.state == TrialState.COMPLETE,
+                                          t.c.value.is_not(None)).order_by(order, t.c.number).limit(1))
+        return Storage._trial(SimpleNamespace(**rows[0]._mapping)) if rows else None
+
+    def get_exploits(self, name: str) -> list[ExploitRecord]:
+        """Every PBT exploit of the study, oldest first."""
+        from sqlalchemy import select
+
+        from storage._schema import ExploitRow
+
+        e = ExploitRow.__table__
+        rows = self._rows(select(e).where(e.c.study_id == self._study_row(name).id).order_by(e.c.id))
+        return [ExploitRecord(id=r.id, number=r.number, parent_number=r.parent_number, step=r.step,
+                              parent_step=r.parent_step, params_before=dict(r.params_before),
+                              params_after=dict(r.params_after), created_at=r.created_at) for r in rows]
+
+    def get_algorithm_state(self, name: str) -> dict[str, dict[str, Any]]:
+        """The algorithm state the controller recorded for the study, by key."""
+        from sqlalchemy import select
+
+        from storage._schema import AlgorithmStateRow
+
+        a = AlgorithmStateRow.__table__
+        rows = self._rows(select(a.c.key, a.c.value).where(a.c.study_id == self._study_row(name).id))
+        return {k: dict(v) for k, v in rows}
+
     # -- studies ------------------------------------------------------------------------------
 
     def studies(self) -> list[dict[str, Any]]:
@@ -356,8 +404,8 @@ class ReadAPI:
         counts, best = self._aggregates(row.id)
         out = self._summary(row, counts, best)
         spec = dict(row.spec or {})
-        out["space"] = _space(spec)
-        out["fixed_params"] = _clean(dict((spec.get("trial") or {}).get("params") or {}))
+        out["space"] = declared_space(spec)
+        out["fixed_params"] = json_safe(dict((spec.get("trial") or {}).get("params") or {}))
         out["entrypoint"] = (spec.get("trial") or {}).get("entrypoint")
         t, r = TrialRow.__table__, ReportRow.__table__
         sample = self._rows(select(t.c.id, t.c.metrics).where(t.c.study_id == row.id, t.c.state == TrialState.COMPLETE)
@@ -430,7 +478,7 @@ class ReadAPI:
         if bad:
             raise ValueError(f"state must be one of {', '.join(TrialState.ALL)}, got {bad[0]!r}")
         row = self._study_row(name)
-        space = _space(dict(row.spec or {}))
+        space = declared_space(dict(row.spec or {}))
         t = TrialRow.__table__
         where = self._where(row.id, parse_filter(filter, space))
         if states:
@@ -460,7 +508,7 @@ class ReadAPI:
         for r in rows:
             end = r.finished_at or (now if r.state == TrialState.RUNNING else None)
             out.append({
-                "number": r.number, "state": r.state, "params": _clean(dict(r.params or {})),
+                "number": r.number, "state": r.state, "params": json_safe(dict(r.params or {})),
                 "values": None if r[4] is None else [_num(v) for v in r[4]],
                 "error": None if r.error is None else r.error[:300],
                 "attempt": r.attempt, "worker": r.worker, "node": r.node, "last_step": r.last_step,
@@ -491,15 +539,15 @@ class ReadAPI:
         end = tr.finished_at or (now if tr.state == TrialState.RUNNING else None)
         return {
             "study": study.name, "metrics_names": list(study.metrics), "directions": list(study.directions),
-            "number": tr.number, "state": tr.state, "params": _clean(dict(tr.params or {})),
+            "number": tr.number, "state": tr.state, "params": json_safe(dict(tr.params or {})),
             "values": None if tr._mapping["values"] is None else [_num(v) for v in tr._mapping["values"]],
-            "metrics": _clean(dict(tr.metrics or {})), "error": tr.error, "attempt": tr.attempt,
+            "metrics": json_safe(dict(tr.metrics or {})), "error": tr.error, "attempt": tr.attempt,
             "attempts": tr.attempt + 1, "failures": tr.failures, "worker": tr.worker, "node": tr.node, "last_step": tr.last_step,
             "created_at": _iso(tr.created_at), "started_at": _iso(tr.started_at),
             "finished_at": _iso(tr.finished_at), "heartbeat_at": _iso(tr.heartbeat_at),
             "duration_s": None if tr.started_at is None or end is None else (end - tr.started_at).total_seconds(),
             "n_reports": n_reports,
-            "reports": [{"step": s, "attempt": a, "metrics": _clean(dict(m or {}))} for _tid, s, a, m in reports],
+            "reports": [{"step": s, "attempt": a, "metrics": json_safe(dict(m or {}))} for _tid, s, a, m in reports],
             "checkpoints": [{"step": k.step, "attempt": k.attempt, "path": k.path, "checksum": k.checksum,
                              "created_at": _iso(k.created_at)} for k in cks],
         }
@@ -591,65 +639,12 @@ class ReadAPI:
             q = q.where(t.c.number.in_([n for n, _ in scored]))
         params_of = dict(self._rows(q))
         rows = [(n, params_of.get(n) or {}, v) for n, v in scored]
-        space = _space(dict(row.spec or {}))
+        space = declared_space(dict(row.spec or {}))
         names = [p["name"] for p in space]
         return {"study": row.name, "metric": row.metrics[0], "direction": row.directions[0], "space": space,
                 "numbers": [n for n, _, _ in rows], "values": [v for _, _, v in rows],
-                "params": {k: [_clean(p.get(k)) for _, p, _ in rows] for k in names},
+                "params": {k: [json_safe(p.get(k)) for _, p, _ in rows] for k in names},
                 "shown": len(rows), "total": total}
-
-    def importance(self, name: str, objective: int = 0, *,
-                   max_trials: int = MAX_IMPORTANCE_TRIALS) -> dict[str, Any]:
-        """Parameter importance for objective ``objective`` from the newest ``max_trials``
-        completed trials: ``surrogates.importance.importance_from_trials`` (forest-based, first
-        order) when that module is installed; otherwise |Spearman rank correlation| of each
-        numeric parameter with the objective, which the answer's ``method`` says plainly."""
-        row = self._study_row(name)
-        if not 0 <= objective < len(row.directions):
-            raise ValueError(f"objective must be in [0, {len(row.directions)}), got {objective}")
-        space = [p for p in _space(dict(row.spec or {})) if p["type"] in ("float", "int", "categorical")]
-        rows = self._complete(row.id, "number", "params", "values", limit=max_trials, newest=True)
-        trials = [SimpleNamespace(number=n, params=dict(p or {}), values=tuple(v), state=TrialState.COMPLETE)
-                  for n, p, v in rows if v is not None and len(v) > objective and _num(v[objective]) is not None]
-        base = {"study": row.name, "metric": row.metrics[objective], "n_trials": len(trials)}
-        if len(trials) < 2 or not space:
-            return {**base, "method": None, "importance": {},
-                    "note": "needs at least 2 completed trials and a declared numeric or categorical parameter"}
-        try:
-            from surrogates.importance import importance_from_trials
-        except ImportError:
-            importance_from_trials = None
-        if importance_from_trials is not None:
-            params = [SimpleNamespace(name=p["name"], choices=tuple(p["choices"])) if p["type"] == "categorical"
-                      else SimpleNamespace(name=p["name"], low=p["low"], high=p["high"], log=p["log"],
-                                           step=p["step"] if p["step"] is not None else (1 if p["type"] == "int" else None))
-                      for p in space]
-            imp = importance_from_trials(params, trials, row.directions[objective], index=objective)
-            method = "fANOVA-style first-order importance from a random forest (surrogates.importance)"
-        else:
-            imp = self._spearman(space, trials, objective)
-            method = "|Spearman rank correlation| with the objective (not a variance decomposition)"
-        ranked = dict(sorted(((k, float(v)) for k, v in imp.items()), key=lambda kv: -kv[1]))
-        return {**base, "method": method, "importance": ranked}
-
-    @staticmethod
-    def _spearman(space, trials, objective: int) -> dict[str, float]:
-        from scipy.stats import spearmanr
-
-        out: dict[str, float] = {}
-        y = [float(t.values[objective]) for t in trials]
-        for p in space:
-            xs = [t.params.get(p["name"]) for t in trials]
-            if p["type"] == "categorical":
-                order = {repr(c): i for i, c in enumerate(p["choices"])}
-                xs = [order.get(repr(x)) for x in xs]
-            pairs = [(float(x), v) for x, v in zip(xs, y) if _num(x) is not None]
-            if len(pairs) < 3 or len({a for a, _ in pairs}) < 2:
-                out[p["name"]] = 0.0
-                continue
-            rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic
-            out[p["name"]] = 0.0 if not math.isfinite(rho) else abs(float(rho))
-        return out
 
     def learning_curves(self, name: str, metric: str | None = None, *, offset: int = 0, limit: int = 200,
                         points: int = 40) -> dict[str, Any]:
@@ -714,23 +709,6 @@ class ReadAPI:
                         "duration_s": (end - r.started_at).total_seconds()})
         return {"study": row.name, "trials": out, "shown": len(out), "total": total}
 
-    def pareto(self, name: str) -> dict[str, Any]:
-        """Completed trials' objective vectors and which are non-dominated (every objective
-        counted in its own direction). Needs a study with at least two objectives."""
-        row = self._study_row(name)
-        dirs = list(row.directions)
-        if len(dirs) < 2:
-            raise ValueError(f"study {name!r} has one objective ({row.metrics[0]}); a Pareto front needs two or more")
-        pts, numbers = [], []
-        for number, vals in self._complete(row.id, "number", "values"):
-            v = [_num(x) for x in (vals or [])]
-            if len(v) == len(dirs) and all(x is not None for x in v):
-                pts.append(v)
-                numbers.append(number)
-        losses = [[-x if d == "maximize" else x for x, d in zip(p, dirs)] for p in pts]
-        return {"study": row.name, "metrics": list(row.metrics), "directions": dirs, "numbers": numbers,
-                "values": pts, "front": _pareto_mask(losses)}
-
     def lineage(self, name: str) -> dict[str, Any]:
         """PBT lineage: every exploit (member ``number`` continued from ``parent_number``'s
         checkpoint at ``parent_step`` with ``params_after``; it had reached ``step`` with
@@ -748,11 +726,11 @@ class ReadAPI:
         return {
             "study": row.name, "metric": row.metrics[0], "direction": row.directions[0],
             "exploits": [{"number": x.number, "parent": x.parent_number, "step": x.step,
-                          "parent_step": x.parent_step, "params_before": _clean(dict(x.params_before or {})),
-                          "params_after": _clean(dict(x.params_after or {})), "at": _iso(x.created_at)}
+                          "parent_step": x.parent_step, "params_before": json_safe(dict(x.params_before or {})),
+                          "params_after": json_safe(dict(x.params_after or {})), "at": _iso(x.created_at)}
                          for x in exploits],
             "members": [{"number": m.number, "state": m.state, "value": _num(m.value), "last_step": m.last_step,
-                         "params": _clean(dict(m.params or {}))} for m in members],
+                         "params": json_safe(dict(m.params or {}))} for m in members],
         }
 
     def compare(self, names: Sequence[str], objective: int = 0) -> dict[str, Any]:
@@ -761,70 +739,6 @@ class ReadAPI:
             raise ValueError("compare needs at least one study name")
         return {"studies": [self.history(n, objective=min(objective, len(self._study_row(n).directions) - 1))
                             for n in dict.fromkeys(names)]}
-
-    def scaling(self, name: str, *, n_bootstrap: int = 100, seed: int = 0) -> dict[str, Any]:
-        """A Chinchilla fit L(N, D) = E + A/N^alpha + B/D^beta of the study's completed trials,
-        which must record ``params`` and ``tokens`` (or ``flops``) as trial params or metrics.
-
-        The loss is the first objective when it is minimised, else the ``val_loss`` or ``loss``
-        metric. Returns ``available: False`` with the reason when the data does not allow a fit;
-        otherwise the points, the fit (``ChinchillaFit.to_dict``) and curves of the predicted loss
-        against N with the bootstrap 95% band, up to 10x past the largest N seen."""
-        row = self._study_row(name)
-        spec = dict(row.spec or {})
-        fixed = dict((spec.get("trial") or {}).get("params") or {})
-        loss_from = row.metrics[0] if row.directions[0] == "minimize" else None
-        rows = []
-        for number, params, vals, metrics in self._complete(row.id, "number", "params", "values", "metrics"):
-            rec: dict[str, Any] = {k: v for k, v in {**fixed, **(params or {})}.items() if _num(v) is not None}
-            rec.update({k: v for k, v in (metrics or {}).items() if _num(v) is not None})
-            if loss_from is None:
-                loss_from = next((k for k in ("val_loss", "loss") if k in rec), None)
-            if loss_from == row.metrics[0]:
-                rec["loss"] = _num(vals[0]) if vals else None
-            else:
-                rec["loss"] = rec.get(loss_from) if loss_from else None
-            rec["trial"] = number
-            rows.append(rec)
-        base = {"study": row.name, "available": False, "loss_from": loss_from}
-        if not rows:
-            return {**base, "reason": "no completed trials yet"}
-        cols = set().union(*rows)
-        if "params" not in cols or not ({"tokens", "flops"} & cols):
-            return {**base, "reason": "trials record no 'params' and 'tokens' (or 'flops') metrics"}
-        if loss_from is None:
-            return {**base, "reason": f"the objective {row.metrics[0]!r} is maximised and no val_loss or loss metric exists"}
-        import numpy as np
-        import pandas as pd
-
-        from surrogates.scaling import ScalingDataError, fit_chinchilla, load_runs
-
-        df = pd.DataFrame([x for x in rows if x.get("loss") is not None and x.get("params") is not None])
-        # Bootstrap refits of degenerate data (e.g. one token budget) overflow in places; those
-        # refits come out as NaN/inf, which the band and _clean handle, so the warnings are noise.
-        with np.errstate(all="ignore"):
-            try:
-                runs = load_runs(df)
-                fit = fit_chinchilla(runs, n_bootstrap=n_bootstrap, seed=seed, n_starts=20)
-            except ScalingDataError as exc:
-                return {**base, "reason": str(exc)}
-            n_lo, n_hi = float(runs.N.min()), float(runs.N.max())
-            grid = np.geomspace(n_lo / 2, n_hi * 10, 60)
-            d_levels = np.unique(np.quantile(runs.D, [0.0, 0.5, 1.0]))
-            curves = []
-            for d in d_levels:
-                mean, low, high = fit.predict(grid, np.full_like(grid, d))
-                curves.append({"tokens": float(d), "N": grid.tolist(), "loss": _clean(list(map(float, mean))),
-                               "low": _clean(list(map(float, low))), "high": _clean(list(map(float, high)))})
-        warning = None
-        if len(np.unique(runs.D)) < 2 or len(np.unique(runs.N)) < 2:
-            which = "D (tokens)" if len(np.unique(runs.D)) < 2 else "N (params)"
-            warning = f"every trial has the same {which}, so that term of the law is not identifiable from these runs"
-        return {**base, "available": True, "reason": None, "warning": warning, "fit": _clean(fit.to_dict()),
-                "points": {"N": runs.N.tolist(), "D": runs.D.tolist(), "C": runs.C.tolist(),
-                           "loss": runs.loss.tolist()},
-                "observed_max_N": n_hi, "curves": curves}
-
 
 def open_read_api(url: str | None = None) -> ReadAPI:
     """A read-only view of ``url`` (default: ``resolve_url``'s choice)."""

@@ -14,10 +14,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from surrogates._validation import check_Xy
-from surrogates.encoders import SpaceEncoder
 from surrogates.forest import ForestSurrogate
 
-__all__ = ["importance_from_arrays", "importance_from_trials"]
+__all__ = ["importance_from_arrays"]
 
 
 def importance_from_arrays(X: Any, y: Any, groups: Mapping[str, Sequence[int]], *,
@@ -57,17 +56,3 @@ def importance_from_arrays(X: Any, y: Any, groups: Mapping[str, Sequence[int]], 
     if total <= 0:
         return {name: 1.0 / len(groups) for name in groups}
     return {name: v / total for name, v in effects.items()}
-
-
-def importance_from_trials(params: Sequence[Any], trials: Sequence[Any],
-                           metric_direction: str = "minimize", *, index: int = 0,
-                           random_state: Any = 0) -> dict[str, float]:
-    """Importance of each parameter (duck-typed, see ``SpaceEncoder``) for objective ``index`` of
-    frozen trial records; only COMPLETE trials with finite values count."""
-    enc = SpaceEncoder(params)
-    data = enc.encode_trials(trials, index=index, direction=metric_direction)
-    ok = data.feasible
-    if ok.sum() < 2:
-        raise ValueError(
-            f"parameter importance needs at least 2 completed trials with values, got {int(ok.sum())}")
-    return importance_from_arrays(data.X[ok], data.y[ok], enc.groups, random_state=random_state)

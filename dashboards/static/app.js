@@ -528,7 +528,9 @@ async function scalingPage() {
   try { d = await getJSON(`/api/v1/studies/${enc(name)}/scaling`); }
   catch (e) { note('scaling-status', `fit failed: ${e.message}`); return; }
   if (!d.available) { note('scaling-status', `No scaling-law fit for this study: ${d.reason}.`); return; }
-  note('scaling-status', `${d.fit.formula}, fitted to ${d.fit.n_points} completed trials (loss: ${d.loss_from})` +
+  const ladder = d.source === 'ladder';
+  note('scaling-status', (ladder ? `${d.fit.formula}, as the scaling ladder recorded it: fitted to its ${d.points.N.length} finished cells' tuned losses`
+    : `${d.fit.formula}, fitted to ${d.fit.n_points} completed trials`) + ` (loss: ${d.loss_from})` +
     (d.fit.converged ? '' : '; the optimiser did not report convergence'));
   const table = document.getElementById('scaling-params');
   table.hidden = false;
@@ -538,7 +540,8 @@ async function scalingPage() {
       el('td', { class: 'num', text: `${fmt(iv[0])} – ${fmt(iv[1])}` }));
   }));
   note('scaling-details', `${d.warning ? `Caution: ${d.warning}. ` : ''}${d.fit.interval_method}. ` +
-    'Shaded: 95% band of the predicted loss; right of the dotted line is extrapolation.');
+    (ladder ? 'The ladder stores no bootstrap refits, so the curves have no band; the target point shows its recorded 95% interval. '
+      : 'Shaded: 95% band of the predicted loss; ') + 'right of the dotted line is extrapolation.');
   const palette = ['#4c78a8', '#f58518', '#54a24b', '#e45756'];
   const traces = [];
   d.curves.forEach((c, i) => {
@@ -552,6 +555,13 @@ async function scalingPage() {
   traces.push({ x: d.points.N, y: d.points.loss, type: 'scatter', mode: 'markers', name: 'trials',
                 marker: { size: 8, color: d.points.D.map((v) => Math.log10(v)), colorscale: 'Viridis', showscale: true,
                           colorbar: { title: { text: 'log10 D' } }, line: { width: 1, color: 'black' } } });
+  const pred = d.prediction;
+  if (pred && pred.loss != null) {
+    const iv = pred.loss_interval || [null, null];
+    const err = iv[0] != null && iv[1] != null ? { type: 'data', symmetric: false, array: [iv[1] - pred.loss], arrayminus: [pred.loss - iv[0]] } : undefined;
+    traces.push({ x: [pred.N], y: [pred.loss], type: 'scatter', mode: 'markers', name: 'ladder target (predicted)',
+                  marker: { size: 12, symbol: 'star', color: '#e45756' }, error_y: err });
+  }
   draw('plot-scaling', traces, {
     xaxis: { type: 'log', title: { text: 'parameters N' } }, yaxis: { type: 'log', title: { text: esc(`loss (${d.loss_from})`) } },
     shapes: [{ type: 'line', xref: 'x', yref: 'paper', x0: d.observed_max_N, x1: d.observed_max_N, y0: 0, y1: 1, line: { dash: 'dot', color: '#555' } }],

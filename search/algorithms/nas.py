@@ -18,12 +18,13 @@ import math
 from contextlib import contextmanager
 from typing import Any, Mapping, Sequence
 
+from analysis.pareto import pareto_ranks
 from search.algorithms.base import Algorithm, History, Proposal
 from search.arch_spaces import NasBench201Param, is_arch_param
 from search.space import CategoricalParam, FloatParam, Space
 from storage.records import TrialRecord, TrialState
 
-__all__ = ["RegularizedEvolution", "Boshnas", "mutate_config", "config_key", "pareto_ranks"]
+__all__ = ["RegularizedEvolution", "Boshnas", "mutate_config", "config_key"]
 
 ZERO_COST_PROXIES = ("synflow", "grad_norm", "naswot", "gradsign")
 
@@ -55,23 +56,6 @@ def mutate_config(space: Space, config: Mapping[str, Any], rng) -> dict[str, Any
         if space.is_active(p, fixed):
             fixed[p.name] = out[p.name] if p.name in out else p.sample(rng)
     return fixed
-
-
-def pareto_ranks(losses: Sequence[Sequence[float]]) -> list[int]:
-    """Non-dominated sorting of loss vectors (lower is better): 0 for the first front, and so on."""
-    n = len(losses)
-    ranks = [-1] * n
-    remaining = set(range(n))
-    rank = 0
-    while remaining:
-        front = [i for i in remaining
-                 if not any(all(a <= b for a, b in zip(losses[j], losses[i]))
-                            and any(a < b for a, b in zip(losses[j], losses[i])) for j in remaining if j != i)]
-        for i in front:
-            ranks[i] = rank
-        remaining -= set(front)
-        rank += 1
-    return ranks
 
 
 @contextmanager

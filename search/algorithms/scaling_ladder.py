@@ -43,43 +43,22 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from analysis.scaling import law_at
 from search.algorithms.base import Algorithm, History, Proposal
+from storage.read_api import json_safe
 from storage.records import TrialRecord, TrialState
+# N and the heads rule come from the model's own definition (``ByteLM``), not a copy of it.
+from trials.models import lm_heads as heads_for
+from trials.models import lm_param_counts
 
-__all__ = ["ScalingLadder", "lm_param_counts", "heads_for"]
+__all__ = ["ScalingLadder"]
 
 SIZE_METRICS = ("params_non_embedding", "params")
 BUDGET_KEYS = ("tokens_per_param", "tokens", "steps")
-VOCAB = 256
 _OPTIONS = ("target", "rungs", *BUDGET_KEYS, "lrs", "batch_sizes", "context", "head_dim", "size_metric",
             "early_stop", "run_target", "bootstrap", "seeds")
 _FIT_MIN_CELLS = 5  # the Chinchilla form has 5 parameters
 _SIZE_LAW_MIN_RUNGS = 4  # the one-budget size law E + A/N^alpha has 3
-
-
-def heads_for(width: int, head_dim: int) -> int:
-    """``width // head_dim`` heads (at least 1), lowered until it divides the width."""
-    h = max(1, width // head_dim)
-    while width % h:
-        h -= 1
-    return h
-
-
-def lm_param_counts(layers: Sequence[Mapping[str, Any]], context: int) -> tuple[int, int]:
-    """(all, non-embedding) parameters of ``trials.models.ByteLM`` with these attention layers,
-    counted without building it (the planner needs N before any trial ran)."""
-    total = (VOCAB + context) * layers[0]["width"]  # token and position embeddings
-    emb = total
-    prev = layers[0]["width"]
-    for spec in layers:
-        w, f = spec["width"], spec["ffn"]
-        if w != prev:
-            total += prev * w
-        # two layer norms, qkv and output projections with biases, the two ffn linears
-        total += 4 * w + 4 * w * w + 4 * w + 2 * w * f + f + w
-        prev = w
-    total += 2 * prev + VOCAB * prev  # final norm, untied head
-    return total, total - emb
 
 
 def _err(option: str, msg: str) -> ValueError:
@@ -130,19 +109,6 @@ def _architecture(spec: Any, option: str, head_dim: int) -> list[dict[str, Any]]
     if width % heads:
         raise _err(f"{option}.heads", f"must divide the width: width {width} is not a multiple of heads {heads}")
     return [{"op": "attention", "width": width, "heads": heads, "ffn": ffn} for _ in range(layers)]
-
-
-def json_safe(x: Any) -> Any:
-    """Plain JSON: numpy values to Python, NaN and infinities to None (PostgreSQL JSON rejects them)."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if hasattr(x, "tolist"):
-        return json_safe(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _key(layers: Any, steps: Any, batch_size: Any, lr: Any, seed: Any = None) -> str:
@@ -690,7 +656,7 @@ class ScalingLadder(Algorithm):
             n = done[0].metrics.get(self.size_metric, pred["N"])
             d = done[0].metrics.get("tokens", pred["D"])
             loss_law = self._fit_state.get("loss_law")
-            at_observed = _law_at(loss_law, float(n), float(d)) if loss_law else pred["loss"]
+            at_observed = law_at(loss_law, float(n), float(d)) if loss_law else pred["loss"]
             rec.update(observed_loss=observed, observed_N=float(n), observed_D=float(d),
                        predicted_loss_at_observed_N_D=at_observed,
                        relative_error=(at_observed - observed) / observed)
@@ -729,9 +695,3 @@ class ScalingLadder(Algorithm):
             self._saved_final = {**fit, "prediction": state["prediction"]}
         self._state = dict(state)
 
-
-def _law_at(loss_law: Mapping[str, Any], n: float, d: float) -> float:
-    """The recorded loss law (Chinchilla, or the one-budget size law) at N, D."""
-    p = loss_law["params"]
-    data_term = p["B"] / d ** p["beta"] if "B" in p else 0.0
-    return p["E"] + p["A"] / n ** p["alpha"] + data_term

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from dashboard_names import P_IMG, P_SCRIPT, P_SVG, PARETO, PBT, POLL_SECONDS, SCALING, STEPPER, XSS
 
+from analysis.pareto import pareto_view
 from storage import open_storage
 from storage.read_api import ReadAPI
 
@@ -112,7 +113,7 @@ def test_scaling_page_fits_or_explains(dash_server, watch, tmp_path):
 
 def test_pareto_page_marks_the_front(dash_server, dash_url, watch, tmp_path):
     with ReadAPI(dash_url) as api:
-        d = api.pareto(PARETO)
+        d = pareto_view(api, PARETO)
     page = open_page(watch, f"{dash_server.url}/studies/{PARETO}/pareto", "#pareto-table tbody tr")
     assert_plot(page, "plot-pareto")
     front = sorted(n for n, f in zip(d["numbers"], d["front"]) if f)

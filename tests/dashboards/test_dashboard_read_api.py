@@ -10,8 +10,11 @@ import sqlite3
 import pytest
 from dashboard_names import PARETO, PBT, SCALING, STEPPER, XSS
 
+from analysis.importance import importance_view
+from analysis.pareto import pareto_view
+from analysis.scaling import scaling_view
 from storage import StorageError, StudyNotFound, open_storage
-from storage.read_api import READ_API_VERSION, ReadAPI, _pareto_mask, parse_filter
+from storage.read_api import READ_API_VERSION, ReadAPI, parse_filter
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +138,7 @@ def test_trial_detail_has_reports_checkpoints_and_attempts(api):
 
 
 def test_pareto_front_matches_brute_force(api):
-    d = api.pareto(PARETO)
+    d = pareto_view(api, PARETO)
     pts = d["values"]
 
     def dominated(i):
@@ -145,17 +148,11 @@ def test_pareto_front_matches_brute_force(api):
     assert d["front"] == [not dominated(i) for i in range(len(pts))]
     assert 0 < sum(d["front"]) < len(pts)
     with pytest.raises(ValueError, match="needs two or more"):
-        api.pareto(STEPPER)
-
-
-def test_pareto_mask_for_three_objectives_and_maximisation():
-    pts = [[1, 1, 1], [0, 2, 1], [2, 2, 2], [1, 1, 1]]
-    assert _pareto_mask(pts) == [True, True, False, True]
-    assert _pareto_mask([[0, 0], [0, 0], [1, -1], [1, 0]]) == [True, True, True, False]
+        pareto_view(api, STEPPER)
 
 
 def test_importance_names_its_method(api):
-    imp = api.importance(STEPPER)
+    imp = importance_view(api, STEPPER)
     assert set(imp["importance"]) == {"x", "kind", "width"}
     assert imp["method"] and imp["n_trials"] == 25
     assert math.isclose(sum(imp["importance"].values()), 1.0, rel_tol=1e-6) or "Spearman" in imp["method"]
@@ -164,7 +161,7 @@ def test_importance_names_its_method(api):
 
 
 def test_scaling_fit_recovers_the_toy_law_or_says_why_not(api):
-    s = api.scaling(SCALING, n_bootstrap=20)
+    s = scaling_view(api, SCALING, n_bootstrap=20)
     assert s["available"], s["reason"]
     assert s["warning"] is None
     n, d = s["points"]["N"], s["points"]["D"]
@@ -173,7 +170,7 @@ def test_scaling_fit_recovers_the_toy_law_or_says_why_not(api):
     for N, D, L in zip(n, d, s["points"]["loss"]):
         assert p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"] == pytest.approx(L, rel=0.02)
     assert s["curves"][0]["N"][-1] == pytest.approx(10 * max(n))
-    missing = api.scaling(STEPPER)
+    missing = scaling_view(api, STEPPER)
     assert not missing["available"] and "params" in missing["reason"]
 
 

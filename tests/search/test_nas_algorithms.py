@@ -8,7 +8,7 @@ import pytest
 
 from search.algorithms import make_algorithm
 from search.algorithms.base import History
-from search.algorithms.nas import mutate_config, pareto_ranks
+from search.algorithms.nas import mutate_config
 from search.arch_spaces import NB201_OPS, NasBench201Param
 from search.config import ConfigError, parse_study
 from search.space import Space
@@ -189,10 +189,6 @@ def test_zero_cost_warm_start_uses_the_proxy_ranked_pool():
 
     scores = [score_nb201(c["arch"], "synflow", seed=0) for c in pool]
     assert scores == sorted(scores, reverse=True)
-
-
-def test_pareto_ranks():
-    assert pareto_ranks([(1, 5), (2, 2), (3, 3), (5, 1), (4, 4)]) == [0, 0, 1, 0, 2]
 
 
 # --- spaces ------------------------------------------------------------------------------------

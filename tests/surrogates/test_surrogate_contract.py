@@ -3,17 +3,15 @@ validation, determinism and a fit that beats a constant; plus the importance hel
 from __future__ import annotations
 
 import inspect
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from storage.records import TrialRecord
 from surrogates.ensemble import DeepEnsemble
 from surrogates.forest import ForestSurrogate
 from surrogates.gp import GaussianProcess
-from surrogates.importance import importance_from_arrays, importance_from_trials
+from surrogates.importance import importance_from_arrays
 
 torch.set_num_threads(1)
 
@@ -206,23 +204,3 @@ def test_importance_from_arrays_finds_the_parameter_that_matters():
     assert imp["c"] > 0.8
     with pytest.raises(ValueError, match="columns"):
         importance_from_arrays(X, y, {"a": [7]})
-
-
-def test_importance_from_trials_with_categorical_and_failures():
-    params = [SimpleNamespace(name="opt", choices=("sgd", "adam")),
-              SimpleNamespace(name="lr", low=1e-4, high=1e-1, log=True, step=None),
-              SimpleNamespace(name="noise", low=0.0, high=1.0, log=False, step=None)]
-    rng = np.random.default_rng(0)
-    trials = []
-    for i in range(120):
-        c = {"opt": ["sgd", "adam"][i % 2], "lr": float(10 ** rng.uniform(-4, -1)),
-             "noise": float(rng.random())}
-        acc = (0.9 if c["opt"] == "adam" else 0.5) + 0.01 * c["noise"]
-        state = "FAILED" if i % 17 == 0 else "COMPLETE"
-        trials.append(TrialRecord(id=i, study_id=1, number=i, state=state, params=c,
-                                  values=None if state == "FAILED" else (acc,)))
-    imp = importance_from_trials(params, trials, "maximize")
-    assert max(imp, key=imp.get) == "opt"
-    assert abs(sum(imp.values()) - 1) < 1e-9
-    with pytest.raises(ValueError, match="at least 2 completed"):
-        importance_from_trials(params, trials[:1], "maximize")
