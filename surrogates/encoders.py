@@ -1,5 +1,6 @@
-"""Turn configurations and frozen trial records into arrays for surrogates, and arrays back into
-configurations for the acquisition optimiser.
+"""Turn configurations into arrays for surrogates, and arrays back into configurations for the
+acquisition optimiser. Trial records never reach this package: ``search.encoding`` turns them into
+configurations and losses first.
 
 Parameters are duck-typed so this package never imports ``search``: anything with ``name`` and
 either ``choices`` (categorical) or ``low``/``high`` (numeric, with optional ``log`` and ``step``)
@@ -22,22 +23,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from storage.records import TrialState
-
-__all__ = ["SpaceEncoder", "EncodedTrials"]
+__all__ = ["SpaceEncoder"]
 
 _INACTIVE_NUMERIC = 0.5
-
-
-@dataclass(frozen=True)
-class EncodedTrials:
-    """Finished trials as arrays. ``y`` is the objective as a loss (lower is better) and NaN where
-    the trial failed; ``feasible`` is False exactly there. ``numbers`` are the trial numbers."""
-
-    X: np.ndarray
-    y: np.ndarray
-    feasible: np.ndarray
-    numbers: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -248,23 +236,3 @@ class SpaceEncoder:
                 U[:, b.active_col] = act
             active[b.name] = act
         return U
-
-    def encode_trials(self, trials: Sequence[Any], index: int = 0,
-                      direction: str = "minimize") -> EncodedTrials:
-        """COMPLETE trials with values and FAILED trials; others (running, pruned) are left out.
-        ``direction`` of objective ``index`` turns values into losses."""
-        if direction not in ("minimize", "maximize"):
-            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
-        kept, ys, ok = [], [], []
-        for t in trials:
-            if t.state == TrialState.COMPLETE and t.values is not None:
-                v = float(t.values[index])
-                if not math.isfinite(v):
-                    kept.append(t); ys.append(math.nan); ok.append(False)
-                    continue
-                kept.append(t); ys.append(-v if direction == "maximize" else v); ok.append(True)
-            elif t.state == TrialState.FAILED:
-                kept.append(t); ys.append(math.nan); ok.append(False)
-        X = self.encode([t.params for t in kept]) if kept else np.zeros((0, self.n_features))
-        return EncodedTrials(X=X, y=np.array(ys, dtype=float), feasible=np.array(ok, dtype=bool),
-                             numbers=np.array([t.number for t in kept], dtype=int))

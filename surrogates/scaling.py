@@ -9,6 +9,18 @@ single new run, which would also carry run-to-run noise.
 Units: N is the parameter count, D the number of training tokens, C the training compute in
 FLOPs (6·N·D when not given), loss in nats per token, batch size in tokens per optimiser step
 (as in Step Law).
+
+Contract, deliberately not the other surrogates' ``fit(X, y) -> self`` / ``predict(X) -> (mean,
+variance)``: a law is a handful of named constants whose intervals are the result, so
+
+- the input is a ``Runs`` table (``load_runs`` validates a CSV or DataFrame into one), not X, y;
+- ``fit_chinchilla``, ``fit_size_law``, ``fit_kaplan`` and ``fit_step_law`` are functions that
+  return a frozen fit (``ChinchillaFit``, ``SizeLawFit``, ``KaplanFit``, ``StepLawFit``): fitted
+  once, never refitted in place, its constants in ``params`` (or ``constants``) with ``intervals``;
+- the loss laws' ``predict`` returns ``(mean, low, high)``, the bootstrap 95% interval of the
+  fitted law (NaN bounds without bootstrap), not a variance; ``StepLawFit.predict`` returns the
+  predicted ``lr`` and ``batch_size`` and ``lr_interval`` their interval;
+- ``to_dict`` gives everything a report needs (form, formula, fitting loss, optimiser, points kept).
 """
 
 from __future__ import annotations

@@ -40,26 +40,10 @@ from search.algorithms.base import Algorithm, History, Proposal
 from search.space import Space
 from storage.records import TrialRecord, TrialState
 
-__all__ = ["BayesOpt", "pareto_front", "log_ei"]
+__all__ = ["BayesOpt", "log_ei"]
 
 _ACQUISITIONS = ("mace", "ei", "ucb", "ts")
 _SURROGATES = ("gp", "forest")
-
-
-def pareto_front(history: History) -> list[TrialRecord]:
-    """Completed trials that no other completed trial dominates (all objectives as losses),
-    in trial-number order."""
-    done = [t for t in history.completed() if t.values is not None
-            and all(math.isfinite(v) for v in t.values)]
-    if not done:
-        return []
-    F = np.array([[history.signed_value(t, i) for i in range(len(history.directions))] for t in done])
-    keep = []
-    for i in range(len(F)):
-        dominated = np.any(np.all(F <= F[i], axis=1) & np.any(F < F[i], axis=1))
-        if not dominated:
-            keep.append(done[i])
-    return keep
 
 
 def log_ei(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
@@ -125,9 +109,9 @@ class BayesOpt(Algorithm):
         if not self.directions or len(self.directions) != len(self.metrics):
             raise ValueError(
                 f"need one direction per metric, got metrics={self.metrics} directions={self.directions}")
-        from surrogates.encoders import SpaceEncoder
+        from search.encoding import TrialEncoder
 
-        self._encoder = SpaceEncoder(space.params)
+        self._encoder = TrialEncoder(space.params)
         self._categorical_columns = np.array(
             [c for start, width in self._encoder.categorical_blocks for c in range(start, start + width)],
             dtype=int)
@@ -225,7 +209,7 @@ class BayesOpt(Algorithm):
         trials the data are unchanged."""
         from scipy.stats import norm
 
-        from surrogates.encoders import EncodedTrials
+        from search.encoding import EncodedTrials
 
         sign = -1.0 if self.directions[0] == "maximize" else 1.0
         stopped = [(t, at[0], sign * at[1]) for t in records if (at := history.stopped_at(t)) is not None]
@@ -422,14 +406,11 @@ def _drop_seen(C: np.ndarray, seen: np.ndarray) -> np.ndarray:
 
 
 def _non_dominated(A: np.ndarray) -> np.ndarray:
-    """Indices of rows of ``A`` (to maximise) that no other row dominates."""
+    """Indices of rows of ``A`` (to maximise) that no other row dominates, best first column first."""
+    from analysis.pareto import pareto_mask
+
     order = np.argsort(-A[:, 0], kind="stable")
-    front: list[int] = []
-    for i in order:
-        a = A[i]
-        if not any(np.all(A[j] >= a) and np.any(A[j] > a) for j in front):
-            front.append(int(i))
-    return np.array(front)
+    return order[np.asarray(pareto_mask(-A), dtype=bool)[order]]
 
 
 class _Feasibility:

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from analysis.pareto import pareto_front
 from search.algorithms.base import History
-from search.algorithms.bo import BayesOpt, log_ei, pareto_front
+from search.algorithms.bo import BayesOpt, log_ei
 from search.space import CategoricalParam, FloatParam, IntParam, Space
 from storage.records import TrialRecord
 
@@ -176,16 +177,6 @@ def test_all_failed_history_still_proposes():
         _valid(MIXED, p.params)
 
 
-def test_pareto_front_helper():
-    pts = [(1.0, 5.0), (2.0, 2.0), (3.0, 3.0), (5.0, 1.0), (2.0, 2.0)]
-    trials = [rec(i, {"x": 0.1, "y": 0.1}, v) for i, v in enumerate(pts)]
-    trials.append(rec(5, {"x": 0.1, "y": 0.1}, state="FAILED"))
-    h = History(tuple(trials), ("a", "b"), ("minimize", "minimize"))
-    assert [t.number for t in pareto_front(h)] == [0, 1, 3, 4]
-    hmax = History(tuple(trials), ("a", "b"), ("maximize", "minimize"))
-    assert [t.number for t in pareto_front(hmax)] == [3]  # (5, 1) is best on both
-
-
 @pytest.mark.slow
 def test_multi_objective_covers_the_front():
     def fn(c):  # conflicting: f1 wants x small, f2 wants x large; y should be 0.5 for both
@@ -194,7 +185,7 @@ def test_multi_objective_covers_the_front():
     algo = BayesOpt(BOX, ("f1", "f2"), ("minimize", "minimize"), seed=0)
     trials = run(algo, fn, rounds=6, batch=4)
     h = History(tuple(trials), ("f1", "f2"), ("minimize", "minimize"))
-    front = pareto_front(h)
+    front = pareto_front(h.trials, h.directions)
     xs = sorted(t.params["x"] for t in front)
     assert len(front) >= 5
     assert xs[0] < 0.35 and xs[-1] > 0.65  # both ends of the trade-off explored

@@ -1,14 +1,13 @@
-"""SpaceEncoder: duck-typed parameters, mixed and conditional layouts, decode and trial encoding."""
+"""SpaceEncoder: duck-typed parameters, mixed and conditional layouts, decode (trial records are
+encoded by search.encoding, tested in tests/search/test_encoding.py)."""
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from search.space import CategoricalParam, FloatParam, IntParam, Space
-from storage.records import TrialRecord
 from surrogates.encoders import SpaceEncoder
 
 SPACE = Space.of([
@@ -127,25 +126,3 @@ def test_encode_errors_name_the_problem():
         enc.encode([{"opt": "nadam", "lr": 1e-3, "layers": 1, "batch": 16, "dropout": 0.0}])
     with pytest.raises(ValueError, match="expected rows with 9 columns"):
         enc.decode(np.zeros((2, 4)))
-
-
-def _rec(i, state, params, values):
-    return TrialRecord(id=i, study_id=1, number=i, state=state, params=params, values=values)
-
-
-def test_encode_trials_handles_failed_running_and_direction():
-    enc = SpaceEncoder(SPACE.params)
-    rng = np.random.default_rng(2)
-    cs = [SPACE.sample(rng) for _ in range(5)]
-    trials = [_rec(0, "COMPLETE", cs[0], (0.9, 1.0)), _rec(1, "FAILED", cs[1], None),
-              _rec(2, "RUNNING", cs[2], None), _rec(3, "PRUNED", cs[3], (0.1, 0.0)),
-              _rec(4, "COMPLETE", cs[4], (math.nan, 2.0))]
-    data = enc.encode_trials(trials, index=0, direction="maximize")
-    assert list(data.numbers) == [0, 1, 4]
-    assert data.y[0] == pytest.approx(-0.9) and math.isnan(data.y[1]) and math.isnan(data.y[2])
-    assert list(data.feasible) == [True, False, False]
-    assert data.X.shape == (3, enc.n_features)
-    second = enc.encode_trials(trials, index=1, direction="minimize")
-    assert second.y[2] == 2.0 and second.feasible[2]
-    with pytest.raises(ValueError, match="direction"):
-        enc.encode_trials(trials, direction="up")
