@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Self, Sequence
+
+from trials.api import Reporter
 
 __all__ = ["TrainConfig", "Task", "EpochLoss", "RunningLoss", "fit"]
 
@@ -105,7 +107,7 @@ class TrainConfig:
         return {f.name: f.default for f in fields(cls)}
 
     @classmethod
-    def parse(cls, params: Mapping[str, Any]):
+    def parse(cls, params: Mapping[str, Any]) -> Self:
         """``params`` over the defaults, every name known and every value checked and converted;
         errors name the param, what it must be and what it got."""
         defaults = cls.defaults()
@@ -115,7 +117,7 @@ class TrainConfig:
 
     @classmethod
     def _checked(cls, cfg: dict[str, Any]) -> dict[str, Any]:
-        """``cfg`` with the shared params checked; a trainer's config checks its own, then calls this."""
+        """``cfg`` with the shared params checked and converted; a trainer's config extends it."""
         check_choice(cfg, "precision", PRECISIONS)
         for key in ("batch_size", "eval_every"):
             cfg[key] = int_param(cfg, key)
@@ -139,7 +141,7 @@ class TrainConfig:
         check_bool(cfg, "compile")
         return cfg
 
-    def seeds(self, reporter) -> tuple[int, int]:
+    def seeds(self, reporter: Reporter) -> tuple[int, int]:
         """(seed, data_seed): the params where given, else the trial's. ``seed`` drives weights and
         batch order, ``data_seed`` the train/validation split every trial of a study shares."""
         return (int(reporter.seed if self.seed is None else self.seed),
@@ -389,7 +391,7 @@ class Task:
 
 # ---- the loop
 
-def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter) -> dict[str, float]:
+def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
     """Train ``task`` for ``task.steps`` steps; report every ``eval_every`` steps and at the last,
     checkpoint every ``checkpoint_every`` steps and (with ``checkpoint_final``) at the last, stop
     early when a report says to. Resumes from the reporter's checkpoint; ``params`` (the trial's
@@ -431,14 +433,11 @@ def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter) -> di
         return metrics
 
     metrics: dict[str, float] = {}
-    lr = math.nan  # set before the first update
     model.train()
     for step in range(start, task.steps):
         for i, batch in enumerate(task.batches(step)):
-            update = step * task.updates_per_step + i
-            if schedule(update) != lr:
-                lr = schedule(update)
-                set_lr(opt, lr)
+            lr = schedule(step * task.updates_per_step + i)
+            set_lr(opt, lr)
             with autocast_for(device, cfg.precision):
                 loss = task.loss(fwd, batch)
             opt.zero_grad(set_to_none=True)
