@@ -63,7 +63,7 @@ def _now() -> datetime:
 
 
 def _num(v: Any) -> float | None:
-    """A JSON-safe float: None for missing, non-numeric or non-finite values."""
+    """``v`` as a finite float, or None when it is missing, not a number or not finite."""
     if v is None or isinstance(v, bool):
         return None
     try:

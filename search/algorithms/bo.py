@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from analysis.pareto import pareto_mask
 from search.algorithms.base import Algorithm, History, Proposal
 from search.space import Space
 from storage.records import TrialRecord, TrialState
@@ -393,7 +394,8 @@ class BayesOpt(Algorithm):
             return C[int(np.argmax(s))]
         # HEBO's MACE: a random member of the Pareto front of (log-EI, UCB, log-PI)
         A = np.stack([s, -(mu - self.ucb_beta * sd) + logp, _log_pi(mu, sd, best_z) + logp], axis=1)
-        return C[rng.choice(_non_dominated(A))]
+        order = np.argsort(-A[:, 0], kind="stable")  # the front, best log-EI first
+        return C[rng.choice(order[np.asarray(pareto_mask(-A), dtype=bool)[order]])]
 
 
 def _drop_seen(C: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -403,14 +405,6 @@ def _drop_seen(C: np.ndarray, seen: np.ndarray) -> np.ndarray:
     C = np.unique(C, axis=0)
     d2 = (C * C).sum(1)[:, None] + (seen * seen).sum(1)[None, :] - 2 * C @ seen.T
     return C[d2.min(1) > 1e-12]
-
-
-def _non_dominated(A: np.ndarray) -> np.ndarray:
-    """Indices of rows of ``A`` (to maximise) that no other row dominates, best first column first."""
-    from analysis.pareto import pareto_mask
-
-    order = np.argsort(-A[:, 0], kind="stable")
-    return order[np.asarray(pareto_mask(-A), dtype=bool)[order]]
 
 
 class _Feasibility:
