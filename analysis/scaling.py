@@ -149,11 +149,13 @@ def _ladder_view(study: StudyRecord, state: dict[str, Any] | None) -> dict[str, 
     n = np.array([float(c["N"]) for c in cells])
     d = np.array([float(c["D"]) for c in cells])
     loss = np.array([float(c["loss"]) for c in cells])
-    d_levels = [law["D"]] if "D" in law else np.unique(np.quantile(d, [0.0, 0.5, 1.0]))
+    pred = state.get("prediction") or {}
+    # the ladder's budgets, and the target's D where the law has a data term
+    d_levels = [law["D"]] if "D" in law else np.unique([*np.quantile(d, [0.0, 0.5, 1.0]), *([pred["D"]] if "D" in pred else [])])
     none = np.full(60, np.nan)
     curves = _curves(lambda g, dd: (law_at(law, g, dd), none, none), float(n.min()), float(n.max()), d_levels)
     warnings = state.get("warnings") or []
     return {**base, "available": True, "reason": None, "warning": "; ".join(warnings) or None,
             "fit": law,
             "points": {"N": n.tolist(), "D": d.tolist(), "C": (6.0 * n * d).tolist(), "loss": loss.tolist()},
-            "observed_max_N": float(n.max()), "curves": curves, "prediction": state.get("prediction")}
+            "observed_max_N": float(n.max()), "curves": curves, "prediction": pred or None}

@@ -540,7 +540,7 @@ async function scalingPage() {
       el('td', { class: 'num', text: `${fmt(iv[0])} – ${fmt(iv[1])}` }));
   }));
   note('scaling-details', `${d.warning ? `Caution: ${d.warning}. ` : ''}${d.fit.interval_method}. ` +
-    (ladder ? 'The ladder stores no bootstrap refits, so the curves have no band; the target point shows its recorded 95% interval. '
+    (ladder ? 'The ladder stores no bootstrap refits, so the curves have no band; the target point shows its recorded 95% interval; '
       : 'Shaded: 95% band of the predicted loss; ') + 'right of the dotted line is extrapolation.');
   const palette = ['#4c78a8', '#f58518', '#54a24b', '#e45756'];
   const traces = [];
@@ -552,7 +552,7 @@ async function scalingPage() {
                   fillcolor: 'rgba(120,120,120,0.18)', name: `${label} band`, showlegend: false, hoverinfo: 'skip' });
     traces.push({ x: c.N, y: c.loss, type: 'scatter', mode: 'lines', line: { color: colour }, name: `fit, ${label}` });
   });
-  traces.push({ x: d.points.N, y: d.points.loss, type: 'scatter', mode: 'markers', name: 'trials',
+  traces.push({ x: d.points.N, y: d.points.loss, type: 'scatter', mode: 'markers', name: ladder ? 'finished cells (tuned)' : 'trials',
                 marker: { size: 8, color: d.points.D.map((v) => Math.log10(v)), colorscale: 'Viridis', showscale: true,
                           colorbar: { title: { text: 'log10 D' } }, line: { width: 1, color: 'black' } } });
   const pred = d.prediction;
