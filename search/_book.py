@@ -8,6 +8,7 @@ place, so the two never disagree. The ask/tell API writes through the same write
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
@@ -34,6 +35,9 @@ class TrialBook:
         self.running: dict[int, TrialRecord] = {}  # trial id -> the record of its attempt in flight
         self.waiting: deque[int] = deque()  # trial numbers to dispatch again
         self.resumed_at: dict[int, int] = {}  # trial id -> step of the checkpoint its attempt resumed from
+        # trial id -> (when its attempt was dispatched, when it last reported or checkpointed), in
+        # time.monotonic() seconds: what the time limits are measured from
+        self.clock: dict[int, tuple[float, float]] = {}
         self.best: TrialRecord | None = None
 
     def put(self, rec: TrialRecord) -> None:
@@ -57,10 +61,31 @@ class TrialBook:
         rec = self.running.get(trial_id)
         return rec if rec is not None and rec.attempt == attempt else None
 
+    def dispatched(self, rec: TrialRecord, resumed_at: int | None) -> None:
+        """``rec``'s attempt was sent to a worker (from a checkpoint at step ``resumed_at``)."""
+        self.running[rec.id] = rec
+        if resumed_at is not None:
+            self.resumed_at[rec.id] = resumed_at
+        now = time.monotonic()
+        self.clock[rec.id] = (now, now)
+
+    def active(self, trial_id: int) -> None:
+        """The trial's attempt in flight reported or checkpointed."""
+        started, _ = self.clock.get(trial_id, (time.monotonic(), 0.0))
+        self.clock[trial_id] = (started, time.monotonic())
+
     def release(self, trial_id: int) -> None:
         """The trial's attempt in flight has ended (or was never going to report again)."""
         self.running.pop(trial_id, None)
         self.resumed_at.pop(trial_id, None)
+        self.clock.pop(trial_id, None)
+
+    def release_all(self) -> list[int]:
+        """Forget every attempt in flight; returns their trial ids."""
+        ids = list(self.running)
+        for trial_id in ids:
+            self.release(trial_id)
+        return ids
 
     def history(self) -> History:
         return History(tuple(self.trials.values()), self.metrics, self.directions)

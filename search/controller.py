@@ -70,7 +70,7 @@ class Controller:
 
     def __init__(self, config: StudyConfig, storage: Storage, backend: Backend, algorithm: Algorithm,
                  study: StudyRecord, *, on_progress: Callable[[Progress], None] | None = None,
-                 heartbeat_s: float = 5.0) -> None:
+                 heartbeat_s: float = 5.0, deadline: float | None = None) -> None:
         self.config = config
         self.storage = storage
         self.backend = backend
@@ -78,6 +78,9 @@ class Controller:
         self.study = study
         self.on_progress = on_progress
         self.heartbeat_s = heartbeat_s
+        # time.monotonic() after which nothing new starts: running trials finish, paused ones stay
+        # paused, and the study is left INTERRUPTED with its budget to finish later
+        self.deadline = deadline
         self.artifacts = config.artifacts if artifacts.is_url(config.artifacts) else os.path.abspath(config.artifacts)
         self.book = TrialBook(config.metrics, config.directions)
         self.writer = TrialWriter(storage, study.id, self.book, on_finished=self._completed)
@@ -116,16 +119,14 @@ class Controller:
         # A later attempt (a retry, a thaw, or a PBT member restarted from its parent's copied
         # checkpoint) continues from the trial's newest recorded checkpoint.
         resume = self.storage.latest_checkpoint(rec.id, artifacts.exists) if rec.attempt > 0 else None
-        if resume is not None:
-            self.book.resumed_at[rec.id] = resume.step
-        self.book.running[rec.id] = rec
+        self.book.dispatched(rec, None if resume is None else resume.step)
         self.backend.submit(self._spec(rec, resume))
 
     def _fill(self) -> None:
         """Fill every free slot: requeued trials first, then a paused trial the scheduler wants
         thawed, then new configurations while the budget allows and the algorithm proposes."""
         cfg, book = self.config, self.book
-        while len(book.running) < cfg.parallel:
+        while len(book.running) < cfg.parallel and not self._past_deadline():
             if book.waiting and book.finished() + len(book.running) < cfg.trials:
                 self._dispatch(self.writer.start(book.trials[book.waiting.popleft()].id))
                 continue
@@ -146,6 +147,9 @@ class Controller:
                 return
             for p in proposals[:n]:
                 self._dispatch(self.writer.create(p.params))
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _left(self) -> int:
         """How many new configurations the trial budget still allows (paused trials count as used)."""
@@ -204,6 +208,8 @@ class Controller:
                 log.warning("ignoring %s from trial id %s attempt %s: that attempt is no longer running",
                             ev.kind, ev.trial_id, ev.attempt)
                 continue
+            if ev.kind in (EventKind.REPORT, EventKind.CHECKPOINT):
+                self.book.active(rec.id)
             if ev.kind == EventKind.REPORT:
                 step = int(ev.step or 0)
                 reports.append((ev.trial_id, ev.attempt, step, dict(ev.metrics)))
@@ -291,6 +297,33 @@ class Controller:
         self.writer.pause(rec, metrics=dict(ev.metrics), last_step=last_step, node=ev.node)
         return True
 
+    def _expire(self) -> None:
+        """End the attempts that ran past ``budget.trial_timeout`` or went ``budget.hang_timeout``
+        without a report or checkpoint: the backend abandons the worker, and the trial ends FAILED
+        with the reason (``on_timeout: fail``) or is retried like a lost worker (``retry``). One
+        that was already asked to stop is ended as its decision says."""
+        cfg = self.config
+        if cfg.trial_timeout is None and cfg.hang_timeout is None:
+            return
+        now = time.monotonic()
+        for trial_id, rec in list(self.book.running.items()):
+            started, active = self.book.clock[trial_id]
+            if cfg.trial_timeout is not None and now - started > cfg.trial_timeout:
+                reason = f"timed out after {cfg.trial_timeout:g} s (budget.trial_timeout)"
+            elif cfg.hang_timeout is not None and now - active > cfg.hang_timeout:
+                reason = f"timed out after {cfg.hang_timeout:g} s without a report or checkpoint (budget.hang_timeout)"
+            else:
+                continue
+            self.backend.abandon(trial_id, rec.attempt)
+            if cfg.on_timeout == "retry" or self.decisions.of(rec) is not None:
+                self._lost(rec, reason)
+                continue
+            reports = self.storage.get_reports(rec.id)
+            metrics = {k: v for k, v in reports[-1].metrics.items() if v is not None} if reports else {}
+            self.book.release(rec.id)
+            if self.writer.finish(rec, state=TrialState.FAILED, metrics=metrics, error=reason) is not None:
+                log.warning("trial %d failed: %s", rec.number, reason)
+
     def _lost(self, rec: TrialRecord, reason: str) -> None:
         pending = self.decisions.of(rec)
         if pending is not None and self.decisions.carry_out(rec, pending, dispatch=True):
@@ -347,8 +380,7 @@ class Controller:
         if saved:
             self.algorithm.load_state_dict(saved)
         self.decisions.carry_out_stored()
-        reaped = self.storage.requeue_running(
-            self.study.id, reason="attempt interrupted (controller stopped while it ran)")
+        reaped = self._reap()
         self.writer.reload()
         book.waiting.extend(t.number for t in book.trials.values() if t.state == TrialState.WAITING)
         if self.scheduler is not None:
@@ -357,7 +389,7 @@ class Controller:
                 for r in sorted(self.storage.get_reports(t.id), key=lambda r: r.id):  # in the order they came
                     self.scheduler.observe(t.number, r.step, {k: v for k, v in r.metrics.items() if v is not None})
         self.storage.set_study_state(self.study.id, "RUNNING")
-        interrupted = False
+        interrupted = out_of_time = False
         last_beat = time.monotonic()
         try:
             while True:
@@ -365,19 +397,22 @@ class Controller:
                 if not book.running:
                     break  # budget covered, or the algorithm has nothing left to propose
                 self._handle(self.backend.poll(timeout=min(1.0, self.heartbeat_s)))
+                self._expire()
                 now = time.monotonic()
                 if now - last_beat >= self.heartbeat_s:
                     self.writer.heartbeat(list(book.running))
                     last_beat = now
                 self._progress()
-            # Nothing runs and nothing more will start: paused trials not worth thawing end here.
-            self.writer.end_paused()
+            out_of_time = self._past_deadline() and bool(self._left() > 0 or book.waiting or book.paused())
+            if not out_of_time:
+                # Nothing runs and nothing more will start: paused trials not worth thawing end here.
+                self.writer.end_paused()
         except KeyboardInterrupt:
             interrupted = True
         finally:
             self.backend.shutdown()
             self._stop_running()
-        self.storage.set_study_state(self.study.id, "INTERRUPTED" if interrupted else "COMPLETE")
+        self.storage.set_study_state(self.study.id, "INTERRUPTED" if interrupted or out_of_time else "COMPLETE")
         self._progress(final=True)
         return RunSummary(
             study=cfg.name, metrics=cfg.metrics, complete=book.count(TrialState.COMPLETE),
@@ -385,6 +420,21 @@ class Controller:
             interrupted=interrupted, best=book.best, elapsed_s=time.monotonic() - self._start,
             requeued_at_start=len(reaped),
         )
+
+    def _reap(self) -> list[TrialRecord]:
+        """Requeue the attempts left RUNNING by a controller that died (kill -9, a crash). That
+        alone is not held against a trial; but a trial running at two such deaths in a row counts
+        a failure from the second on, so one that kills the process it shares with the controller
+        (``os._exit`` in-process, a segfault) ends FAILED after ``max_failures`` instead of being
+        re-run on every resume."""
+        died = "attempt interrupted (controller stopped while it ran)"
+        running = [t for t in self.book.trials.values() if t.state == TrialState.RUNNING]
+        again = [t.id for t in running if (t.error or "").startswith(died)]
+        first = [t.id for t in running if t.id not in again]
+        out = self.writer.requeue(reason=died, trial_ids=first) if first else []
+        if again:
+            out += self.writer.requeue(reason=f"{died} again", trial_ids=again, max_retries=self.config.max_failures)
+        return out
 
     def _stop_running(self) -> None:
         """The run is over with attempts still in flight. One stopped, paused or exploiting by a
@@ -404,7 +454,6 @@ class Controller:
                 self.decisions.drop(trial_id)
             else:
                 left.append(trial_id)
-        self.book.running.clear()
-        self.book.resumed_at.clear()
+        self.book.release_all()
         if left:
             self.writer.requeue(reason="attempt interrupted (run stopped)", trial_ids=left)

@@ -1,7 +1,10 @@
 """Run and resume studies: the one entry point behind both the CLI and the Python API."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from typing import Any, Callable, Mapping
 
 from search.config import StudyConfig, load_study_file, parse_study
@@ -33,7 +36,29 @@ def _drive(config: StudyConfig, storage, record, backend_obj,
 
     algorithm = make_algorithm(config.algorithm, config.space, config.metrics, config.directions,
                                seed=config.seed, **config.algorithm_options)
-    return Controller(config, storage, backend_obj, algorithm, record, on_progress=on_progress).run()
+    controller = Controller(config, storage, backend_obj, algorithm, record, on_progress=on_progress)
+    with _sigterm_interrupts():
+        return controller.run()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While a study runs, SIGTERM (a job scheduler, `kill`) stops it as Ctrl-C does: running
+    trials are requeued and the study can be resumed. Installed after the backend started, since
+    Ray's driver installs a SIGTERM handler of its own that exits at once; the previous handler is
+    put back after the run. Only the main thread can handle signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(study: StudyConfig | Mapping[str, Any] | str, *, storage: str | None = None,

@@ -159,3 +159,19 @@ def ladder_toy(config):
             f.write(json.dumps({"steps": config["steps"], "lr": config["lr"], "batch_size": config["batch_size"],
                                 "width": layers[0]["width"]}) + "\n")
     return {"val_loss": loss, "params": float(total), "params_non_embedding": n, "tokens": d, "flops": 6 * n * d}
+
+
+def sleepy(config, reporter):
+    """Reports step 1, then sleeps ``sleep`` seconds (forever for trials whose x < hang_below) and
+    returns x: a trial that hangs."""
+    reporter.report(step=1, loss=config["x"])
+    if config["x"] < config.get("hang_below", 0.5):
+        time.sleep(config.get("sleep", 3600))
+    return config["x"]
+
+
+def exits(config):
+    """Kills the process it runs in (as a segfault or the OOM killer would) for x < exit_below."""
+    if config["x"] < config.get("exit_below", 2.0):
+        os._exit(1)
+    return config["x"]

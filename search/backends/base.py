@@ -31,6 +31,12 @@ class Backend(ABC):
         """Ask a running trial to stop at its next report (it ends with ``stopped=True``)."""
 
     @abstractmethod
+    def abandon(self, trial_id: int, attempt: int) -> None:
+        """End ``attempt`` of the trial now, whatever it is doing (a time limit ran out): its worker
+        is killed and replaced where the backend can (Ray), or left behind (a thread cannot be
+        killed). No event of that attempt is delivered afterwards, and its slot is free."""
+
+    @abstractmethod
     def poll(self, timeout: float) -> list[TrialEvent]:
         """Events that arrived, waiting up to ``timeout`` seconds for the first one."""
 

@@ -1,9 +1,12 @@
-"""Runs trials on threads of this process: the same controller path as Ray, no cluster needed."""
+"""Runs trials on threads of this process: the same controller path as Ray, no cluster needed.
+
+One daemon thread per attempt (the controller keeps at most ``parallel`` in flight): an attempt that
+hangs and is abandoned keeps its thread, never a slot, and cannot hold the process open at exit.
+"""
 from __future__ import annotations
 
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from search.backends.base import Backend, drain
 from trials.api import TrialEvent, TrialSpec
@@ -17,32 +20,39 @@ class InProcessBackend(Backend):
         self._events: queue.SimpleQueue[TrialEvent] = queue.SimpleQueue()
         # (trial id, attempt) asked to stop: a late request cannot stop a later attempt of the trial
         self._stop: set[tuple[int, int]] = set()
+        self._abandoned: set[tuple[int, int]] = set()  # attempts whose events are no longer wanted
         self._attempt: dict[int, int] = {}  # trial id -> its attempt submitted last
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._started = False
         self._closed = threading.Event()
 
     def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="search-trial")
+        self._started = True
 
     def _emit(self, ev: TrialEvent) -> None:
-        if not self._closed.is_set():
+        if not self._closed.is_set() and (ev.trial_id, ev.attempt) not in self._abandoned:
             self._events.put(ev)
 
     def _run(self, spec: TrialSpec) -> None:
+        key = (spec.trial_id, spec.attempt)
         try:
-            run_trial(spec, self._emit, lambda: (spec.trial_id, spec.attempt) in self._stop or self._closed.is_set())
+            run_trial(spec, self._emit, lambda: key in self._stop or key in self._abandoned or self._closed.is_set())
         except BaseException as exc:  # noqa: BLE001 - reported to the controller as a lost attempt
             self._emit(TrialEvent("lost", spec.trial_id, spec.attempt, error=f"{type(exc).__name__}: {exc}"))
         finally:
             with self._lock:
-                self._stop.discard((spec.trial_id, spec.attempt))
+                self._stop.discard(key)
+                self._abandoned.discard(key)
 
     def submit(self, spec: TrialSpec) -> None:
-        assert self._pool is not None, "start() first"
+        assert self._started, "start() first"
         with self._lock:
             self._attempt[spec.trial_id] = spec.attempt
-        self._pool.submit(self._run, spec)
+        threading.Thread(target=self._run, args=(spec,), name=f"search-trial-{spec.number}", daemon=True).start()
+
+    def abandon(self, trial_id: int, attempt: int) -> None:
+        with self._lock:
+            self._abandoned.add((trial_id, attempt))
 
     def request_stop(self, trial_id: int) -> None:
         with self._lock:
@@ -53,8 +63,6 @@ class InProcessBackend(Backend):
         return drain(self._events, timeout)
 
     def shutdown(self) -> None:
+        # Running threads cannot be killed; they see stop requested at their next report, and
+        # being daemons they never hold the process open.
         self._closed.set()
-        if self._pool is not None:
-            # Running threads cannot be killed; they see stop requested at their next report.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None

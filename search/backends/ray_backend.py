@@ -265,6 +265,19 @@ class RayBackend(Backend):
             actor, attempt = running
             actor.stop.remote(trial_id, attempt)
 
+    def abandon(self, trial_id: int, attempt: int) -> None:
+        import ray
+
+        with self._lock:
+            running = self._running.get(trial_id)
+        if running is not None and running[1] == attempt:
+            # The slot loop sees the actor die, drops it and starts a fresh one; the attempt's
+            # "lost" event is for an attempt the controller has already ended, so it is ignored.
+            try:
+                ray.kill(running[0], no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead is fine
+                pass
+
     def poll(self, timeout: float) -> list[TrialEvent]:
         return drain(self._events, timeout)
 

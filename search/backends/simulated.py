@@ -30,6 +30,7 @@ class _Trial:
     pending: TrialEvent | None = None
     go: threading.Event = field(default_factory=threading.Event)
     started: bool = False
+    abandoned: bool = False
 
 
 class SimulatedBackend(Backend):
@@ -53,7 +54,7 @@ class SimulatedBackend(Backend):
 
     def _emit(self, tr: _Trial, ev: TrialEvent) -> None:
         with self._cond:
-            if self._closed:
+            if self._closed or tr.abandoned:
                 return
             tr.pending = ev
             tr.go.clear()
@@ -72,6 +73,15 @@ class SimulatedBackend(Backend):
     def request_stop(self, trial_id: int) -> None:
         with self._cond:
             self._stop.add(trial_id)
+
+    def abandon(self, trial_id: int, attempt: int) -> None:
+        with self._cond:
+            tr = self._trials.get(trial_id)
+            if tr is not None and tr.spec.attempt == attempt:
+                del self._trials[trial_id]
+                self._stop.discard(trial_id)
+                tr.go.set()  # its thread runs on unobserved, emitting into the void
+                tr.abandoned = True
 
     def _wait_blocked(self, trials, timeout: float) -> None:
         if not self._cond.wait_for(lambda: all(t.pending is not None for t in trials), timeout=max(timeout, 60.0)):
