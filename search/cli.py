@@ -42,7 +42,9 @@ def _trial_json(t) -> dict[str, Any]:
 
 
 def _print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=None, default=str)
+    from storage.read_api import json_safe
+
+    json.dump(json_safe(obj), sys.stdout, indent=None, default=str)
     sys.stdout.write("\n")
 
 
@@ -267,8 +269,10 @@ def cmd_export(args) -> int:
     if args.format == "csv":
         df.to_csv(out, index=False)
     elif args.format == "json":
+        from storage.read_api import json_safe
+
         with open(out, "w", encoding="utf-8") as f:
-            json.dump([_trial_json(t) for t in trials], f, indent=1, default=str)
+            json.dump(json_safe([_trial_json(t) for t in trials]), f, indent=1, default=str)
     else:
         df.to_parquet(out, index=False)
     print(f"wrote {len(trials)} trials to {out}")

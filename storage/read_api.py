@@ -76,8 +76,9 @@ def _num(v: Any) -> float | None:
 def json_safe(obj: Any) -> Any:
     """Plain JSON data: mappings with string keys, lists for tuples and arrays, numpy scalars as
     Python numbers, and None for NaN and infinities (JSON has none, and PostgreSQL's JSON rejects
-    them). The project's one JSON-cleaning helper: the read API's answers, the dashboard's
-    responses, the CLI's ``--json`` output and stored algorithm state all go through it."""
+    them). The project's one JSON-cleaning helper: the read API's answers, ``analysis``'s views, the
+    dashboard's responses, the CLI's ``--json`` output and the scaling ladder's stored state all go
+    through it."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
