@@ -8,12 +8,14 @@ import pytest
 
 import search
 from search.algorithms.base import History
-from search.algorithms.scaling_ladder import ScalingLadder, heads_for, lm_param_counts
+from search.algorithms.scaling_ladder import ScalingLadder
 from search.cli import main
 from search.config import ConfigError, parse_study
 from search.space import Space
 from search_test_objectives import LADDER_TOY
 from storage import TrialState, open_storage
+from trials.models import lm_heads as heads_for
+from trials.models import lm_param_counts
 
 RUNGS = [{"layers": 2, "width": 16}, {"layers": 2, "width": 24}, {"layers": 2, "width": 32}]
 # Token budgets divisible by every batch size x context, so every trial of a cell sees the same D.
