@@ -128,12 +128,13 @@ class TrialWriter:
     def reload(self) -> None:
         self.book.load(self.storage.get_trials(self.study_id))
 
-    def create(self, params: Mapping[str, Any]) -> TrialRecord:
-        return self._put(self.storage.create_trial(self.study_id, dict(params)))  # type: ignore[return-value]
+    def create(self, params: Mapping[str, Any], *, worker: str | None = None) -> TrialRecord:
+        """A new RUNNING trial with the next number (``worker``: who runs it, for an asked trial)."""
+        return self._put(self.storage.create_trial(self.study_id, dict(params), worker=worker))  # type: ignore[return-value]
 
-    def start(self, trial_id: int) -> TrialRecord:
+    def start(self, trial_id: int, *, worker: str | None = None) -> TrialRecord:
         """WAITING -> RUNNING as its current attempt."""
-        return self._put(self.storage.start_trial(trial_id))  # type: ignore[return-value]
+        return self._put(self.storage.start_trial(trial_id, worker=worker))  # type: ignore[return-value]
 
     def finish(self, rec: TrialRecord, **fields: Any) -> TrialRecord | None:
         """RUNNING -> COMPLETE, PRUNED or FAILED (``state=``, and values, metrics, error, last_step,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -9,8 +10,9 @@ from typing import Any, Callable, Mapping
 
 from search.config import StudyConfig, load_study_file, parse_study
 from search.controller import Controller, Progress, RunSummary
+from trials.runner import CALLABLE_PREFIX
 
-__all__ = ["run", "resume", "load_config"]
+__all__ = ["run", "resume", "load_config", "drive"]
 
 
 def load_config(study: StudyConfig | Mapping[str, Any] | str) -> StudyConfig:
@@ -31,14 +33,23 @@ def _start_backend(config: StudyConfig, backend: str | None):
 
 
 def _drive(config: StudyConfig, storage, record, backend_obj,
-           on_progress: Callable[[Progress], None] | None) -> RunSummary:
+           on_progress: Callable[[Progress], None] | None, deadline: float | None = None) -> RunSummary:
     from search.algorithms import make_algorithm
 
     algorithm = make_algorithm(config.algorithm, config.space, config.metrics, config.directions,
                                seed=config.seed, **config.algorithm_options)
-    controller = Controller(config, storage, backend_obj, algorithm, record, on_progress=on_progress)
+    controller = Controller(config, storage, backend_obj, algorithm, record, on_progress=on_progress,
+                            deadline=deadline)
     with _sigterm_interrupts():
         return controller.run()
+
+
+def drive(config: StudyConfig, storage, record, backend: str | None = None,
+          on_progress: Callable[[Progress], None] | None = None, *, deadline: float | None = None) -> RunSummary:
+    """Run the stored study ``record`` with ``config`` (the stored one, or with a callable
+    objective and overrides) on a backend started for it: what ``search resume`` and
+    ``Study.optimize`` do."""
+    return _drive(config, storage, record, _start_backend(config, backend), on_progress, deadline)
 
 
 @contextlib.contextmanager
@@ -67,12 +78,19 @@ def run(study: StudyConfig | Mapping[str, Any] | str, *, storage: str | None = N
     and run it to the end of its budget. ``backend`` overrides the study's (``ray``/``inprocess``)."""
     from storage import open_storage
 
+    objective = None
+    if isinstance(study, Mapping) and callable((study.get("trial") or {}).get("entrypoint")):
+        from search.api import _prepare
+
+        objective, study = study["trial"]["entrypoint"], _prepare(study)
     config = load_config(study)
     raw = dict(config.raw)
     from trials.artifacts import is_url
 
     raw["artifacts"] = config.artifacts if is_url(config.artifacts) else os.path.abspath(config.artifacts)
     config = parse_study(raw)
+    if objective is not None:
+        config = dataclasses.replace(config, entrypoint=objective)
     from storage import StudyNotFound
 
     st = open_storage(storage)
@@ -108,6 +126,12 @@ def resume(name: str, *, storage: str | None = None, backend: str | None = None,
     try:
         record = st.get_study(name)
         config = parse_study(record.spec)
-        return _drive(config, st, record, _start_backend(config, backend), on_progress)
+        if isinstance(config.entrypoint, str) and config.entrypoint.startswith(CALLABLE_PREFIX):
+            from search.config import ConfigError
+
+            raise ConfigError(f"trial.entrypoint: study {name!r} runs the Python callable "
+                              f"{config.entrypoint[len(CALLABLE_PREFIX):]!r}; resume it from Python: "
+                              f"search.load_study({name!r}).optimize(objective)")
+        return drive(config, st, record, backend, on_progress)
     finally:
         st.close()

@@ -544,6 +544,16 @@ class Storage:
                     for r in rows]
 
     @_retrying
+    def get_study_reports(self, study_id: int, after_id: int = 0) -> list[tuple[int, ReportRecord]]:
+        """(trial number, report) for every report of the study recorded after report ``after_id``,
+        in the order they were recorded: how a process catches up with reports others wrote."""
+        q = (select(TrialRow.number, ReportRow).join(TrialRow, TrialRow.id == ReportRow.trial_id)
+             .where(TrialRow.study_id == study_id, ReportRow.id > after_id).order_by(ReportRow.id))
+        with self._session() as s:
+            return [(number, ReportRecord(trial_id=r.trial_id, step=r.step, metrics=dict(r.metrics), attempt=r.attempt,
+                                          id=r.id)) for number, r in s.execute(q)]
+
+    @_retrying
     def add_checkpoint(self, trial_id: int, attempt: int, step: int, path: str, checksum: str) -> CheckpointRecord:
         row = CheckpointRow(trial_id=trial_id, attempt=attempt, step=int(step), path=path, checksum=checksum,
                             created_at=_now())

@@ -28,7 +28,7 @@ class TrialSpec:
     trial_id: int
     number: int
     attempt: int
-    entrypoint: str
+    entrypoint: str | Callable[..., Any]  # a callable travels with the spec (cloudpickle on Ray)
     config: Mapping[str, Any]
     seed: int
     objective_metrics: tuple[str, ...]

@@ -9,8 +9,9 @@ import traceback
 from typing import Any, Callable
 
 from trials.api import Reporter, TrialEvent, TrialSpec
+from trials.context import running
 
-__all__ = ["run_trial", "resolve_entrypoint", "EntrypointError"]
+__all__ = ["run_trial", "resolve_entrypoint", "EntrypointError", "CALLABLE_PREFIX"]
 
 BUILTINS = {
     "classifier": "trials.builtin.classifier:train",
@@ -23,8 +24,23 @@ class EntrypointError(ValueError):
     pass
 
 
-def resolve_entrypoint(entrypoint: str) -> Callable[..., Any]:
-    """``builtin:NAME`` or ``package.module:function`` to a callable; raises EntrypointError."""
+# The entrypoint a study records when its objective is a Python callable handed to
+# ``study.optimize``: there is nothing to import, the callable comes with each spec.
+CALLABLE_PREFIX = "python:"
+
+
+def resolve_entrypoint(entrypoint: str | Callable[..., Any]) -> Callable[..., Any]:
+    """``builtin:NAME``, ``package.module:function`` or a callable itself to a callable; raises
+    EntrypointError."""
+    if callable(entrypoint):
+        return entrypoint
+    if not isinstance(entrypoint, str):
+        raise EntrypointError(f"entrypoint must be a 'package.module:function' string or a callable, "
+                              f"got {type(entrypoint).__name__}")
+    if entrypoint.startswith(CALLABLE_PREFIX):
+        raise EntrypointError(
+            f"this study's objective is the Python callable {entrypoint[len(CALLABLE_PREFIX):]!r}: run it from Python "
+            "with search.load_study(NAME).optimize(objective), or give trial.entrypoint as 'package.module:function'")
     if entrypoint.startswith("builtin:"):
         name = entrypoint.split(":", 1)[1]
         if name not in BUILTINS:
@@ -100,7 +116,8 @@ def run_trial(
     try:
         fn = resolve_entrypoint(spec.entrypoint)
         config = dict(spec.config)
-        result = fn(config, reporter) if _wants_reporter(fn) else fn(config)
+        with running(reporter):
+            result = fn(config, reporter) if _wants_reporter(fn) else fn(config)
         reporter.flush()
         metrics = _metrics_from_result(result, spec, reporter)
         bad = [m for m in spec.objective_metrics if m not in metrics or not math.isfinite(metrics[m])]
