@@ -123,7 +123,7 @@ def bare_classifier(epochs: int) -> tuple[tuple[float, float], int]:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     bs = CLS_CONFIG["batch_size"]
     clock = Clock()
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         order = torch.randperm(len(X)).to(device)
         for i in range(0, len(X), bs):
             idx = order[i:i + bs]

@@ -934,8 +934,8 @@ def leave_largest_out(
         "mean_abs_rel_error": float(np.mean(np.abs(rel))),
         "max_abs_rel_error": float(np.max(np.abs(rel))),
         "held_out": [
-            {"N": float(n), "D": float(d), "C": float(c), "loss": float(l), "predicted": float(p), "rel_error": float(r)}
-            for n, d, c, l, p, r in zip(test.N, test.D, test.C, test.loss, predicted, rel)
+            {"N": float(n), "D": float(d), "C": float(c), "loss": float(lo), "predicted": float(p), "rel_error": float(r)}
+            for n, d, c, lo, p, r in zip(test.N, test.D, test.C, test.loss, predicted, rel)
         ],
     }
 

@@ -257,7 +257,7 @@ class Boshnas(_NasAlgorithm):
                 X = np.array([[float(ok and c[p.name] == ch) for ch in p.choices]
                               for c, ok in zip(configs, present)]).reshape(len(configs), len(p.choices))
             else:
-                def unit(v: float) -> float:
+                def unit(v: float, p=p) -> float:
                     if p.high == p.low:
                         return 0.0
                     if p.log:

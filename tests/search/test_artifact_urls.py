@@ -32,7 +32,7 @@ def test_interrupted_study_resumes_from_checkpoints_in_an_object_store(tmp_path,
         trials = st.get_trials(st.get_study("urls").id)
         cks = {t.number: st.get_checkpoints(t.id) for t in trials}
     assert all(t.state == TrialState.COMPLETE and t.last_step == 5 for t in trials)
-    for number, records in cks.items():
+    for records in cks.values():
         for c in records:
             assert c.path.startswith(store + "/urls/") and artifacts.exists(c.path)
             assert artifacts.checksum(c.path) == c.checksum

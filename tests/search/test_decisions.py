@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pickle
 
@@ -16,7 +17,7 @@ def test_each_decision_kind_is_its_own_frozen_type():
         DecisionKind.CONTINUE, DecisionKind.STOP, DecisionKind.PAUSE, DecisionKind.EXPLOIT]
     assert Stop().action == "stop"  # string enums compare equal to what storage holds
     e = Exploit(parent=3, params={"lr": 0.1}, parent_step=8, reason="bottom 25%")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         e.parent = 4  # type: ignore[misc]
     with pytest.raises(TypeError):
         e.params["lr"] = 1.0  # type: ignore[index]

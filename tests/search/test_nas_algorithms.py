@@ -51,7 +51,7 @@ def space_of(name: str) -> Space:
 def loss_of(config: dict) -> float:
     """A deterministic synthetic loss with structure a surrogate can learn."""
     total = 0.0
-    for key, v in sorted(config.items()):
+    for _key, v in sorted(config.items()):
         if isinstance(v, str) and v.startswith("|"):
             total -= sum(op == "nor_conv_3x3" for op in NasBench201Param.edge_ops(v))
         elif isinstance(v, list):

@@ -2,7 +2,6 @@
 and search.report() from any code inside a trial."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -227,7 +226,7 @@ def test_best_trials_is_the_pareto_front(sqlite_url):
         study.tell(study.ask(), [a, b])
     assert sorted(t.values for t in study.best_trials) == [(1.0, 3.0), (2.0, 2.0), (3.0, 1.0)]
     with pytest.raises(ValueError, match="best_trials"):
-        study.best_trial
+        _ = study.best_trial
     assert {"values_0", "values_1"} <= set(study.trials_dataframe().columns)
 
 

@@ -3,7 +3,6 @@ SIGTERM, and trials that kill their own process: every backend ends the attempt,
 and nothing is left RUNNING."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 import search
 from search.config import ConfigError, parse_study
 from storage import TrialState, open_storage
-from testlib import cli_env, start_run
+from testlib import start_run
 
 
 def _study(name, backend="inprocess", trials=4, parallel=2, **budget):
