@@ -16,7 +16,11 @@ __all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "chec
            "MAX_BYTES", "MAX_DEPTH"]
 
 NAME_MAX = 128
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_BYTES = 1_000_000
+"""The study-file limit: a document, and what its aliases expand to, holds at most 1 MB."""
+MAX_DEPTH = 64
+"""The deepest nesting of mappings and lists a study file may have (aliases expanded)."""
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")  # \Z: "$" would let a trailing newline through
 TOP_KEYS = {"name", "objective", "trial", "space", "algorithm", "scheduler", "budget", "resources",
             "backend", "artifacts", "checkpoints", "description"}
 
@@ -52,6 +56,9 @@ class StudyConfig:
     artifacts: str = "search-artifacts"
     keep_last: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    trial_timeout: float | None = None  # seconds an attempt may run
+    hang_timeout: float | None = None  # seconds an attempt may go without a report or checkpoint
+    on_timeout: str = "fail"  # or "retry": a timed-out attempt is retried like a lost worker
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -78,11 +85,43 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
     return dict(value)
 
 
+def _key(key: Any) -> str:
+    """A key as it appears in a field path: plain names as they are, anything else quoted."""
+    return key if isinstance(key, str) and NAME_RE.match(key) else repr(key)
+
+
 def _no_unknown(d: Mapping[str, Any], allowed: set[str], path: str) -> None:
     for key in d:
         if key not in allowed:
-            raise _err(f"{path}.{key}" if path else str(key),
+            raise _err(f"{path}.{_key(key)}" if path else _key(key),
                        f"unknown key; allowed keys are {', '.join(sorted(allowed))}")
+
+
+def _check_json_data(value: Any, path: str, depth: int = 0) -> None:
+    """The study is stored as JSON and read back from it on resume, so it must be JSON data:
+    string keys, finite numbers, no dates or binary (YAML makes those from unquoted text)."""
+    if depth > MAX_DEPTH:
+        raise _err(path, f"nests deeper than {MAX_DEPTH} levels, the study-file limit; flatten it")
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _err(path, f"expected a finite number, got {value!r}")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _err(f"{path}.{_key(k)}" if path else _key(k),
+                           f"keys must be strings, got {type(k).__name__} {k!r}; quote it "
+                           "(the study is stored as JSON)")
+            _check_json_data(v, f"{path}.{_key(k)}" if path else _key(k), depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_json_data(v, f"{path}[{i}]", depth + 1)
+        return
+    raise _err(path, f"expected text, a number, true/false, null, a list or a mapping, got {type(value).__name__} "
+                     f"{value!r}; quote it (the study is stored as JSON)")
 
 
 def _number(value: Any, path: str, *, integer: bool = False) -> float:
@@ -133,9 +172,8 @@ def _when(spec: Mapping[str, Any], path: str, declared: Mapping[str, Param]) -> 
     would never be sampled."""
     when: dict[str, tuple[Any, ...]] = {}
     for other, allowed in _mapping(spec.get("when"), f"{path}.when").items():
-        other = str(other)
         if other not in declared:
-            raise _err(f"{path}.when.{other}", "must name a parameter declared earlier in space")
+            raise _err(f"{path}.when.{_key(other)}", "must name a parameter declared earlier in space")
         values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
         if not values:
             raise _err(f"{path}.when.{other}", f"needs at least one value of {other}, e.g. when: {{{other}: [a, b]}}")
@@ -186,7 +224,7 @@ def _round_to(v: float, low: float, step: float) -> float:
 
 
 def _param(name: str, spec: Any, declared: Mapping[str, Param]) -> Param:
-    path = f"space.{name}"
+    path = f"space.{_key(name)}"
     if not NAME_RE.match(name) or len(name) > NAME_MAX:
         raise _err(path, "parameter names use letters, digits, '_', '.', '-' (at most 128)")
     spec = _mapping(spec, path)
@@ -226,8 +264,6 @@ def _param(name: str, spec: Any, declared: Mapping[str, Param]) -> Param:
         for c in choices:
             if not (c is None or isinstance(c, (str, int, float, bool))):
                 raise _err(f"{path}.choices", f"choices must be strings, numbers, booleans or null, got {c!r}")
-            if isinstance(c, float) and not math.isfinite(c):
-                raise _err(f"{path}.choices", f"choices must be finite numbers, got {c!r}")
         for i, a in enumerate(choices):
             for b in choices[:i]:
                 if a == b:  # 1, 1.0 and true are one value to Python, JSON and the encoders
@@ -236,7 +272,7 @@ def _param(name: str, spec: Any, declared: Mapping[str, Param]) -> Param:
         return CategoricalParam(name, tuple(choices), when=when)
     from search.arch_spaces import ARCH_TYPES
 
-    if kind in ARCH_TYPES:
+    if isinstance(kind, str) and kind in ARCH_TYPES:
         return ARCH_TYPES[kind](name, spec, when, path)
     raise _err(f"{path}.type", f"must be float, int, categorical or an architecture space "
                                f"({', '.join(sorted(ARCH_TYPES))}), got {kind!r}")
@@ -329,6 +365,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         raise ConfigError(f"study: expected a mapping at the top level, got {type(data).__name__}")
     data = dict(data)
     _no_unknown(data, TOP_KEYS, "")
+    _check_json_data(data, "")
     name = check_name(data.get("name"))
     objectives = _objectives(data.get("objective"))
 
@@ -340,7 +377,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     if not isinstance(entrypoint, str):
         raise _err("trial.entrypoint", f"must be a string such as builtin:classifier or mypackage.module:train, "
                                        f"got {type(entrypoint).__name__} {entrypoint!r}")
-    if check_entrypoint:
+    if check_entrypoint and not entrypoint.startswith("python:"):  # a callable comes with optimize()
         from trials.runner import EntrypointError, resolve_entrypoint
 
         try:
@@ -361,7 +398,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     # `bo` by default; TPE where bo's encoder cannot go (architecture parameters).
     plain = all(isinstance(p, (FloatParam, IntParam, CategoricalParam)) for p in space.params)
     algo_name = algo.pop("name", "bo" if plain else "tpe")
-    if algo_name not in ALGORITHMS:
+    if not isinstance(algo_name, str) or algo_name not in ALGORITHMS:
         raise _err("algorithm.name", f"unknown algorithm {algo_name!r}; choose one of {', '.join(sorted(ALGORITHMS))}")
     seed = algo.pop("seed", None)
     if seed is None:
@@ -373,7 +410,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         raise _err("algorithm.seed", f"must be in [0, 2**32), got {seed}")
 
     budget = _mapping(data.get("budget"), "budget")
-    _no_unknown(budget, {"trials", "parallel", "max_failures"}, "budget")
+    _no_unknown(budget, {"trials", "parallel", "max_failures", "trial_timeout", "hang_timeout", "on_timeout"}, "budget")
     n_trials = int(_number(budget.get("trials", 20), "budget.trials", integer=True))
     parallel = int(_number(budget.get("parallel", 1), "budget.parallel", integer=True))
     max_failures = int(_number(budget.get("max_failures", 3), "budget.max_failures", integer=True))
@@ -383,6 +420,16 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         raise _err("budget.parallel", f"must be >= 1, got {parallel}")
     if max_failures < 0:
         raise _err("budget.max_failures", f"must be >= 0, got {max_failures}")
+    timeouts = {}
+    for key in ("trial_timeout", "hang_timeout"):
+        if budget.get(key) is not None:
+            timeouts[key] = _number(budget[key], f"budget.{key}")
+            if timeouts[key] <= 0:
+                raise _err(f"budget.{key}", f"must be > 0 seconds (leave it out for no limit), got {budget[key]!r}")
+    on_timeout = budget.get("on_timeout", "fail")
+    if on_timeout not in ("fail", "retry"):
+        raise _err("budget.on_timeout", f"must be 'fail' (the trial ends FAILED) or 'retry' (retried up to "
+                                        f"budget.max_failures times), got {on_timeout!r}")
 
     res = _mapping(data.get("resources"), "resources")
     _no_unknown(res, {"cpus", "gpus"}, "resources")
@@ -440,14 +487,8 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         name=name, objectives=objectives, entrypoint=entrypoint, trial_params=trial_params, space=space,
         algorithm=algo_name, seed=seed, algorithm_options=algo, trials=n_trials, parallel=parallel,
         max_failures=max_failures, cpus=cpus, gpus=gpus, backend=backend_name, address=address,
-        artifacts=artifacts, keep_last=keep_last, scheduler=scheduler, raw=raw,
+        artifacts=artifacts, keep_last=keep_last, scheduler=scheduler, raw=raw, on_timeout=on_timeout, **timeouts,
     )
-
-
-MAX_BYTES = 1_000_000
-"""The study-file limit: a document, and what its aliases expand to, holds at most 1 MB."""
-MAX_DEPTH = 64
-"""The deepest nesting of mappings and lists a study file may have (aliases expanded)."""
 
 
 def _bounded_loader():

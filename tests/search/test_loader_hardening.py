@@ -122,7 +122,7 @@ def test_bytes_that_are_not_utf8(tmp_path, capsys, content):
     ({"type": "int", "low": 1, "high": 5, "step": 10}, "space.x.step", "every trial would get low=1"),
     ({"type": "categorical", "choices": [1, 1.0]}, "space.x.choices", "1 and 1.0 are the same value"),
     ({"type": "categorical", "choices": [True, 1]}, "space.x.choices", "are the same value"),
-    ({"type": "categorical", "choices": [0.5, float("nan")]}, "space.x.choices", "finite"),
+    ({"type": "categorical", "choices": [0.5, float("nan")]}, "space.x.choices[1]", "finite"),
 ])
 def test_space_that_cannot_mean_what_it_says(spec, field, hint):
     with pytest.raises(ConfigError) as info:
@@ -171,6 +171,39 @@ def test_conditions_on_values_the_parameter_takes_still_load():
                                momentum={"type": "float", "low": 0.0, "high": 0.99,
                                          "when": {"opt": ["sgd", 1.0], "layers": [2, 3]}}))
     assert c.space["momentum"].when == {"opt": ("sgd", 1.0), "layers": (2, 3)}
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("description: {when: 2001-01-01}\n", "description.when: expected text, a number, true/false, null, a list or a "
+                                           "mapping, got date datetime.date(2001, 1, 1); quote it"),
+    ("trial: {entrypoint: 'search_test_objectives:quadratic', params: {0: 0.1}}\n",
+     "trial.params.0: keys must be strings, got int 0; quote it"),
+    ("description: [1, .nan]\n", "description[1]: expected a finite number, got nan"),
+    ("description: !!binary aGVsbG8=\n", "description: expected text"),
+    ('"bad\\nkey": 1\n', "'bad\\nkey': unknown key"),  # a newline in a key stays on one line
+])
+def test_what_json_cannot_store_is_refused_naming_the_field(tmp_path, capsys, text, hint):
+    """The study is stored as JSON and resume reads it back from there: dates, binary, NaN and
+    non-string keys would fail at creation, after the schema was written, or change on resume."""
+    base = {k: v for k, v in BASE.items() if k not in ("trial",)} if "trial:" in text else BASE
+    code, err = cli_run(tmp_path, capsys, dump(base) + text)
+    assert code == 2 and hint in err, err
+
+
+def test_a_trailing_newline_is_not_part_of_a_name():
+    """Found by the fuzz test: NAME_RE ended in "$", which matches before a final newline."""
+    with pytest.raises(ConfigError, match=r"^name: 'h\\n' may only use"):
+        parse_study(dict(BASE, name="h\n"))
+    with pytest.raises(ConfigError, match=r"^space.'x\\n': parameter names use"):
+        parse_study(with_space(**{"x\n": {"type": "float", "low": 0.0, "high": 1.0}}))
+
+
+def test_a_type_or_algorithm_that_is_not_a_name_is_refused_not_a_crash():
+    """Found by the fuzz test: `type: []` and `algorithm: {name: {}}` raised TypeError (unhashable)."""
+    with pytest.raises(ConfigError, match=r"^space.x.type: must be float, int, categorical"):
+        parse_study(with_space(x={"type": []}))
+    with pytest.raises(ConfigError, match=r"^algorithm.name: unknown algorithm \{\}"):
+        parse_study(dict(BASE, algorithm={"name": {}}))
 
 
 # -- 8. duplicate keys ----------------------------------------------------------------------------
