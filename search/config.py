@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from search.space import CategoricalParam, FloatParam, IntParam, Param, Space
 
-__all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "check_artifacts", "NAME_RE",
+__all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "check_params", "check_artifacts", "NAME_RE",
            "MAX_BYTES", "MAX_DEPTH"]
 
 NAME_MAX = 128
@@ -22,7 +22,7 @@ MAX_DEPTH = 64
 """The deepest nesting of mappings and lists a study file may have (aliases expanded)."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")  # \Z: "$" would let a trailing newline through
 TOP_KEYS = {"name", "objective", "trial", "space", "algorithm", "scheduler", "budget", "resources",
-            "backend", "artifacts", "checkpoints", "description"}
+            "backend", "artifacts", "checkpoints", "description", "enqueue", "warm_start"}
 
 
 class ConfigError(ValueError):
@@ -59,6 +59,8 @@ class StudyConfig:
     trial_timeout: float | None = None  # seconds an attempt may run
     hang_timeout: float | None = None  # seconds an attempt may go without a report or checkpoint
     on_timeout: str = "fail"  # or "retry": a timed-out attempt is retried like a lost worker
+    enqueue: tuple[Mapping[str, Any], ...] = ()  # configurations tried first, when the study is created
+    warm_start: tuple[str, ...] = ()  # studies of the same storage whose trials bo starts from
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -465,8 +467,17 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
         algo.setdefault("population", n_trials)
     scheduler = _mapping(data.get("scheduler"), "scheduler")
     if scheduler:
-        from search.schedulers import make_scheduler
+        from search.schedulers import SCHEDULERS, make_scheduler
 
+        # without a name (or with name: none) every other key would be ignored in silence
+        sched_name = scheduler.get("name")
+        names = ", ".join(["none", *sorted(SCHEDULERS)])
+        if sched_name is None:
+            raise _err("scheduler", f"needs a name; choose one of {names}, e.g. scheduler: {{name: asha}}")
+        if not isinstance(sched_name, str):
+            raise _err("scheduler", f"unknown scheduler {sched_name!r}; choose one of {names}")
+        if sched_name == "none" and len(scheduler) > 1:
+            raise _err("scheduler", "name: none takes no options; remove them or name a scheduler")
         try:
             sched = make_scheduler(scheduler, tuple(o.metric for o in objectives),
                                    tuple(o.direction for o in objectives))
@@ -483,12 +494,44 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
                               seed=seed, **algo)
     except (ValueError, TypeError) as exc:
         raise _err("algorithm", str(exc)) from None
+    enqueue = data.get("enqueue") or []
+    if not isinstance(enqueue, list):
+        raise _err("enqueue", f"expected a list of configurations ({{param: value}} each), got {type(enqueue).__name__}")
+    enqueue = [check_params(space, _mapping(c, f"enqueue[{i}]"), f"enqueue[{i}]") for i, c in enumerate(enqueue)]
+    warm = data.get("warm_start") or []
+    if not isinstance(warm, list) or not all(isinstance(w, str) and w for w in warm):
+        raise _err("warm_start", f"expected a list of study names of this storage, got {warm!r}")
+    if warm and not hasattr(ALGORITHMS[algo_name], "warm_start"):
+        raise _err("warm_start", f"algorithm {algo_name!r} cannot start from earlier trials; use algorithm: bo")
     return StudyConfig(
         name=name, objectives=objectives, entrypoint=entrypoint, trial_params=trial_params, space=space,
         algorithm=algo_name, seed=seed, algorithm_options=algo, trials=n_trials, parallel=parallel,
         max_failures=max_failures, cpus=cpus, gpus=gpus, backend=backend_name, address=address,
         artifacts=artifacts, keep_last=keep_last, scheduler=scheduler, raw=raw, on_timeout=on_timeout, **timeouts,
+        enqueue=tuple(enqueue), warm_start=tuple(warm),
     )
+
+
+def check_params(space: Space, params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``params`` as a configuration of ``space``: every active parameter given and within its
+    bounds or choices, nothing the space does not have (conditions applied)."""
+    unknown = sorted(set(params) - set(space.names), key=str)
+    if unknown:
+        raise _err(f"{where}.{_key(unknown[0])}", f"not a parameter of the space; it has {', '.join(space.names)}")
+    out: dict[str, Any] = {}
+    for p in space:
+        if not space.is_active(p, out):
+            if p.name in params:
+                raise _err(f"{where}.{p.name}", "inactive under its when: condition; leave it out")
+            continue
+        if p.name not in params:
+            raise _err(f"{where}.{p.name}", "missing; every active parameter needs a value")
+        v = params[p.name]
+        contains = getattr(p, "contains", None)
+        if contains is not None and not contains(v):
+            raise _err(f"{where}.{p.name}", f"{v!r} is outside the space's {p.name}; give a value it can take")
+        out[p.name] = v
+    return out
 
 
 def _bounded_loader():

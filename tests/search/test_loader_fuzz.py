@@ -38,7 +38,7 @@ EXAMPLES["inline"] = {
               "x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.25, "when": {"kind": "a"}},
               "n": {"type": "int", "low": 1, "high": 9, "step": 2}},
     "algorithm": {"name": "random", "seed": 0},
-    "scheduler": {"type": "asha", "metric": "loss", "max_t": 9},
+    "scheduler": {"name": "asha", "metric": "loss", "grace_period": 1, "reduction_factor": 3},
     "budget": {"trials": 4, "parallel": 2, "max_failures": 1},
     "resources": {"cpus": 1, "gpus": 0},
     "backend": {"name": "inprocess"},

@@ -206,6 +206,19 @@ def test_a_type_or_algorithm_that_is_not_a_name_is_refused_not_a_crash():
         parse_study(dict(BASE, algorithm={"name": {}}))
 
 
+@pytest.mark.parametrize("scheduler, hint", [
+    ({"type": "asha", "grace_period": 2}, "scheduler: needs a name; choose one of none, asha"),
+    ({"name": ["asha"]}, "scheduler: unknown scheduler ['asha']"),
+    ({"name": "none", "grace_period": 2}, "scheduler: name: none takes no options"),
+])
+def test_a_scheduler_without_a_usable_name_is_not_ignored(scheduler, hint):
+    """Found by the fuzz test: `scheduler: {type: asha}` ran with no scheduler at all, and an
+    unhashable name raised TypeError."""
+    with pytest.raises(ConfigError) as info:
+        parse_study(dict(BASE, scheduler=scheduler))
+    assert str(info.value).startswith(hint), str(info.value)
+
+
 # -- 8. duplicate keys ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, line, key", [
