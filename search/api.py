@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from search.config import ConfigError, StudyConfig, parse_study
+from search.config import ConfigError, StudyConfig, check_params, parse_study
 from search.decisions import Continue, Exploit, Pending, Stop
 from storage.records import TERMINAL_STATES, TrialRecord, TrialState
 from trials.runner import CALLABLE_PREFIX
@@ -83,6 +83,9 @@ def create_study(spec: Any, storage: str | None = None, load_if_exists: bool = F
             raw["artifacts"] = config.artifacts if is_url(config.artifacts) else os.path.abspath(config.artifacts)
             try:
                 record = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=raw)
+                from search.study import enqueue_configured
+
+                enqueue_configured(config, st, record)
             except StudyExists:  # another process created it meanwhile
                 if not load_if_exists:
                     raise
@@ -108,29 +111,6 @@ def load_study(name: str, storage: str | None = None) -> Study:
         st.close()
         raise
     return Study(st, record)
-
-
-def _check_params(config: StudyConfig, params: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``params`` as a configuration of the space: every active parameter given and within its
-    bounds or choices, nothing the space does not have (conditions applied)."""
-    space = config.space
-    unknown = sorted(set(params) - set(space.names))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: not a parameter of the space; it has {', '.join(space.names)}")
-    out: dict[str, Any] = {}
-    for p in space:
-        if not space.is_active(p, out):
-            if p.name in params:
-                raise ConfigError(f"{where}.{p.name}: inactive under its when: condition; leave it out")
-            continue
-        if p.name not in params:
-            raise ConfigError(f"{where}.{p.name}: missing; every active parameter needs a value")
-        v = params[p.name]
-        contains = getattr(p, "contains", None)
-        if contains is not None and not contains(v):
-            raise ConfigError(f"{where}.{p.name}: {v!r} is outside the space's {p.name}; give a value it can take")
-        out[p.name] = v
-    return out
 
 
 class Study:
@@ -200,7 +180,7 @@ class Study:
     def enqueue(self, params: Mapping[str, Any]) -> TrialRecord:
         """Queue a known configuration, checked against the space: the next ``ask`` or
         ``optimize`` runs it before anything the algorithm proposes."""
-        clean = _check_params(self.config, params, "enqueue")
+        clean = check_params(self.config.space, params, "enqueue")
         return self._storage.create_trial(self._record.id, clean, state=TrialState.WAITING)
 
     # -- ask and tell ----------------------------------------------------------------------------
@@ -359,8 +339,8 @@ class _AskLoop:
 
     def __init__(self, study: Study) -> None:
         from search._book import TrialBook, TrialWriter
-        from search.algorithms import make_algorithm
         from search.schedulers import make_scheduler
+        from search.study import make_study_algorithm
 
         cfg = study.config
         if cfg.algorithm == "pbt":
@@ -369,8 +349,7 @@ class _AskLoop:
         self.study = study
         self.storage = study._storage
         self.study_id = study._record.id
-        self.algorithm = make_algorithm(cfg.algorithm, cfg.space, cfg.metrics, cfg.directions, seed=cfg.seed,
-                                        **cfg.algorithm_options)
+        self.algorithm = make_study_algorithm(cfg, self.storage)
         saved = self.storage.get_algorithm_state(self.study_id).get("algorithm")
         if saved:
             self.algorithm.load_state_dict(saved)

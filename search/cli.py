@@ -367,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     scaling_cli.add_parser(sub)
     sub.choices["scaling"].set_defaults(func=scaling_cli.run)
 
+    from search import import_optuna
+
+    import_optuna.add_parser(sub, _storage_arg)
+
     p = sub.add_parser("db", help="storage schema: `search db upgrade` migrates an older database")
     p.add_argument("db_verb", choices=["upgrade", "current"])
     _storage_arg(p)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 from search.config import StudyConfig, load_study_file, parse_study
 from search.controller import Controller, Progress, RunSummary
+from storage.records import TrialState
 from trials.runner import CALLABLE_PREFIX
 
 __all__ = ["run", "resume", "load_config", "drive"]
@@ -32,12 +33,43 @@ def _start_backend(config: StudyConfig, backend: str | None):
     return backend_obj
 
 
-def _drive(config: StudyConfig, storage, record, backend_obj,
-           on_progress: Callable[[Progress], None] | None, deadline: float | None = None) -> RunSummary:
+def make_study_algorithm(config: StudyConfig, storage):
+    """The study's algorithm, warm-started from the trials of the studies ``warm_start`` names."""
     from search.algorithms import make_algorithm
+    from search.config import ConfigError
+    from storage import StudyNotFound
 
     algorithm = make_algorithm(config.algorithm, config.space, config.metrics, config.directions,
                                seed=config.seed, **config.algorithm_options)
+    if config.warm_start:
+        records = []
+        for name in config.warm_start:
+            try:
+                other = storage.get_study(name)
+            except StudyNotFound:
+                raise ConfigError(f"warm_start: no study {name!r} in this storage; name a study of the same "
+                                  "storage (`search import-optuna` copies one from Optuna)") from None
+            records += [t for t in storage.get_trials(other.id) if t.state in (TrialState.COMPLETE, TrialState.FAILED)]
+        try:
+            algorithm.warm_start(records)
+        except ValueError as exc:
+            raise ConfigError(f"warm_start: {exc}") from None
+    return algorithm
+
+
+def enqueue_configured(config: StudyConfig, storage, record) -> None:
+    """The study file's ``enqueue:`` configurations, queued when the study is created."""
+    for params in config.enqueue:
+        storage.create_trial(record.id, dict(params), state=TrialState.WAITING)
+
+
+def _drive(config: StudyConfig, storage, record, backend_obj,
+           on_progress: Callable[[Progress], None] | None, deadline: float | None = None) -> RunSummary:
+    try:
+        algorithm = make_study_algorithm(config, storage)
+    except BaseException:
+        backend_obj.shutdown()
+        raise
     controller = Controller(config, storage, backend_obj, algorithm, record, on_progress=on_progress,
                             deadline=deadline)
     with _sigterm_interrupts():
@@ -108,6 +140,7 @@ def run(study: StudyConfig | Mapping[str, Any] | str, *, storage: str | None = N
         backend_obj = _start_backend(config, backend)
         try:
             record = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=raw)
+            enqueue_configured(config, st, record)
         except BaseException:
             backend_obj.shutdown()
             raise
