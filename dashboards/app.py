@@ -5,13 +5,19 @@ Importance, Pareto and scaling answers come from ``analysis``, the same function
 nothing from ``search``, ``trials`` or ``surrogates``.
 
 Security, in the order a request meets it (``_Guard``, a plain ASGI middleware):
-1. the Host header must name an allowed host (DNS-rebinding defence): else 400;
+1. the Host header must name an allowed host (DNS-rebinding defence): else 400.
+   The host the connection arrived on (the server's own address, as an IP literal) is allowed too,
+   so a wildcard bind answers to every address of the machine;
 2. only GET and HEAD exist: anything else is 405, before any route runs;
 3. with a token configured (any non-loopback bind), the request must carry it: ``?token=`` once
-   (answered by a redirect that sets an HttpOnly cookie and drops the token from the URL), the
-   cookie, or an ``Authorization: Bearer`` / ``X-Search-Token`` header: else 401;
+   (answered by a redirect to a path on this host that sets an HttpOnly cookie and drops the token
+   from the URL), the cookie, or an ``Authorization: Bearer`` / ``X-Search-Token`` header: else
+   401. Tokens are compared as UTF-8 bytes in constant time, so any token (non-ASCII included)
+   works and a wrong one is a 401, never an error;
 4. every answer carries a Content-Security-Policy that allows scripts only from this server's own
-   files (no inline script, no eval), plus nosniff, no-referrer and frame denial.
+   files (no inline script, no eval), plus nosniff, no-referrer and frame denial, once each.
+Numeric query and path parameters are parsed here, bounded (``MAX_INT``): a bad one is a 400 that
+names it, never a 422 or a database overflow.
 Pages are Jinja2 templates with autoescape on; the scripts fill tables with ``textContent`` and
 escape strings handed to plotly, so names, metrics and error text are shown, never run. Static
 files come from a fixed allowlist, never from a path in the request. The storage URL is shown and
@@ -25,20 +31,22 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from http.cookies import SimpleCookie
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from storage.read_api import FILTER_HELP, READ_API_VERSION, ReadAPI, json_safe, open_read_api
+from storage.read_api import (FILTER_HELP, MAX_CURVES_PAGE, MAX_PAGE, READ_API_VERSION, ReadAPI, json_safe,
+                              open_read_api)
 
-__all__ = ["create_app", "LOOPBACK_HOSTS", "is_loopback", "STATIC_FILES", "CSP"]
+__all__ = ["create_app", "LOOPBACK_HOSTS", "is_loopback", "STATIC_FILES", "CSP", "MAX_INT"]
 
 log = logging.getLogger("search.dashboard")
 
@@ -55,6 +63,11 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+_SECURITY_NAMES = {name for name, _ in _SECURITY_HEADERS}
+# The largest number a query or path parameter may carry: PostgreSQL's INTEGER (trial numbers,
+# steps), which every offset and index fits too. Larger ones are refused before any SQL runs.
+MAX_INT = 2**31 - 1
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,12}")
 
 
 def _plotly_js() -> str:
@@ -87,10 +100,42 @@ def _host_name(header: str) -> str:
     return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
-def _token_from_query(qs: str) -> tuple[str | None, str]:
-    pairs = parse_qsl(qs, keep_blank_values=True)
-    token = next((v for k, v in pairs if k == "token"), None)
-    return token, urlencode([(k, v) for k, v in pairs if k != "token"])
+def _ip_literal(host: str) -> str | None:
+    """``host`` as a canonical IP address (IPv4-mapped IPv6 as IPv4, no zone), else None."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def _token_from_query(qs: bytes) -> tuple[bytes | None, str]:
+    """(the ``token`` value as raw bytes, the rest of the query string). Latin-1 maps every byte to
+    one character and back, so percent-escapes of any encoding survive unchanged."""
+    pairs = parse_qsl(qs.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    token = next((v.encode("latin-1") for k, v in pairs if k == "token"), None)
+    return token, urlencode([(k, v) for k, v in pairs if k != "token"], encoding="latin-1")
+
+
+def _local_location(path: str, query: str) -> bytes:
+    """A Location that can only be a path on this host: one leading slash (``//host`` and
+    ``/\\host`` would leave the site), everything else percent-encoded."""
+    rest = quote(path.lstrip("/\\"), safe="/:@!$&'()*+,;=-._~")
+    return ("/" + rest + ("?" + query if query else "")).encode("ascii")
+
+
+def int_param(text: str | None, name: str, default: int, low: int = 0, high: int = MAX_INT) -> int:
+    """``text`` (a query or path parameter) as an int in [low, high]; ``default`` when absent.
+    Raises ``ValueError`` naming the parameter and the range."""
+    if text is None:
+        return default
+    value = int(text) if _INT_TEXT.fullmatch(text.strip()) else None
+    if value is None or not low <= value <= high:
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {shown!r}")
+    return value
 
 
 class _Guard:
@@ -99,23 +144,27 @@ class _Guard:
     def __init__(self, app, *, allowed_hosts: Iterable[str], token: str | None, cookie_name: str) -> None:
         self.app = app
         self.allowed = {_host_name(h) for h in allowed_hosts}
-        self.token = token
+        # Compared as bytes: hmac.compare_digest refuses str with non-ASCII characters.
+        self.token = None if token is None else token.encode("utf-8")
         self.cookie_name = cookie_name
 
     async def _send_plain(self, send, status: int, text: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+        # The security headers are added once, by __call__'s send, like on every other answer.
         body = text.encode()
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                   *_SECURITY_HEADERS, *extra]
+                   *extra]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _has_token(self, headers: dict[bytes, bytes]) -> bool:
+    def _is_token(self, candidate: bytes) -> bool:
         assert self.token is not None
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip(), self.token):
+        return bool(candidate) and hmac.compare_digest(candidate, self.token)
+
+    def _has_token(self, headers: dict[bytes, bytes]) -> bool:
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer " and self._is_token(auth[7:].strip()):
             return True
-        direct = headers.get(b"x-search-token", b"").decode("latin-1")
-        if direct and hmac.compare_digest(direct, self.token):
+        if self._is_token(headers.get(b"x-search-token", b"")):
             return True
         cookie = SimpleCookie()
         try:
@@ -123,7 +172,16 @@ class _Guard:
         except Exception:  # noqa: BLE001 - a malformed cookie header is no token
             return False
         morsel = cookie.get(self.cookie_name)
-        return morsel is not None and hmac.compare_digest(morsel.value, self.token)
+        return morsel is not None and self._is_token(unquote_to_bytes(morsel.value))
+
+    def _host_allowed(self, scope, host: str) -> bool:
+        if host in self.allowed:
+            return True
+        # The address this connection arrived on, written as an IP: the server's own address, which
+        # a rebinding attacker's page cannot put in Host (its Host is the attacker's name).
+        server = scope.get("server") or (None, None)
+        literal = _ip_literal(host)
+        return literal is not None and server[0] is not None and literal == _ip_literal(str(server[0]))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -138,7 +196,8 @@ class _Guard:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
                 message = dict(message)
-                message["headers"] = list(message.get("headers", [])) + _SECURITY_HEADERS
+                message["headers"] = [(k, v) for k, v in message.get("headers", [])
+                                      if k.lower() not in _SECURITY_NAMES] + _SECURITY_HEADERS
             await send(message)
 
         try:
@@ -150,7 +209,7 @@ class _Guard:
     async def _handle(self, scope, receive, send) -> None:
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         host = _host_name(headers.get(b"host", b"").decode("latin-1"))
-        if host not in self.allowed:
+        if not self._host_allowed(scope, host):
             await self._send_plain(send, 400, "bad Host header: this dashboard answers only to "
                                    + ", ".join(sorted(self.allowed)) + " (start it with --allowed-host NAME to add one)")
             return
@@ -169,16 +228,16 @@ class _Guard:
                 await inner_send(message)
 
         if self.token is not None:
-            token, rest = _token_from_query(scope.get("query_string", b"").decode("latin-1"))
+            token, rest = _token_from_query(scope.get("query_string", b""))
             if token is not None:
-                if not hmac.compare_digest(token, self.token):
+                if not self._is_token(token):
                     await self._send_plain(send, 401, "wrong token")
                     return
-                location = scope["path"] + ("?" + rest if rest else "")
-                cookie = f"{self.cookie_name}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+                # The cookie holds the token percent-encoded: any token, as ASCII a header can carry.
+                cookie = f"{self.cookie_name}={quote(self.token, safe='')}; HttpOnly; SameSite=Strict; Path=/"
                 await self._send_plain(send, 303, "token accepted",
-                                       [(b"location", location.encode("latin-1", "replace")),
-                                        (b"set-cookie", cookie.encode())])
+                                       [(b"location", _local_location(scope["path"], rest)),
+                                        (b"set-cookie", cookie.encode("ascii"))])
                 return
             if not self._has_token(headers):
                 await self._send_plain(send, 401, "token required: open the URL with ?token=... that "
@@ -221,6 +280,8 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
                         headers={"cache-control": "no-store"})
 
     async def answer(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Response:
+        """``fn(*args, **kwargs)`` as JSON: 404 for an unknown study or trial, 400 for a ValueError
+        (a bad parameter, parsed inside ``fn`` so that its error is answered the same way)."""
         try:
             return json_response(await run_in_threadpool(fn, *args, **kwargs))
         except (StudyNotFound, KeyError) as exc:
@@ -258,7 +319,11 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
         return await html_or_404("lineage.html", name, title=f"{name}: PBT lineage")
 
     @app.get("/studies/{name}/trials/{number}", response_class=HTMLResponse)
-    async def trial_page(name: str, number: int):
+    async def trial_page(name: str, number: str):
+        try:
+            number = int_param(number, "trial number", 0)  # type: ignore[assignment]
+        except ValueError as exc:
+            return page("error.html", 400, title="bad request", message=str(exc))
         try:
             trial = await run_in_threadpool(reader.trial, name, number, max_reports=2)
         except (StudyNotFound, KeyError):
@@ -297,36 +362,41 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
     async def api_study(name: str):
         return await answer(reader.study, name)
 
+    def query_int(request: Request, name: str, default: int, low: int = 0, high: int = MAX_INT) -> int:
+        return int_param(request.query_params.get(name), name, default, low, high)
+
     @app.get("/api/v1/studies/{name}/trials")
-    async def api_trials(name: str, request: Request, offset: int = 0, limit: int = 50, sort: str = "number",
-                         order: str = "asc", filter: str = ""):
+    async def api_trials(name: str, request: Request, sort: str = "number", order: str = "asc", filter: str = ""):
         if order not in ("asc", "desc"):
             return json_response({"error": f"order must be asc or desc, got {order!r}"}, 400)
         states = [s.upper() for s in request.query_params.getlist("state") if s]
-        return await answer(reader.trials_page, name, offset=offset, limit=limit, sort=sort,
-                            descending=order == "desc", states=states, filter=filter)
+        return await answer(lambda: reader.trials_page(
+            name, offset=query_int(request, "offset", 0), limit=query_int(request, "limit", 50, 1, MAX_PAGE),
+            sort=sort, descending=order == "desc", states=states, filter=filter))
 
     @app.get("/api/v1/studies/{name}/trials/{number}")
-    async def api_trial(name: str, number: int):
-        return await answer(reader.trial, name, number)
+    async def api_trial(name: str, number: str):
+        return await answer(lambda: reader.trial(name, int_param(number, "trial number", 0)))
 
     @app.get("/api/v1/studies/{name}/history")
-    async def api_history(name: str, objective: int = 0):
-        return await answer(reader.history, name, objective)
+    async def api_history(name: str, request: Request):
+        return await answer(lambda: reader.history(name, query_int(request, "objective", 0)))
 
     @app.get("/api/v1/studies/{name}/params")
     async def api_params(name: str):
         return await answer(reader.param_points, name)
 
     @app.get("/api/v1/studies/{name}/importance")
-    async def api_importance(name: str, objective: int = 0):
+    async def api_importance(name: str, request: Request):
         from analysis.importance import importance_view
 
-        return await answer(importance_view, reader, name, objective)
+        return await answer(lambda: importance_view(reader, name, query_int(request, "objective", 0)))
 
     @app.get("/api/v1/studies/{name}/curves")
-    async def api_curves(name: str, metric: str = "", offset: int = 0, limit: int = 200, points: int = 40):
-        return await answer(reader.learning_curves, name, metric or None, offset=offset, limit=limit, points=points)
+    async def api_curves(name: str, request: Request, metric: str = ""):
+        return await answer(lambda: reader.learning_curves(
+            name, metric or None, offset=query_int(request, "offset", 0),
+            limit=query_int(request, "limit", 200, 1, MAX_CURVES_PAGE), points=query_int(request, "points", 40, 2, 1000)))
 
     @app.get("/api/v1/studies/{name}/timeline")
     async def api_timeline(name: str):

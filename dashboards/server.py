@@ -2,6 +2,11 @@
 
 A loopback bind needs no token. Any other bind requires one: ``token``, else
 ``$SEARCH_DASHBOARD_TOKEN``, else a fresh random one, printed once with the URL to open.
+
+The Host names a request may carry: the loopback names, the bind address, for a wildcard bind
+(0.0.0.0, ::) this machine's name and every address of its network interfaces, and each
+``--allowed-host``; the startup lines list them. (The app also accepts the address a connection
+arrived on, so an address added after startup works too.)
 """
 from __future__ import annotations
 
@@ -11,21 +16,39 @@ import socket
 import sys
 import threading
 from typing import Any, Callable, Iterable
+from urllib.parse import quote
 
 from dashboards.app import LOOPBACK_HOSTS, create_app, is_loopback, new_token
 
-__all__ = ["serve", "ServerThread", "plan"]
+__all__ = ["serve", "ServerThread", "plan", "startup_lines"]
 
 TOKEN_ENV = "SEARCH_DASHBOARD_TOKEN"
 
 
-def _local_names() -> set[str]:
+def _interface_addresses(ipv6: bool) -> list[str]:
+    """Every IPv4 (and with ``ipv6`` IPv6) address of this machine's network interfaces: what a
+    wildcard bind listens on. The host name often resolves to 127.0.1.1 or nothing, so it cannot
+    be asked instead."""
+    try:
+        import psutil
+    except ImportError:  # psutil comes with Ray; without it, the names and resolved addresses remain
+        return []
+    out = []
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == socket.AF_INET or (ipv6 and a.family == socket.AF_INET6):
+                out.append(a.address.split("%", 1)[0])  # a link-local zone is no part of a Host
+    return out
+
+
+def _local_names(ipv6: bool = False) -> set[str]:
     """This machine's names and addresses, which a browser may put in Host for a wildcard bind."""
     names = {socket.gethostname(), socket.getfqdn()}
     try:
         names.update(socket.gethostbyname_ex(socket.gethostname())[2])
     except OSError:
         pass
+    names.update(_interface_addresses(ipv6))
     return {n for n in names if n}
 
 
@@ -37,8 +60,16 @@ def plan(host: str, *, token: str | None = None, allowed_hosts: Iterable[str] = 
     if host not in ("0.0.0.0", "::", ""):
         allowed.append(host)
     else:
-        allowed.extend(sorted(_local_names()))
-    return token or os.environ.get(TOKEN_ENV) or new_token(), allowed
+        allowed.extend(sorted(_local_names(ipv6=host != "0.0.0.0") - set(allowed)))
+    return token or os.environ.get(TOKEN_ENV) or new_token(), list(dict.fromkeys(allowed))
+
+
+def startup_lines(storage_safe: str, host: str, port: int, token: str | None, allowed: Iterable[str]) -> list[str]:
+    """What ``serve`` prints before serving: the storage, the Host names it answers to, the URL."""
+    url = f"http://{_url_host(host)}:{port}/"
+    return [f"search dashboard over {storage_safe}",
+            f"allowed hosts: {', '.join(allowed)} (add one with --allowed-host NAME)",
+            f"open {url}?token={quote(token, safe='')}" if token else f"open {url}"]
 
 
 def _url_host(host: str) -> str:
@@ -62,9 +93,8 @@ def serve(storage_url: str | None, *, host: str = "127.0.0.1", port: int = 8080,
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    url = f"http://{_url_host(host)}:{port}/"
-    echo(f"search dashboard over {reader.url_safe}")
-    echo(f"open {url}?token={token}" if token else f"open {url}")
+    for line in startup_lines(reader.url_safe, host, port, token, allowed):
+        echo(line)
     try:
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", server_header=False)
     finally:

@@ -40,6 +40,10 @@ MAX_PAGE = 500
 MAX_PARAM_POINTS = 2000
 MAX_TIMELINE = 2000
 MAX_CURVES_PAGE = 500
+# A RUNNING trial is heartbeaten by its controller every few seconds (5 by default). One silent for
+# longer than this has no controller any more (killed): its time, and its study's, stop at the last
+# heartbeat instead of growing with the clock.
+STALE_AFTER_S = 60.0
 
 FILTER_HELP = ("clauses joined by 'and' or ',': FIELD OP VALUE with OP one of = != < <= > >= ~ "
                "(~ is 'contains'); FIELD is number, state, value, attempt, last_step, worker, node, "
@@ -60,6 +64,18 @@ def _iso(d: datetime | None) -> str | None:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _trial_end(state: str, finished_at: datetime | None, heartbeat_at: datetime | None,
+               now: datetime) -> datetime | None:
+    """When a trial's time stops: its finish; for a RUNNING trial, now while its heartbeat is fresh,
+    else its last heartbeat; for one that left RUNNING unfinished (paused), its last heartbeat."""
+    if finished_at is not None:
+        return finished_at
+    if state == TrialState.RUNNING and (heartbeat_at is None
+                                        or (now - heartbeat_at).total_seconds() <= STALE_AFTER_S):
+        return now
+    return heartbeat_at
 
 
 def _num(v: Any) -> float | None:
@@ -269,11 +285,26 @@ class ReadAPI:
         return rows[0]
 
     @staticmethod
-    def _study_dict(row, counts: dict[str, int], best: float | None, last_finish: datetime | None) -> dict[str, Any]:
+    def _study_dict(row, counts: dict[str, int], best: float | None,
+                    activity: tuple[datetime | None, datetime | None]) -> dict[str, Any]:
+        """``activity``: (the latest time any of its trials or checkpoints was written, the latest
+        heartbeat of its RUNNING trials)."""
         spec = dict(row.spec or {})
         algo, budget = spec.get("algorithm"), spec.get("budget")
-        # A stopped study without finished_at (interrupted) ends at its last finished trial.
-        end = row.finished_at or (last_finish if row.state != "RUNNING" else None) or _now()
+        last, beat = activity
+        now = _now()
+        # How long it ran, not how long ago it started: a study that stopped without finished_at
+        # (interrupted) ends at its last activity; a RUNNING one whose trials' heartbeats went
+        # silent (its controller was killed) too, flagged stale.
+        stale = False
+        if row.finished_at is not None:
+            end = row.finished_at
+        elif row.state != "RUNNING":
+            end = last or row.created_at
+        elif beat is not None and (now - beat).total_seconds() > STALE_AFTER_S:
+            end, stale = last or beat, True
+        else:
+            end = now
         done = sum(counts.get(s, 0) for s in (TrialState.COMPLETE, TrialState.PRUNED))
         return {
             "id": row.id, "name": row.name, "state": row.state,
@@ -288,33 +319,49 @@ class ReadAPI:
             "best": _num(best),
             "started_at": _iso(row.created_at), "finished_at": _iso(row.finished_at),
             "duration_s": max(0.0, (end - row.created_at).total_seconds()),
+            "last_activity_at": _iso(last), "stale": stale,
         }
 
     def _aggregates(self, study_id: int | None):
-        from sqlalchemy import func, select
+        from sqlalchemy import case, func, select
 
-        from storage._schema import TrialRow
+        from storage._schema import CheckpointRow, TrialRow
 
-        t = TrialRow.__table__
+        t, c = TrialRow.__table__, CheckpointRow.__table__
         q_counts = select(t.c.study_id, t.c.state, func.count()).group_by(t.c.study_id, t.c.state)
-        q_best = (select(t.c.study_id, func.min(t.c.value), func.max(t.c.value), func.max(t.c.finished_at))
+        q_best = (select(t.c.study_id, func.min(t.c.value), func.max(t.c.value))
                   .where(t.c.state == TrialState.COMPLETE).group_by(t.c.study_id))
+        q_times = select(t.c.study_id, func.max(t.c.created_at), func.max(t.c.started_at), func.max(t.c.finished_at),
+                         func.max(t.c.heartbeat_at),
+                         func.max(case((t.c.state == TrialState.RUNNING, t.c.heartbeat_at)))).group_by(t.c.study_id)
+        q_ckpt = select(t.c.study_id, func.max(c.c.created_at)).join(t, t.c.id == c.c.trial_id).group_by(t.c.study_id)
         if study_id is not None:
             q_counts = q_counts.where(t.c.study_id == study_id)
             q_best = q_best.where(t.c.study_id == study_id)
+            q_times = q_times.where(t.c.study_id == study_id)
+            q_ckpt = q_ckpt.where(t.c.study_id == study_id)
         counts: dict[int, dict[str, int]] = {}
-        best: dict[int, tuple[Any, Any, Any]] = {}
+        best: dict[int, tuple[Any, Any]] = {}
+        times: dict[int, list[Any]] = {}
+        beats: dict[int, Any] = {}
         with self.engine.connect() as conn:
             for sid, state, n in conn.execute(q_counts):
                 counts.setdefault(sid, {})[state] = n
-            for sid, lo, hi, last in conn.execute(q_best):
-                best[sid] = (lo, hi, last)
-        return counts, best
+            for sid, lo, hi in conn.execute(q_best):
+                best[sid] = (lo, hi)
+            for sid, *stamps, beat in conn.execute(q_times):
+                times[sid] = list(stamps)
+                beats[sid] = beat
+            for sid, stamp in conn.execute(q_ckpt):
+                times.setdefault(sid, []).append(stamp)
+        activity = {sid: (max((x for x in stamps if x is not None), default=None), beats.get(sid))
+                    for sid, stamps in times.items()}
+        return counts, best, activity
 
-    def _summary(self, row, counts, best) -> dict[str, Any]:
-        lo, hi, last = best.get(row.id, (None, None, None))
+    def _summary(self, row, counts, best, activity) -> dict[str, Any]:
+        lo, hi = best.get(row.id, (None, None))
         value = hi if list(row.directions)[0] == "maximize" else lo
-        return self._study_dict(row, counts.get(row.id, {}), value, last)
+        return self._study_dict(row, counts.get(row.id, {}), value, activity.get(row.id, (None, None)))
 
     # -- records ------------------------------------------------------------------------------
     # Frozen records for the CLI's read verbs and for ``analysis``: the same rows the views read.
@@ -391,8 +438,8 @@ class ReadAPI:
         from storage._schema import StudyRow
 
         rows = self._rows(select(StudyRow.__table__).order_by(StudyRow.__table__.c.id))
-        counts, best = self._aggregates(None)
-        return [self._summary(r, counts, best) for r in rows]
+        counts, best, activity = self._aggregates(None)
+        return [self._summary(r, counts, best, activity) for r in rows]
 
     def study(self, name: str) -> dict[str, Any]:
         """One study's summary plus its space, the metric names seen in trials and reports (from a
@@ -402,8 +449,8 @@ class ReadAPI:
         from storage._schema import ExploitRow, ReportRow, TrialRow
 
         row = self._study_row(name)
-        counts, best = self._aggregates(row.id)
-        out = self._summary(row, counts, best)
+        counts, best, activity = self._aggregates(row.id)
+        out = self._summary(row, counts, best, activity)
         spec = dict(row.spec or {})
         out["space"] = declared_space(spec)
         out["fixed_params"] = json_safe(dict((spec.get("trial") or {}).get("params") or {}))
@@ -500,14 +547,14 @@ class ReadAPI:
         if sort not in _NOT_NULL:  # missing values last; a NOT NULL column keeps its index order
             order.insert(0, key.is_(None))
         cols = [t.c.id, t.c.number, t.c.state, t.c.params, t.c["values"], t.c.error, t.c.attempt, t.c.worker,
-                t.c.node, t.c.last_step, t.c.started_at, t.c.finished_at]
+                t.c.node, t.c.last_step, t.c.started_at, t.c.finished_at, t.c.heartbeat_at]
         with self.engine.connect() as conn:
             total = conn.scalar(select(func.count()).select_from(t).where(where))
             rows = list(conn.execute(select(*cols).where(where).order_by(*order).limit(limit).offset(offset)))
         now = _now()
         out = []
         for r in rows:
-            end = r.finished_at or (now if r.state == TrialState.RUNNING else None)
+            end = _trial_end(r.state, r.finished_at, r.heartbeat_at, now)
             out.append({
                 "number": r.number, "state": r.state, "params": json_safe(dict(r.params or {})),
                 "values": None if r[4] is None else [_num(v) for v in r[4]],
@@ -536,8 +583,7 @@ class ReadAPI:
             n_reports = conn.scalar(select(func.count()).select_from(r).where(r.c.trial_id == tr.id))
         reports = self._thinned_reports([tr.id], max_reports)
         cks = self._rows(select(c).where(c.c.trial_id == tr.id).order_by(c.c.step, c.c.id))
-        now = _now()
-        end = tr.finished_at or (now if tr.state == TrialState.RUNNING else None)
+        end = _trial_end(tr.state, tr.finished_at, tr.heartbeat_at, _now())
         return {
             "study": study.name, "metrics_names": list(study.metrics), "directions": list(study.directions),
             "number": tr.number, "state": tr.state, "params": json_safe(dict(tr.params or {})),
@@ -659,6 +705,8 @@ class ReadAPI:
 
         if not 1 <= limit <= MAX_CURVES_PAGE:
             raise ValueError(f"limit must be in [1, {MAX_CURVES_PAGE}], got {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
         if not 2 <= points <= 1000:
             raise ValueError(f"points must be in [2, 1000], got {points}")
         row = self._study_row(name)
@@ -704,7 +752,7 @@ class ReadAPI:
         now = _now()
         out = []
         for r in reversed(rows):
-            end = r.finished_at or (now if r.state == TrialState.RUNNING else r.heartbeat_at or r.started_at)
+            end = _trial_end(r.state, r.finished_at, r.heartbeat_at, now) or r.started_at
             out.append({"number": r.number, "state": r.state, "worker": r.worker, "node": r.node,
                         "start": _iso(r.started_at), "end": _iso(end),
                         "duration_s": (end - r.started_at).total_seconds()})

@@ -97,6 +97,11 @@ const isBetter = (dir, a, b) => (dir === 'maximize' ? a > b : a < b);
 
 // ------------------------------------------------------------------------------------ studies
 
+// A RUNNING study whose trials stopped heartbeating has no live controller: its duration stops
+// at its last activity, and its state says so.
+const stateText = (s) => (s.stale ? `${s.state} (no heartbeat since ${fmtTime(s.last_activity_at)})` : s.state);
+const staleNote = (s) => (s.stale ? 'its controller stopped without marking the study: run `search resume` to finish it' : null);
+
 function studiesPage() {
   const tbody = document.querySelector('#studies tbody');
   const checked = new Set();
@@ -112,7 +117,7 @@ function studiesPage() {
         el('td', {}, box),
         el('td', {}, el('a', { href: `/studies/${enc(s.name)}`, text: s.name })),
         el('td', { text: s.algorithm || '–' }),
-        el('td', { class: `state-${s.state}`, text: s.state }),
+        el('td', { class: `state-${s.state}`, text: stateText(s), title: staleNote(s) }),
         el('td', { class: 'num', text: s.budget ? `${s.done} / ${s.budget}` : String(s.done) }),
         el('td', { class: 'num', text: String(s.running) }),
         el('td', { class: 'num', text: String(s.failed) }),
@@ -137,7 +142,7 @@ function studyPage() {
                   lastImportance: 0, params: null };
 
   const summaryFields = (s) => [
-    ['state', s.state], ['algorithm', s.algorithm || '–'],
+    ['state', stateText(s)], ['algorithm', s.algorithm || '–'],
     ['objectives', s.metrics.map((m, i) => `${m} (${s.directions[i]})`).join(', ')],
     ['done', s.budget ? `${s.done} / ${s.budget}` : String(s.done)], ['running', String(s.running)],
     ['waiting', String(s.waiting)], ['failed', String(s.failed)], ['best', fmt(s.best)],
