@@ -137,13 +137,15 @@ class Study:
 
     def optimize(self, objective: Callable[..., Any] | str | None = None, n_trials: int | None = None,
                  timeout: float | None = None, parallel: int | None = None, backend: str | None = None,
-                 show_progress: bool = True) -> RunSummary:
+                 show_progress: bool = True, callbacks: Sequence[Callable[[Any, TrialRecord], None]] = ()) -> RunSummary:
         """Run the study with the controller of ``search run``: to the end of its budget, or until
         ``n_trials`` more trials have finished, or until ``timeout`` seconds have passed (running
         trials then finish; the rest of the budget waits for the next call). Called again, it
         continues the study as ``search resume`` does. ``objective``: any callable (closures too;
         Ray ships it to its workers as it ships functions) or ``"module:function"``; by default the
-        study's ``trial.entrypoint``. ``backend``: ``ray``, ``inprocess`` or ``simulated``."""
+        study's ``trial.entrypoint``. ``backend``: ``ray``, ``inprocess`` or ``simulated``.
+        ``callbacks`` are called as ``callback(study, trial)`` when each trial finishes (e.g.
+        ``search.integrations.mlflow.MLflowCallback``); ``study`` has ``name`` and ``reports(trial)``."""
         from search.study import drive
 
         config = self.config
@@ -175,7 +177,7 @@ class Study:
             self._loop = None  # the controller takes the study over; ask/tell starts afresh after
             progress = _ProgressBar(self.name, config.trials) if show_progress else None
             record = self._storage.get_study(self.name)
-            return drive(config, self._storage, record, backend, progress, deadline=deadline)
+            return drive(config, self._storage, record, backend, progress, deadline=deadline, callbacks=callbacks)
 
     def enqueue(self, params: Mapping[str, Any]) -> TrialRecord:
         """Queue a known configuration, checked against the space: the next ``ask`` or
@@ -271,6 +273,11 @@ class Study:
                        attempt=t.attempt, failures=t.failures, last_step=t.last_step, error=t.error)
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def reports(self, trial: TrialRecord | int) -> list:
+        """Every report of a trial (a record or its number), in step order."""
+        rec = trial if isinstance(trial, TrialRecord) else self._storage.get_trial(self._record.id, int(trial))
+        return self._storage.get_reports(rec.id)
 
     def lineage(self):
         """PBT's exploits, oldest first (member, parent, steps, params before and after)."""

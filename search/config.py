@@ -22,7 +22,7 @@ MAX_DEPTH = 64
 """The deepest nesting of mappings and lists a study file may have (aliases expanded)."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")  # \Z: "$" would let a trailing newline through
 TOP_KEYS = {"name", "objective", "trial", "space", "algorithm", "scheduler", "budget", "resources",
-            "backend", "artifacts", "checkpoints", "description", "enqueue", "warm_start"}
+            "backend", "artifacts", "checkpoints", "description", "enqueue", "warm_start", "tracking"}
 
 
 class ConfigError(ValueError):
@@ -61,6 +61,7 @@ class StudyConfig:
     on_timeout: str = "fail"  # or "retry": a timed-out attempt is retried like a lost worker
     enqueue: tuple[Mapping[str, Any], ...] = ()  # configurations tried first, when the study is created
     warm_start: tuple[str, ...] = ()  # studies of the same storage whose trials bo starts from
+    tracking: Mapping[str, Any] = field(default_factory=dict)  # {mlflow: tracking URI}
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -494,21 +495,31 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
                               seed=seed, **algo)
     except (ValueError, TypeError) as exc:
         raise _err("algorithm", str(exc)) from None
-    enqueue = data.get("enqueue") or []
+    enqueue = [] if data.get("enqueue") is None else data["enqueue"]  # enqueue: false is not "none"
     if not isinstance(enqueue, list):
         raise _err("enqueue", f"expected a list of configurations ({{param: value}} each), got {type(enqueue).__name__}")
     enqueue = [check_params(space, _mapping(c, f"enqueue[{i}]"), f"enqueue[{i}]") for i, c in enumerate(enqueue)]
-    warm = data.get("warm_start") or []
+    warm = [] if data.get("warm_start") is None else data["warm_start"]
     if not isinstance(warm, list) or not all(isinstance(w, str) and w for w in warm):
         raise _err("warm_start", f"expected a list of study names of this storage, got {warm!r}")
     if warm and not hasattr(ALGORITHMS[algo_name], "warm_start"):
         raise _err("warm_start", f"algorithm {algo_name!r} cannot start from earlier trials; use algorithm: bo")
+    tracking = _mapping(data.get("tracking"), "tracking")
+    _no_unknown(tracking, {"mlflow"}, "tracking")
+    if "mlflow" in tracking:
+        if not isinstance(tracking["mlflow"], str) or not tracking["mlflow"]:
+            raise _err("tracking.mlflow", f"expected an MLflow tracking URI such as sqlite:///mlflow.db or "
+                                          f"http://host:5000, got {tracking['mlflow']!r}")
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise _err("tracking.mlflow", "needs the mlflow package: pip install mlflow")
     return StudyConfig(
         name=name, objectives=objectives, entrypoint=entrypoint, trial_params=trial_params, space=space,
         algorithm=algo_name, seed=seed, algorithm_options=algo, trials=n_trials, parallel=parallel,
         max_failures=max_failures, cpus=cpus, gpus=gpus, backend=backend_name, address=address,
         artifacts=artifacts, keep_last=keep_last, scheduler=scheduler, raw=raw, on_timeout=on_timeout, **timeouts,
-        enqueue=tuple(enqueue), warm_start=tuple(warm),
+        enqueue=tuple(enqueue), warm_start=tuple(warm), tracking=tracking,
     )
 
 

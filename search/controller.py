@@ -17,7 +17,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from search._book import TrialBook, TrialWriter
 from search._pending import PendingDecisions
@@ -25,6 +25,7 @@ from search.algorithms.base import Algorithm
 from search.backends.base import Backend
 from search.config import StudyConfig
 from search.decisions import CONTINUE, Continue, Exploit, Pause, Pending
+from search.tracking import StudyReader
 from storage.records import CheckpointRecord, StudyRecord, TrialRecord, TrialState
 from trials import artifacts
 from trials.api import EventKind, TrialEvent, TrialSpec
@@ -70,7 +71,8 @@ class Controller:
 
     def __init__(self, config: StudyConfig, storage: Storage, backend: Backend, algorithm: Algorithm,
                  study: StudyRecord, *, on_progress: Callable[[Progress], None] | None = None,
-                 heartbeat_s: float = 5.0, deadline: float | None = None) -> None:
+                 heartbeat_s: float = 5.0, deadline: float | None = None,
+                 callbacks: Sequence[Callable[[Any, TrialRecord], None]] = ()) -> None:
         self.config = config
         self.storage = storage
         self.backend = backend
@@ -81,6 +83,9 @@ class Controller:
         # time.monotonic() after which nothing new starts: running trials finish, paused ones stay
         # paused, and the study is left INTERRUPTED with its budget to finish later
         self.deadline = deadline
+        # called as callback(study, trial) with each trial that has just finished (tracking)
+        self.callbacks = tuple(callbacks)
+        self._reader = StudyReader(config.name, storage)
         self.artifacts = config.artifacts if artifacts.is_url(config.artifacts) else os.path.abspath(config.artifacts)
         self.book = TrialBook(config.metrics, config.directions)
         self.writer = TrialWriter(storage, study.id, self.book, on_finished=self._completed)
@@ -342,6 +347,8 @@ class Controller:
         self._dry = False  # a finished trial may give the algorithm something new to propose
         self.algorithm.on_complete(self.book.history(), rec)
         self._save_algorithm_state()
+        for callback in self.callbacks:
+            callback(self._reader, rec)
 
     # -- algorithm state and retention ------------------------------------------------------------
 

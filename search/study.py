@@ -6,7 +6,7 @@ import dataclasses
 import os
 import signal
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from search.config import StudyConfig, load_study_file, parse_study
 from search.controller import Controller, Progress, RunSummary
@@ -64,24 +64,28 @@ def enqueue_configured(config: StudyConfig, storage, record) -> None:
 
 
 def _drive(config: StudyConfig, storage, record, backend_obj,
-           on_progress: Callable[[Progress], None] | None, deadline: float | None = None) -> RunSummary:
+           on_progress: Callable[[Progress], None] | None, deadline: float | None = None,
+           callbacks: Sequence[Callable] = ()) -> RunSummary:
     try:
         algorithm = make_study_algorithm(config, storage)
     except BaseException:
         backend_obj.shutdown()
         raise
+    from search.tracking import study_callbacks
+
     controller = Controller(config, storage, backend_obj, algorithm, record, on_progress=on_progress,
-                            deadline=deadline)
+                            deadline=deadline, callbacks=[*study_callbacks(config), *callbacks])
     with _sigterm_interrupts():
         return controller.run()
 
 
 def drive(config: StudyConfig, storage, record, backend: str | None = None,
-          on_progress: Callable[[Progress], None] | None = None, *, deadline: float | None = None) -> RunSummary:
+          on_progress: Callable[[Progress], None] | None = None, *, deadline: float | None = None,
+          callbacks: Sequence[Callable] = ()) -> RunSummary:
     """Run the stored study ``record`` with ``config`` (the stored one, or with a callable
     objective and overrides) on a backend started for it: what ``search resume`` and
     ``Study.optimize`` do."""
-    return _drive(config, storage, record, _start_backend(config, backend), on_progress, deadline)
+    return _drive(config, storage, record, _start_backend(config, backend), on_progress, deadline, callbacks)
 
 
 @contextlib.contextmanager
