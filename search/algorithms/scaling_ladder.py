@@ -81,9 +81,16 @@ def _positive_list(value: Any, option: str, *, integer: bool = False) -> list[fl
     return sorted(out)
 
 
-def _positive_int(value: Any, option: str) -> int:
+# Past these the ladder describes no model this service can train, and planning it would take
+# time proportional to the number (the heads rule searches the width's divisors).
+MAX_LAYERS, MAX_WIDTH = 4096, 1 << 20
+
+
+def _positive_int(value: Any, option: str, at_most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _err(option, f"must be an integer >= 1, got {value!r}")
+    if at_most is not None and value > at_most:
+        raise _err(option, f"must be at most {at_most}, got {value!r}")
     return value
 
 
@@ -102,10 +109,10 @@ def _architecture(spec: Any, option: str, head_dim: int) -> list[dict[str, Any]]
     for key in ("layers", "width"):
         if key not in spec:
             raise _err(option, f"needs '{key}', e.g. {{layers: 2, width: 32}}")
-    layers = _positive_int(spec["layers"], f"{option}.layers")
-    width = _positive_int(spec["width"], f"{option}.width")
-    heads = _positive_int(spec.get("heads", heads_for(width, head_dim)), f"{option}.heads")
-    ffn = _positive_int(spec.get("ffn", 4 * width), f"{option}.ffn")
+    layers = _positive_int(spec["layers"], f"{option}.layers", MAX_LAYERS)
+    width = _positive_int(spec["width"], f"{option}.width", MAX_WIDTH)
+    heads = _positive_int(spec.get("heads", heads_for(width, head_dim)), f"{option}.heads", width)
+    ffn = _positive_int(spec.get("ffn", 4 * width), f"{option}.ffn", 4 * MAX_WIDTH)
     if width % heads:
         raise _err(f"{option}.heads", f"must divide the width: width {width} is not a multiple of heads {heads}")
     return [{"op": "attention", "width": width, "heads": heads, "ffn": ffn} for _ in range(layers)]
