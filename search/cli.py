@@ -292,6 +292,14 @@ def cmd_db(args) -> int:
     return EXIT_OK
 
 
+def cmd_schema(args) -> int:
+    from search.schema import study_schema
+
+    json.dump(study_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="search", description="Hyperparameter and architecture search over real PyTorch trials.")
@@ -375,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("db_verb", choices=["upgrade", "current"])
     _storage_arg(p)
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the study file (for editors' YAML support)")
+    p.set_defaults(func=cmd_schema)
     return parser
 
 

@@ -1,7 +1,8 @@
 """Property-based test of the study-file loader (issue #21): generated YAML documents (the examples
 mutated field by field, wrong types at every path, unknown keys at every level, text spliced in)
 either load, or make `search run` exit 2 with one line naming a field or a limit: never a
-traceback, never a database write, always within a second.
+traceback, never a database write, always within a second. A document that loads re-parses from
+the JSON stored for it (what resume reads) and validates against `search schema`.
 
 CI runs a bounded number of examples; ``SEARCH_FUZZ_EXAMPLES=5000`` runs a long search.
 """
@@ -17,13 +18,15 @@ import tempfile
 import time
 from datetime import timedelta
 
+import jsonschema
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from search.cli import main
-from search.config import ConfigError, load_study_file, parse_study
+from search.config import TOP_KEYS, ConfigError, load_study_file, parse_study
+from search.schema import study_schema
 from testlib import REPO
 
 EXAMPLES_DIR = os.path.join(REPO, "examples")
@@ -45,18 +48,19 @@ EXAMPLES["inline"] = {
     "checkpoints": {"keep_last": 2},
     "artifacts": "fuzz-artifacts",
     "description": "a study to mutate",
+    "enqueue": [{"kind": "a", "x": 0.5, "n": 3}],
 }
 KNOWN_KEYS = ["name", "objective", "trial", "space", "algorithm", "scheduler", "budget", "resources", "backend",
               "artifacts", "checkpoints", "description", "metric", "direction", "entrypoint", "params", "type",
               "low", "high", "log", "step", "when", "choices", "seed", "trials", "parallel", "cpus", "gpus",
-              "keep_last", "address", "<<"]
+              "keep_last", "address", "enqueue", "warm_start", "<<"]
 MAX_EXAMPLES = int(os.environ.get("SEARCH_FUZZ_EXAMPLES", "200"))
+SCHEMA = jsonschema.Draft202012Validator(study_schema())
 
 # After "error: PATH: ", the line starts with the field (a dotted path, a quoted key), the line of
 # the document, or what the file as a whole is not.
 FIELD = re.compile(r"^(line \d+: |malformed YAML|the file is|aliases \(\*\) expand|not UTF-8 text|study: |"
-                   r"(name|objective|trial|space|algorithm|scheduler|budget|resources|backend|artifacts|checkpoints|"
-                   r"description)[.\[:]|'.*'[.\[:]|\".*\"[.\[:]|[^:\s]+: unknown key)", re.S)
+                   rf"({'|'.join(sorted(TOP_KEYS))})[.\[:]|'.*'[.\[:]|\".*\"[.\[:]|[^:\s]+: unknown key)", re.S)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.integers(-3, 300),
@@ -191,6 +195,8 @@ def check_document(text: str, folder: str) -> str:
         spec = json.dumps(config.raw, allow_nan=False)
         again = parse_study(json.loads(spec))
         assert (again.name, again.space, again.objectives) == (config.name, config.space, config.objectives)
+        # `search schema` accepts whatever the loader accepts (editors must not flag a valid study)
+        SCHEMA.validate(yaml.safe_load(text))
         outcome = "loaded"
     assert time.perf_counter() - start < 1.0
     return outcome

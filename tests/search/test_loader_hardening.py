@@ -219,6 +219,12 @@ def test_a_scheduler_without_a_usable_name_is_not_ignored(scheduler, hint):
     assert str(info.value).startswith(hint), str(info.value)
 
 
+@pytest.mark.parametrize("key, value", [("enqueue", False), ("enqueue", {}), ("warm_start", 0)])
+def test_a_falsy_enqueue_or_warm_start_is_not_read_as_none(key, value):
+    with pytest.raises(ConfigError, match=rf"^{key}: expected a list"):
+        parse_study(dict(BASE, **{key: value}))
+
+
 # -- 8. duplicate keys ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, line, key", [
