@@ -17,7 +17,9 @@ ladder's answer also carries its recorded state under ``ladder`` (what ``search 
 bootstrap's intervals of the parameters and of the target's loss, not the refits themselves).
 
 ``search scaling fit STUDY`` is a different question: an explicit refit of the study's trials
-(``study_runs``) with the form and options given on the command line.
+(``study_runs``) with the form and options given on the command line. Both say what the fit cannot
+mean through ``fit_warnings`` (a size or budget that never varies, exponents or coefficients no
+scaling law has), and neither fits a maximised objective as a loss (``maximised_loss_reason``).
 """
 from __future__ import annotations
 
@@ -29,10 +31,17 @@ from storage.records import StudyRecord, TrialRecord, TrialState
 if TYPE_CHECKING:
     from storage.read_api import ReadAPI
 
-__all__ = ["DEFAULT_BOOTSTRAP", "study_runs", "scaling_view", "law_at"]
+__all__ = ["DEFAULT_BOOTSTRAP", "study_runs", "scaling_view", "law_at", "fit_warnings", "maximised_loss_reason"]
 
 DEFAULT_BOOTSTRAP = 100
 _LADDER = "scaling"
+# Published fits have exponents of 0.05 to 0.5 (Kaplan 0.05-0.1, Chinchilla 0.28-0.34, Epoch AI's
+# refit 0.35-0.37) and Chinchilla coefficients A, B in the hundreds to thousands. A fit far outside
+# (alpha = 47, A = 2e175 from a ladder with one token budget) describes the optimiser, not the runs.
+MAX_EXPONENT = 1.5
+MAX_COEFFICIENT = 1e12
+_VARIES = {"chinchilla": ("N", "D"), "kaplan-n": ("N",), "kaplan-d": ("D",), "kaplan-c": ("C",)}
+_AXIS = {"N": "N (params)", "D": "D (tokens)", "C": "C (FLOPs)"}
 
 
 def _number(v: Any) -> bool:
@@ -45,6 +54,44 @@ def _loss_source(study: StudyRecord, trials: Sequence[TrialRecord]) -> str | Non
         return study.metrics[0]
     seen = set().union(*(t.metrics for t in trials)) if trials else set()
     return next((k for k in ("val_loss", "loss") if k in seen), None)
+
+
+def maximised_loss_reason(study: StudyRecord, loss_col: str, loss_from: str | None) -> str | None:
+    """Why the study's trials cannot give the loss a scaling law is fitted to, or None: the loss
+    column asked for is a maximised objective (accuracy rises with scale; the law's terms fall), or
+    the default ``loss`` column has no source because the objective is maximised and no
+    ``val_loss`` or ``loss`` metric was recorded."""
+    directions = dict(zip(study.metrics, study.directions))
+    if directions.get(loss_col) == "maximize":
+        return (f"study {study.name!r} maximises {loss_col!r}, and a scaling law fits a loss that falls as N "
+                "and D grow; record a minimised loss metric (e.g. val_loss) and pass --loss-col NAME")
+    if loss_col == "loss" and loss_from is None:
+        return (f"study {study.name!r} maximises {study.metrics[0]!r} and its trials record no val_loss or loss "
+                "metric to fit; record one, or name a minimised metric with --loss-col NAME")
+    return None
+
+
+def fit_warnings(form: str, n: Any, d: Any, c: Any, params: dict[str, float]) -> list[str]:
+    """What a fitted law of ``form`` (chinchilla, kaplan-n, kaplan-d, kaplan-c) cannot mean, given
+    the runs' N, D, C arrays: a quantity of the law that no run varies, an exponent above
+    ``MAX_EXPONENT`` or a Chinchilla coefficient above ``MAX_COEFFICIENT`` (a degenerate fit)."""
+    import numpy as np
+
+    out = []
+    columns = {"N": np.asarray(n, float), "D": np.asarray(d, float), "C": np.asarray(c, float)}
+    fixed = [_AXIS[k] for k in _VARIES.get(form, ()) if len(np.unique(columns[k])) < 2]
+    if fixed:
+        out.append(f"every trial has the same {' and '.join(fixed)}, so that term of the law is not "
+                   "identifiable from these runs")
+    absurd = [f"{k}={v:.3g}" for k, v in params.items()
+              if (k.startswith("alpha") or k == "beta") and math.isfinite(v) and not 0.0 <= v <= MAX_EXPONENT]
+    absurd += [f"{k}={v:.3g}" for k, v in params.items()
+               if form == "chinchilla" and k in ("A", "B") and math.isfinite(v) and abs(v) > MAX_COEFFICIENT]
+    absurd += [f"{k}={v!r}" for k, v in params.items() if not math.isfinite(v)]
+    if absurd:
+        out.append(f"degenerate fit ({', '.join(absurd)}): scaling laws have exponents of 0.05 to 0.5; these runs "
+                   "do not pin the law down, so do not use its predictions (add runs that vary N and D)")
+    return out
 
 
 def study_runs(study: StudyRecord, trials: Sequence[TrialRecord]) -> tuple[list[dict[str, Any]], str | None]:
@@ -118,10 +165,7 @@ def _trials_view(study: StudyRecord, trials: Sequence[TrialRecord], n_bootstrap:
         n_hi = float(runs.N.max())
         curves = _curves(lambda n, d: fit.predict(n, np.full_like(n, d)), float(runs.N.min()), n_hi,
                          np.unique(np.quantile(runs.D, [0.0, 0.5, 1.0])))
-    warning = None
-    if len(np.unique(runs.D)) < 2 or len(np.unique(runs.N)) < 2:
-        which = "D (tokens)" if len(np.unique(runs.D)) < 2 else "N (params)"
-        warning = f"every trial has the same {which}, so that term of the law is not identifiable from these runs"
+    warning = "; ".join(fit_warnings("chinchilla", runs.N, runs.D, runs.C, fit.params)) or None
     return {**base, "available": True, "reason": None, "warning": warning, "fit": fit.to_dict(),
             "points": {"N": runs.N.tolist(), "D": runs.D.tolist(), "C": runs.C.tolist(), "loss": runs.loss.tolist()},
             "observed_max_N": n_hi, "curves": curves}

@@ -128,15 +128,19 @@ def _load(args: argparse.Namespace) -> Any:
         return load_runs(args.source, **columns)
     import pandas as pd
 
-    from analysis.scaling import study_runs
+    from analysis.scaling import maximised_loss_reason, study_runs
     from storage import StorageError
     from storage.read_api import open_read_api
 
     try:
         with open_read_api(args.storage) as api:
-            rows, _ = study_runs(api.get_study(args.source), api.get_trials(args.source))
+            study = api.get_study(args.source)
+            rows, loss_from = study_runs(study, api.get_trials(args.source))
     except (StorageError, LookupError, OSError) as exc:
         raise ScalingDataError(f"SOURCE {args.source!r} is neither a file nor a readable study: {exc}") from None
+    reason = maximised_loss_reason(study, args.loss_col, loss_from)
+    if reason:
+        raise ScalingDataError(reason)
     return load_runs(pd.DataFrame(rows), **columns)
 
 
@@ -149,6 +153,18 @@ def _fit(args: argparse.Namespace, runs: Any) -> Any:
     if args.form == "chinchilla":
         return fit_chinchilla(runs, n_starts=args.starts, **common)
     return fit_kaplan(runs, args.form.removeprefix("kaplan-").upper(), frontier=not args.all_points, **common)
+
+
+def _warnings(args: argparse.Namespace, runs: Any, fit: Any, out: dict[str, Any]) -> str:
+    """``analysis.scaling.fit_warnings`` of the fit, put in ``out["warnings"]`` (and on stderr with
+    --json, where no summary is printed); the summary's lines."""
+    from analysis.scaling import fit_warnings
+
+    out["warnings"] = fit_warnings(args.form, runs.N, runs.D, runs.C, fit.params)
+    if args.json:
+        for w in out["warnings"]:
+            print(f"warning: {w}", file=sys.stderr)
+    return "".join(f"\n  warning: {w}" for w in out["warnings"])
 
 
 def _fmt(x: float) -> str:
@@ -178,6 +194,7 @@ def _cmd_fit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     out = fit.to_dict()
     dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in fit.n_dropped.items() if v) or "none"
     summary = f"{out['form']} fit, {fit.n_points} runs kept (dropped: {dropped}): {out['formula']}\n{_param_lines(fit)}"
+    warnings = _warnings(args, runs, fit, out)
     if args.form == "chinchilla":
         c_max = float(runs.C.max())
         opt = fit.compute_optimal(c_max)
@@ -201,7 +218,7 @@ def _cmd_fit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         _plot(fit, runs, args)
         out["plot"] = args.plot
         summary += f"\n  plot written to {args.plot}"
-    return out, summary
+    return out, summary + warnings
 
 
 def _cmd_predict(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
@@ -214,19 +231,22 @@ def _cmd_predict(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     x = {"chinchilla": d if n is not None else None, "kaplan-n": n, "kaplan-d": d, "kaplan-c": c}[args.form]
     if x is None:
         raise ValueError(f"--form {args.form} needs {need}")
-    fit = _fit(args, _load(args))
+    runs = _load(args)
+    fit = _fit(args, runs)
     if args.form == "chinchilla":
         loss, low, high = fit.predict(n, d)
     else:
         loss, low, high = fit.predict(x)
     out = {"form": args.form, "N": n, "D": d, "C": c, "loss": loss, "low": low, "high": high, "params": fit.params}
-    return out, f"predicted loss {_fmt(loss)} [95% {_fmt(low)}, {_fmt(high)}] ({args.form}, N={n}, D={d}, C={c})"
+    warnings = _warnings(args, runs, fit, out)
+    return out, f"predicted loss {_fmt(loss)} [95% {_fmt(low)}, {_fmt(high)}] ({args.form}, N={n}, D={d}, C={c})" + warnings
 
 
 def _cmd_optimal(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.target_loss is not None and args.inference_tokens is None:
         raise ValueError("--target-loss needs --inference-tokens (use 0 for training cost alone)")
-    fit = _fit(args, _load(args))
+    runs = _load(args)
+    fit = _fit(args, runs)
     if args.inference_tokens is None:
         out = fit.compute_optimal(args.compute)
         iv = out["intervals"]
@@ -245,7 +265,7 @@ def _cmd_optimal(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             f"total {_fmt(out['total_flops'])} FLOPs vs {_fmt(out['chinchilla_total_flops'])} for the Chinchilla-optimal model"
         )
     out["fit"] = fit.to_dict()
-    return out, summary
+    return out, summary + _warnings(args, runs, fit, out)
 
 
 def _cmd_hparams(args: argparse.Namespace) -> tuple[dict[str, Any], str]:

@@ -172,3 +172,64 @@ def test_module_import_stays_light():
     code = "import sys, search.scaling_cli; print(sorted(m for m in ('scipy', 'pandas', 'matplotlib', 'surrogates.scaling') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], check=True)
     assert result.stdout.strip() == "[]"
+
+
+# -- issue #21, defect 15: `scaling fit STUDY` on a study it does not suit ---------------------------
+
+def _scaling_study(url: str, name: str, metric: str, direction: str, grid, *, loss_metric: str | None = None) -> None:
+    """A finished study whose trials record params, tokens and ``metric`` (an accuracy when
+    maximised), plus ``loss_metric`` when given, on the (N, D) ``grid``."""
+    from storage import open_storage
+
+    with open_storage(url) as st:
+        study = st.create_study(name, metrics=[metric], directions=[direction], spec={"name": name})
+        for i, (n, d) in enumerate(grid):
+            loss = TRUE["E"] + TRUE["A"] / n ** TRUE["alpha"] + TRUE["B"] / d ** TRUE["beta"]
+            value = 1.0 - loss / 10 if direction == "maximize" else loss
+            metrics = {metric: value, "params": n, "tokens": d, **({loss_metric: loss} if loss_metric else {})}
+            t = st.create_trial(study.id, {"i": i})
+            st.finish_trial(t.id, 0, state="COMPLETE", values=[value], metrics=metrics)
+        st.set_study_state(study.id, "COMPLETE")
+
+
+GRID = list(itertools.product([1e6, 3e6, 1e7, 3e7, 1e8], [1e8, 1e9, 1e10]))
+
+
+def test_fit_refuses_a_maximised_objective(sqlite_url, capsys):
+    _scaling_study(sqlite_url, "acc", "val_accuracy", "maximize", GRID)
+    for extra in ([], ["--loss-col", "val_accuracy"]):
+        code, out, err = call(["fit", "acc", "--storage", sqlite_url, "--bootstrap", "5", *extra], capsys)
+        assert code == 2 and out == "", err
+        assert len(err.strip().splitlines()) == 1 and "maximises 'val_accuracy'" in err and "--loss-col" in err
+    # the same study with a recorded loss fits that loss
+    _scaling_study(sqlite_url, "acc-with-loss", "val_accuracy", "maximize", GRID, loss_metric="val_loss")
+    out = call_json(["fit", "acc-with-loss", "--storage", sqlite_url, "--bootstrap", "5"], capsys)
+    assert out["params"]["alpha"] == pytest.approx(TRUE["alpha"], rel=0.05) and out["warnings"] == []
+
+
+def test_fit_warns_when_a_budget_never_varies(sqlite_url, capsys):
+    _scaling_study(sqlite_url, "one-budget", "loss", "minimize", [(n, 1e9) for n in (1e6, 3e6, 1e7, 3e7, 1e8)])
+    code, out, err = call(["fit", "one-budget", "--storage", sqlite_url, "--bootstrap", "5"], capsys)
+    assert code == 0
+    assert "warning: every trial has the same D (tokens)" in out
+    code, out, err = call(["fit", "one-budget", "--storage", sqlite_url, "--bootstrap", "5", "--json"], capsys)
+    assert code == 0 and "warning: every trial has the same D (tokens)" in err
+    assert any("same D" in w for w in json.loads(out)["warnings"])
+    # kaplan-n needs only N to vary: no warning
+    assert call_json(["fit", "one-budget", "--storage", sqlite_url, "--form", "kaplan-n", "--bootstrap", "0",
+                      "--all-points"], capsys)["warnings"] == []
+
+
+def test_fit_warns_about_a_degenerate_fit():
+    from analysis.scaling import fit_warnings
+
+    n, d = np.array([1e6, 1e7, 1e8]), np.array([1e9, 1e10, 1e11])
+    good = {"E": 1.7, "A": 406.0, "B": 411.0, "alpha": 0.34, "beta": 0.28}
+    assert fit_warnings("chinchilla", n, d, 6 * n * d, good) == []
+    bad = fit_warnings("chinchilla", n, d, 6 * n * d, {**good, "alpha": 47.0, "A": 2e175})
+    assert len(bad) == 1 and "degenerate fit (alpha=47, A=2e+175)" in bad[0]
+    assert fit_warnings("kaplan-n", n, d, n, {"Nc": 8.8e13, "alpha_N": 0.076}) == []
+
+
+def test_good_fit_has_no_warnings(chinchilla_csv, capsys):
+    assert call_json(["fit", chinchilla_csv, "--bootstrap", "5"], capsys)["warnings"] == []
