@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 EXIT_OK, EXIT_RUNTIME, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+TRIAL_STATES = ("waiting", "running", "paused", "complete", "pruned", "failed")  # storage.TrialState.ALL
 
 
 class InputError(Exception):
@@ -171,18 +172,42 @@ def _load_trials(args):
         return api.get_study(args.name), api.get_trials(args.name)
 
 
+def _reached(study, trials, api) -> dict[int, str]:
+    """{number: "0.123 (pruned at step 4)"} for trials without an objective value that reported
+    one: the last value a pruned, paused or running trial reached, marked as such."""
+    import math
+
+    metric = study.metrics[0]
+    out: dict[int, tuple[Any, float]] = {}
+    missing = []
+    for t in trials:
+        if t.value is not None or t.state not in ("PRUNED", "PAUSED", "RUNNING"):
+            continue
+        v = t.metrics.get(metric)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[t.number] = (t.last_step, float(v))
+        else:
+            missing.append(t.number)
+    out.update(api.last_reported(study.name, metric, missing))
+    states = {t.number: t.state.lower() for t in trials}
+    return {n: f"{v:.6g} ({states[n]} at step {step})" if step is not None else f"{v:.6g} ({states[n]})"
+            for n, (step, v) in out.items()}
+
+
 def cmd_trials(args) -> int:
-    study, trials = _load_trials(args)
-    if args.state:
-        trials = [t for t in trials if t.state == args.state.upper()]
+    with _read_api(args) as api:
+        study = api.get_study(args.name)
+        trials = api.get_trials(args.name, [args.state.upper()] if args.state else ())
+        reached = {} if args.json else _reached(study, trials, api)
     if args.json:
         _print_json([_trial_json(t) for t in trials])
         return EXIT_OK
-    print(f"{'#':>5} {'state':<9} {study.metrics[0]:>14}  params")
+    shown = {t.number: reached.get(t.number, "-" if t.value is None else f"{t.value:.6g}") for t in trials}
+    width = max([14, len(study.metrics[0]), *map(len, shown.values())])
+    print(f"{'#':>5} {'state':<9} {study.metrics[0]:>{width}}  params")
     for t in trials:
-        v = "-" if t.value is None else f"{t.value:.6g}"
         extra = f"  error: {t.error}" if t.error and t.state == "FAILED" else ""
-        print(f"{t.number:>5} {t.state:<9} {v:>14}  {json.dumps(t.params, default=str)}{extra}")
+        print(f"{t.number:>5} {t.state:<9} {shown[t.number]:>{width}}  {json.dumps(t.params, default=str)}{extra}")
     return EXIT_OK
 
 
@@ -266,29 +291,126 @@ def cmd_export(args) -> int:
         rows.append(row)
     df = pd.DataFrame(rows)
     out = args.output
-    if args.format == "csv":
-        df.to_csv(out, index=False)
-    elif args.format == "json":
-        from storage.read_api import json_safe
 
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump(json_safe([_trial_json(t) for t in trials]), f, indent=1, default=str)
-    else:
-        df.to_parquet(out, index=False)
+    def write(target) -> None:
+        if args.format == "csv":
+            df.to_csv(target, index=False)
+        elif args.format == "json":
+            from storage.read_api import json_safe
+
+            with open(target, "w", encoding="utf-8") as f:
+                json.dump(json_safe([_trial_json(t) for t in trials]), f, indent=1, default=str)
+        else:
+            df.to_parquet(target, index=False)
+
+    _write_output(out, write)
     print(f"wrote {len(trials)} trials to {out}")
     return EXIT_OK
 
 
-def cmd_db(args) -> int:
-    from storage import open_storage, safe_url, resolve_url
+def _write_output(path: str, write: Callable[[str], None]) -> None:
+    """``write(target)`` so that ``path`` ends up whole or untouched: a regular file is written
+    beside it and renamed over it; a device or pipe (/dev/stdout) is written directly. Every
+    OSError becomes one line naming the path, what is wrong and the fix (an InputError: exit 2)."""
+    import errno
+    import stat
+    import tempfile
 
+    def refuse(exc: OSError) -> InputError:
+        other = "choose another path with -o"
+        why, fix = {
+            errno.ENOSPC: ("the disk is full", f"free some space or {other}"),
+            errno.EDQUOT: ("the disk quota is exceeded", f"free some space or {other}"),
+            errno.EACCES: ("permission denied", "choose a path you can write with -o"),
+            errno.EPERM: ("permission denied", "choose a path you can write with -o"),
+            errno.EROFS: ("the file system is read-only", other),
+            errno.ENOENT: ("its folder does not exist", f"create the folder or {other}"),
+            errno.ENOTDIR: ("a part of its folder is not a folder", other),
+            errno.EISDIR: ("it is a folder", "name a file inside it, e.g. -o FOLDER/trials.csv"),
+            errno.ENAMETOOLONG: ("the name is too long", other),
+        }.get(exc.errno or 0, (exc.strerror or str(exc), other))
+        return InputError(f"cannot write -o {path!r}: {why}; {fix} (nothing was written)")
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise refuse(exc) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise refuse(OSError(errno.EISDIR, "is a directory"))
+    if mode is not None and not stat.S_ISREG(mode):
+        try:
+            write(path)
+        except OSError as exc:
+            raise refuse(exc) from None
+        return
+    if not os.path.isdir(folder):
+        raise refuse(OSError(errno.ENOENT if not os.path.exists(folder) else errno.ENOTDIR, "no folder"))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".search-export-", dir=folder)
+        os.close(fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:  # the folder exists (checked above) but takes no new files (/proc)
+            raise refuse(OSError(errno.EACCES, "no new files")) from None
+        raise refuse(exc) from None
+    try:
+        write(tmp)
+        if mode is not None:
+            os.chmod(tmp, stat.S_IMODE(mode))
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise refuse(exc) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL (None for another database or an in-memory one)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # open_storage names the bad URL
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database
+
+
+def cmd_db(args) -> int:
+    from storage import open_storage, resolve_url, safe_url
+
+    url = resolve_url(args.storage)
     if args.db_verb == "upgrade":
-        with open_storage(args.storage, upgrade=True) as st:
+        path = _sqlite_file(url)
+        if path is not None and not os.path.exists(path) and not args.create:
+            # A mistyped path would otherwise become a new, empty database.
+            raise InputError(f"no database file at {os.path.abspath(path)!r}; check --storage, or pass --create "
+                             "to make a new database there")
+        with open_storage(url, upgrade=True) as st:
             rev = st.schema_revision()
-        print(f"storage {safe_url(resolve_url(args.storage))} is at schema revision {rev}")
-    else:
-        with open_storage(args.storage, create=False) as st:
-            print(st.schema_revision())
+        print(f"storage {safe_url(url)} is at schema revision {rev}")
+        return EXIT_OK
+    from storage.read_api import open_read_api
+
+    # Read-only and without the revision check: an old database answers with its revision.
+    with open_read_api(url, check_schema=False) as api:
+        current, head = api.schema_revision()
+    if current is None:
+        raise InputError(f"storage {safe_url(url)} holds no search database (no schema revision recorded); "
+                         "check --storage")
+    print(current)
+    if current != head:
+        print(f"note: this version of search needs schema revision {head}; run `search db upgrade --storage URL`",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -330,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trials", help="list a study's trials")
     p.add_argument("name")
     _storage_arg(p)
-    p.add_argument("--state", choices=["waiting", "running", "complete", "pruned", "failed"], type=str.lower)
+    p.add_argument("--state", choices=TRIAL_STATES, type=str.lower,
+                   help="only trials in this state; a pruned, paused or running trial shows the last value "
+                        "it reported, marked as such")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_trials)
 
@@ -379,9 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     import_optuna.add_parser(sub, _storage_arg)
 
-    p = sub.add_parser("db", help="storage schema: `search db upgrade` migrates an older database")
+    p = sub.add_parser("db", help="storage schema: `search db upgrade` migrates an older database",
+                       description="`search db current` prints the database's schema revision (an old one too); "
+                                   "`search db upgrade` migrates it to this version's, refusing a SQLite file that "
+                                   "does not exist unless --create is given.")
     p.add_argument("db_verb", choices=["upgrade", "current"])
     _storage_arg(p)
+    p.add_argument("--create", action="store_true",
+                   help="upgrade: make a new database when the SQLite file does not exist (default: refuse)")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the study file (for editors' YAML support)")

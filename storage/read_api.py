@@ -8,7 +8,12 @@ Read-only by construction: nothing here issues a write, and the database is open
 the backend allows it (SQLite through a ``file:...?mode=ro`` URI plus ``PRAGMA query_only``;
 PostgreSQL with ``default_transaction_read_only`` set at connect and the session characteristics
 set to READ ONLY). Unlike ``open_storage`` it never creates or migrates a schema: a database at
-another schema revision is refused with the fix.
+another schema revision is refused with the fix (``check_schema=False`` opens it anyway, for
+``schema_revision`` alone: ``search db current`` answers on an old database too).
+
+Durations: a study or trial that stopped without a finish time (interrupted, or its controller
+killed, so its RUNNING trials' heartbeats went silent for ``STALE_AFTER_S``) counts up to its last
+activity, never up to now.
 
 Aggregation happens in SQL: counts are GROUP BYs, the trial table is a LIMIT/OFFSET page,
 learning curves are downsampled with a window function, so a study of 10,000 trials with a
@@ -166,13 +171,14 @@ def parse_filter(text: str, space: Sequence[dict[str, Any]] = ()) -> list[tuple[
 class ReadAPI:
     """Read-only queries over one storage URL. Use ``open_read_api(url)``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, check_schema: bool = True) -> None:
         from storage._rdb import safe_url
 
         self.url_safe = safe_url(url)
         self.backend = ""
         self.engine = self._make_engine(url)
-        self._check_schema()
+        if check_schema:
+            self._check_schema()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -233,7 +239,9 @@ class ReadAPI:
                 dbapi_conn.autocommit = autocommit
         return engine
 
-    def _check_schema(self) -> None:
+    def schema_revision(self) -> tuple[str | None, str]:
+        """(the database's schema revision, None without a version table; the revision this
+        version of the program reads)."""
         from alembic.runtime.migration import MigrationContext
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -247,7 +255,12 @@ class ReadAPI:
             reason = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else type(exc).__name__
             raise StorageError(f"cannot read storage {self.url_safe}: {reason.replace(self._password(), '***')}; "
                                "check --storage or SEARCH_STORAGE") from None
-        head = _head_revision()
+        return current, _head_revision()
+
+    def _check_schema(self) -> None:
+        from storage._rdb import VERSION_TABLE, StorageError
+
+        current, head = self.schema_revision()
         if current is None:
             raise StorageError(f"storage {self.url_safe} holds no search database (no {VERSION_TABLE} table)")
         if current != head:
@@ -392,6 +405,28 @@ class ReadAPI:
         if limit is not None:
             q = q.limit(limit)
         return [Storage._trial(SimpleNamespace(**r._mapping)) for r in self._rows(q)]
+
+    def last_reported(self, name: str, metric: str, numbers: Sequence[int]) -> dict[int, tuple[int, float]]:
+        """{trial number: (step, value)} of the last report of ``metric`` by each of the trials
+        ``numbers`` that reported a finite one: what a pruned, paused or running trial reached."""
+        from sqlalchemy import select
+
+        from storage._schema import TrialRow
+
+        if not numbers:
+            return {}
+        row = self._study_row(name)
+        t = TrialRow.__table__
+        ids = dict(self._rows(select(t.c.id, t.c.number).where(t.c.study_id == row.id,
+                                                                t.c.number.in_(list(numbers)))))
+        out: dict[int, tuple[int, float]] = {}
+        # each trial's last report comes last in its group (when it lacks the metric, its first
+        # report's value stands)
+        for tid, step, _attempt, value in self._thinned_reports(list(ids), 2, metric):
+            v = _num(value)
+            if v is not None:
+                out[ids[tid]] = (step, v)
+        return out
 
     def best_trial(self, name: str) -> TrialRecord | None:
         """The completed trial with the best first-objective value (the lowest number on ties)."""
@@ -789,8 +824,8 @@ class ReadAPI:
         return {"studies": [self.history(n, objective=min(objective, len(self._study_row(n).directions) - 1))
                             for n in dict.fromkeys(names)]}
 
-def open_read_api(url: str | None = None) -> ReadAPI:
+def open_read_api(url: str | None = None, *, check_schema: bool = True) -> ReadAPI:
     """A read-only view of ``url`` (default: ``resolve_url``'s choice)."""
     from storage import resolve_url
 
-    return ReadAPI(resolve_url(url))
+    return ReadAPI(resolve_url(url), check_schema=check_schema)

@@ -173,3 +173,141 @@ def test_pareto_and_importance_verbs(tmp_path, capsys, sqlite_url):
     # quadratic(): 'kind' b adds 1.0, x moves the loss by at most 0.49 -> kind matters more.
     assert imp["importance"]["kind"] > imp["importance"]["x"]
     assert main(["pareto", "imp", "--storage", sqlite_url]) == 2
+
+
+# -- issue #21: read verbs, db verbs and export, as a careless user meets them -----------------------
+
+def _mixed_study(url: str) -> None:
+    """Trials 0 COMPLETE, 1 PRUNED at step 4 (its final metrics hold the loss), 2 PRUNED whose
+    final metrics lack it (only its reports have it), 3 PAUSED at step 2, 4 FAILED."""
+    from storage import open_storage
+
+    with open_storage(url) as st:
+        sid = st.create_study("mixed", metrics=["loss"], directions=["minimize"], spec={"name": "mixed"}).id
+        t = [st.create_trial(sid, {"x": i / 10}) for i in range(5)]
+        st.add_reports([(t[i].id, 0, step, {"loss": 1.0 / step + i}) for i in range(5) for step in (1, 2, 3, 4)])
+        st.finish_trial(t[0].id, 0, state="COMPLETE", values=[0.5], metrics={"loss": 0.5}, last_step=4)
+        st.finish_trial(t[1].id, 0, state="PRUNED", metrics={"loss": 0.123}, last_step=4)
+        st.finish_trial(t[2].id, 0, state="PRUNED", metrics={}, last_step=4)
+        st.pause_trial(t[3].id, 0, metrics={"loss": 3.5}, last_step=2)
+        st.finish_trial(t[4].id, 0, state="FAILED", error="RuntimeError: boom")
+        st.set_study_state(sid, "INTERRUPTED")
+
+
+def test_trials_state_paused_is_accepted(sqlite_url, capsys):
+    _mixed_study(sqlite_url)
+    code, trials = run_json(capsys, ["trials", "mixed", "--storage", sqlite_url, "--state", "paused", "--json"])
+    assert code == 0 and [t["number"] for t in trials] == [3] and trials[0]["state"] == "PAUSED"
+    for state in ("waiting", "running", "paused", "complete", "pruned", "failed", "PRUNED"):
+        assert main(["trials", "mixed", "--storage", sqlite_url, "--state", state]) == 0
+    capsys.readouterr()
+
+
+def test_trials_show_the_last_reported_value_of_pruned_and_paused_trials(sqlite_url, capsys):
+    _mixed_study(sqlite_url)
+    assert main(["trials", "mixed", "--storage", sqlite_url]) == 0
+    lines = {int(line.split()[0]): line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert " 0.5 " in lines[0] and "(" not in lines[0].split("{")[0]
+    assert "0.123 (pruned at step 4)" in lines[1]
+    assert "2.25 (pruned at step 4)" in lines[2]  # from its last report: 1/4 + 2
+    assert "3.5 (paused at step 2)" in lines[3]
+    assert " - " in lines[4] and "error: RuntimeError: boom" in lines[4]
+    assert main(["trials", "mixed", "--storage", sqlite_url, "--state", "pruned"]) == 0
+    out = capsys.readouterr().out
+    assert "0.123 (pruned at step 4)" in out and "COMPLETE" not in out
+
+
+OLD_DB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "schema-0001.sqlite")
+
+
+def test_db_current_prints_an_old_databases_revision(tmp_path, capsys):
+    import hashlib
+    import shutil
+
+    db = tmp_path / "old.sqlite"
+    shutil.copy(OLD_DB, db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    assert main(["db", "current", "--storage", f"sqlite:///{db}"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "0001"
+    assert "search db upgrade" in err
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # read, not migrated
+    assert main(["db", "upgrade", "--storage", f"sqlite:///{db}"]) == 0
+    capsys.readouterr()
+    assert main(["db", "current", "--storage", f"sqlite:///{db}"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() != "0001" and err == ""
+
+
+def test_db_upgrade_refuses_a_missing_file_unless_asked_to_create(tmp_path, capsys):
+    typo = tmp_path / "serach.db"
+    assert main(["db", "upgrade", "--storage", f"sqlite:///{typo}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no database file at") and "--create" in err and "\n" not in err
+    assert not typo.exists()
+    assert main(["db", "current", "--storage", f"sqlite:///{typo}"]) == 2
+    capsys.readouterr()
+    assert not typo.exists()
+    assert main(["db", "upgrade", "--create", "--storage", f"sqlite:///{typo}"]) == 0
+    assert typo.exists() and "schema revision" in capsys.readouterr().out
+
+
+@pytest.fixture
+def exported_study(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["run", write(tmp_path, {**STUDY, "budget": {"trials": 2}}), "--storage", url, "--quiet"]) == 0
+    capsys.readouterr()
+    return url
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_export_to_a_path_it_cannot_write_is_one_line_exit_2(tmp_path, capsys, exported_study, fmt):
+    (tmp_path / "afile").write_text("x")
+    cases = [(str(tmp_path), "it is a folder"), (str(tmp_path / "no" / "t.out"), "its folder does not exist"),
+             (str(tmp_path / "afile" / "t.out"), "a part of its folder is not a folder")]
+    if os.path.exists("/dev/full"):
+        cases.append(("/dev/full", "the disk is full"))
+    for path, why in cases:
+        assert main(["export", "cli", "--storage", exported_study, "--format", fmt, "-o", path]) == 2, path
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: cannot write -o {path!r}: {why}") and "\n" not in err, err
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".search-export-")]
+
+
+def test_export_on_a_full_disk_leaves_the_old_file_whole(tmp_path, capsys, exported_study, monkeypatch):
+    import errno
+
+    import pandas as pd
+
+    target = tmp_path / "t.csv"
+    target.write_text("old contents\n")
+
+    def full(self, path, *a, **k):
+        with open(path, "w") as f:
+            f.write("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    assert main(["export", "cli", "--storage", exported_study, "--format", "csv", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full; free some space" in err
+    assert target.read_text() == "old contents\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".search-export-")]
+
+
+def test_export_replaces_a_file_and_keeps_its_mode(tmp_path, capsys, exported_study):
+    target = tmp_path / "t.csv"
+    target.write_text("old\n")
+    os.chmod(target, 0o640)
+    assert main(["export", "cli", "--storage", exported_study, "--format", "csv", "-o", str(target)]) == 0
+    assert target.read_text().startswith("number,") and (target.stat().st_mode & 0o777) == 0o640
+    fresh = tmp_path / "new.json"
+    assert main(["export", "cli", "--storage", exported_study, "--format", "json", "-o", str(fresh)]) == 0
+    assert len(json.loads(fresh.read_text())) == 2 and (fresh.stat().st_mode & 0o777) == 0o666 & ~_umask()
+    capsys.readouterr()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
