@@ -83,6 +83,14 @@ def _trial_end(state: str, finished_at: datetime | None, heartbeat_at: datetime 
     return heartbeat_at
 
 
+def _text(value: str, what: str) -> str:
+    """``value`` unless it holds a control character (NUL breaks SQLite's JSON paths and every
+    PostgreSQL text parameter): then a ``ValueError`` naming ``what``."""
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in value):
+        raise ValueError(f"{what} must not contain control characters, got {value[:40]!r}")
+    return value
+
+
 def _num(v: Any) -> float | None:
     """``v`` as a finite float, or None when it is missing, not a number or not finite."""
     if v is None or isinstance(v, bool):
@@ -140,7 +148,7 @@ def parse_filter(text: str, space: Sequence[dict[str, Any]] = ()) -> list[tuple[
         m = _CLAUSE.match(raw)
         if not m:
             raise ValueError(f"filter clause {raw.strip()!r} is not FIELD OP VALUE; use {FILTER_HELP}")
-        field, op, value = m.group(1), m.group(2), m.group(3).strip("'\"")
+        field, op, value = m.group(1), m.group(2), _text(m.group(3).strip("'\""), f"filter value of {m.group(1)!r}")
         if field in _PLAIN_COLUMNS:
             kind, typ = "column", _PLAIN_COLUMNS[field]
         elif field.startswith("params.") and len(field) > 7:
@@ -292,7 +300,9 @@ class ReadAPI:
         from storage._rdb import StudyNotFound
         from storage._schema import StudyRow
 
-        rows = self._rows(select(StudyRow.__table__).where(StudyRow.__table__.c.name == name))
+        # A name with a control character names no study (and PostgreSQL refuses NUL in a query).
+        rows = [] if any(ord(ch) < 32 for ch in name) else self._rows(
+            select(StudyRow.__table__).where(StudyRow.__table__.c.name == name))
         if not rows:
             raise StudyNotFound(f"no study named {name!r}")
         return rows[0]
@@ -571,9 +581,9 @@ class ReadAPI:
             key = t.c[sort]
         elif sort.startswith("params.") and sort[7:] in kinds:
             key = self._json_field(t.c.params, sort[7:], "str" if kinds[sort[7:]] == "categorical" else "float")
-        elif sort.startswith("metrics.") and len(sort) > 8:
+        elif sort.startswith("metrics.") and len(sort) > 8 and _text(sort, "sort"):
             key = self._json_field(t.c.metrics, sort[8:], "float")
-        elif re.fullmatch(r"values\.\d+", sort) and int(sort[7:]) < len(row.directions):
+        elif re.fullmatch(r"values\.\d{1,6}", sort) and int(sort[7:]) < len(row.directions):
             key = t.c["values"][int(sort[7:])].as_float()
         else:
             raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(_SORT_COLUMNS)}, values.I, "
@@ -745,7 +755,7 @@ class ReadAPI:
         if not 2 <= points <= 1000:
             raise ValueError(f"points must be in [2, 1000], got {points}")
         row = self._study_row(name)
-        metric = metric or row.metrics[0]
+        metric = _text(metric or row.metrics[0], "metric")
         t, r = TrialRow.__table__, ReportRow.__table__
         # last_step is set by every report; the EXISTS probe only runs for trials without one.
         reported = t.c.last_step.is_not(None) | exists().where(r.c.trial_id == t.c.id)

@@ -284,3 +284,37 @@ def test_duration_of_a_live_running_study_counts_to_now(sqlite_url):
     with ReadAPI(sqlite_url) as api:
         s = api.study("live")
     assert s["state"] == "RUNNING" and not s["stale"] and s["duration_s"] >= 0
+
+
+# -- control characters in names, metrics and filter values -------------------------------------------
+
+@pytest.mark.parametrize("path", [f"/api/v1/studies/{STEPPER}/curves?metric=%00",
+                                  f"/api/v1/studies/{STEPPER}/curves?metric=loss%01",
+                                  f"/api/v1/studies/{STEPPER}/trials?sort=metrics.%00",
+                                  f"/api/v1/studies/{STEPPER}/trials?filter=params.kind%20%3D%20a%00",
+                                  f"/api/v1/studies/{STEPPER}/trials?sort=values.{'9' * 5000}"])
+def test_control_characters_and_long_numbers_are_400(dash_server, path):
+    status, _, body = raw_request(dash_server, path)
+    assert status == 400, body[:300]
+    assert "Exceeds the limit" not in json.loads(body)["error"]
+
+
+def test_nul_in_a_name_or_value_is_refused_on_every_storage(storage_url):
+    from storage import StudyNotFound, open_storage
+    from storage.read_api import ReadAPI
+
+    with open_storage(storage_url) as st:
+        sid = st.create_study("nul", metrics=["loss"], directions=["minimize"],
+                              spec={"name": "nul", "space": {"k": {"type": "categorical", "choices": ["a"]}}}).id
+        t = st.create_trial(sid, {"k": "a"})
+        st.add_reports([(t.id, 0, 1, {"loss": 1.0})])
+    with ReadAPI(storage_url) as api:
+        with pytest.raises(StudyNotFound):
+            api.study("nul\x00")
+        with pytest.raises(ValueError, match="metric must not contain control characters"):
+            api.learning_curves("nul", "lo\x00ss")
+        with pytest.raises(ValueError, match="sort must not contain control characters"):
+            api.trials_page("nul", sort="metrics.\x00")
+        with pytest.raises(ValueError, match="filter value of 'params.k' must not contain control characters"):
+            api.trials_page("nul", filter="params.k = a\x00")
+        assert api.trials_page("nul", filter="params.k = a")["total"] == 1
