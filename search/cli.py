@@ -249,7 +249,10 @@ def cmd_importance(args) -> int:
     from analysis.importance import importance_view
 
     with _read_api(args) as api:
-        result = importance_view(api, args.name, args.objective)
+        try:
+            result = importance_view(api, args.name, args.objective)
+        except ValueError as exc:  # an objective the study does not have
+            raise InputError(f"--objective: {exc}") from None
     if args.json:
         _print_json(result)
         return EXIT_OK
@@ -303,12 +306,12 @@ def cmd_export(args) -> int:
         else:
             df.to_parquet(target, index=False)
 
-    _write_output(out, write)
+    write_output(out, write)
     print(f"wrote {len(trials)} trials to {out}")
     return EXIT_OK
 
 
-def _write_output(path: str, write: Callable[[str], None]) -> None:
+def write_output(path: str, write: Callable[[str], None], *, flag: str = "-o") -> None:
     """``write(target)`` so that ``path`` ends up whole or untouched: a regular file is written
     beside it and renamed over it; a device or pipe (/dev/stdout) is written directly. Every
     OSError becomes one line naming the path, what is wrong and the fix (an InputError: exit 2)."""
@@ -317,19 +320,19 @@ def _write_output(path: str, write: Callable[[str], None]) -> None:
     import tempfile
 
     def refuse(exc: OSError) -> InputError:
-        other = "choose another path with -o"
+        other = f"choose another path with {flag}"
         why, fix = {
             errno.ENOSPC: ("the disk is full", f"free some space or {other}"),
             errno.EDQUOT: ("the disk quota is exceeded", f"free some space or {other}"),
-            errno.EACCES: ("permission denied", "choose a path you can write with -o"),
-            errno.EPERM: ("permission denied", "choose a path you can write with -o"),
+            errno.EACCES: ("permission denied", f"choose a path you can write with {flag}"),
+            errno.EPERM: ("permission denied", f"choose a path you can write with {flag}"),
             errno.EROFS: ("the file system is read-only", other),
             errno.ENOENT: ("its folder does not exist", f"create the folder or {other}"),
             errno.ENOTDIR: ("a part of its folder is not a folder", other),
-            errno.EISDIR: ("it is a folder", "name a file inside it, e.g. -o FOLDER/trials.csv"),
+            errno.EISDIR: ("it is a folder", f"name a file inside it, e.g. {flag} FOLDER/NAME"),
             errno.ENAMETOOLONG: ("the name is too long", other),
         }.get(exc.errno or 0, (exc.strerror or str(exc), other))
-        return InputError(f"cannot write -o {path!r}: {why}; {fix} (nothing was written)")
+        return InputError(f"cannot write {flag} {path!r}: {why}; {fix} (nothing was written)")
 
     folder = os.path.dirname(os.path.abspath(path))
     try:

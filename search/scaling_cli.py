@@ -44,12 +44,31 @@ def _source_parent() -> argparse.ArgumentParser:
 def _fit_parent(forms: tuple[str, ...]) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--form", choices=forms, default="chinchilla", help="functional form (default: chinchilla)")
-    parent.add_argument("--drop-highest-loss", type=int, default=0, metavar="K", help="drop the K highest-loss runs before fitting (Epoch AI drop 5)")
-    parent.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap refits for 95%% intervals (default: 200)")
-    parent.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parent.add_argument("--drop-highest-loss", type=_count(10**9), default=0, metavar="K", help="drop the K highest-loss runs before fitting (Epoch AI drop 5)")
+    parent.add_argument("--bootstrap", type=_count(MAX_BOOTSTRAP), default=200, metavar="N", help=f"bootstrap refits for 95%% intervals, at most {MAX_BOOTSTRAP} (default: 200)")
+    parent.add_argument("--seed", type=_count(2**32 - 1), default=0, help="bootstrap seed (default: 0)")
     parent.add_argument("--starts", type=_starts, default=100, metavar="K|all", help="Chinchilla: optimise from the K best of Epoch AI's 4,500 grid starts, or all (default: 100)")
     parent.add_argument("--all-points", action="store_true", help="Kaplan forms: fit every run, not only the lower envelope")
     return parent
+
+
+# Each refit is a full optimisation: 10,000 takes minutes and tightens a 95% band no further.
+MAX_BOOTSTRAP = 10_000
+
+
+def _count(high: int):
+    """An argparse type: an integer in [0, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not 0 <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [0, {high}], got {text!r}")
+        return value
+
+    return parse
 
 
 def _starts(text: str) -> int | None:
@@ -203,6 +222,13 @@ def _cmd_fit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.validate_largest is not None or args.validate_above is not None:
         from surrogates.scaling import leave_largest_out
 
+        if args.validate_above is not None:
+            kept = int((runs.C <= args.validate_above).sum())
+            if kept < 2 or kept == len(runs):
+                raise ValueError(
+                    f"--validate-above {args.validate_above:g} must split the runs (C from {_fmt(float(runs.C.min()))} "
+                    f"to {_fmt(float(runs.C.max()))}), keeping at least 2 to fit and 1 to predict; it keeps {kept} "
+                    f"of {len(runs)}")
         options = {"n_starts": args.starts} if args.form == "chinchilla" else {"frontier": not args.all_points}
         check = leave_largest_out(
             runs, k=args.validate_largest, max_compute=args.validate_above, form=args.form,
@@ -394,9 +420,14 @@ def _plot(fit: Any, runs: Any, args: argparse.Namespace) -> None:
     ax.set_ylabel("loss")
     ax.legend(fontsize="small")
     fig.tight_layout()
+    from search.cli import InputError, write_output
+
+    fmt = os.path.splitext(args.plot)[1][1:].lower() or "png"
     try:
-        fig.savefig(args.plot, dpi=120)
-    except OSError as exc:
-        raise ValueError(f"cannot write --plot {args.plot!r}: {exc}") from None
+        write_output(args.plot, lambda target: fig.savefig(target, dpi=120, format=fmt), flag="--plot")
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    except ValueError as exc:  # matplotlib has no writer for that extension
+        raise ValueError(f"cannot write --plot {args.plot!r}: {exc}; end the name with .png, .svg or .pdf") from None
     finally:
         plt.close(fig)

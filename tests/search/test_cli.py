@@ -311,3 +311,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_importance_of_an_objective_the_study_lacks_is_exit_2(sqlite_url, capsys):
+    _mixed_study(sqlite_url)
+    for objective in ("1", "-1", "99999999999999999999"):
+        assert main(["importance", "mixed", "--storage", sqlite_url, "--objective", objective]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --objective: objective must be in [0, 1)") and "\n" not in err

@@ -233,3 +233,30 @@ def test_fit_warns_about_a_degenerate_fit():
 
 def test_good_fit_has_no_warnings(chinchilla_csv, capsys):
     assert call_json(["fit", chinchilla_csv, "--bootstrap", "5"], capsys)["warnings"] == []
+
+
+def test_option_bounds_are_usage_errors(chinchilla_csv, capsys):
+    for flag, value in (("--bootstrap", "99999999999"), ("--bootstrap", "-1"), ("--seed", "-1"),
+                        ("--drop-highest-loss", "-3")):
+        with pytest.raises(SystemExit) as exc:
+            parser().parse_args(["scaling", "fit", str(chinchilla_csv), flag, value])
+        assert exc.value.code == 2
+        assert f"argument {flag}: expected an integer in [0, " in capsys.readouterr().err
+
+
+def test_validate_above_must_split_the_runs(chinchilla_csv, capsys):
+    for value in ("-1", "1e30"):
+        code, out, err = call(["fit", chinchilla_csv, "--bootstrap", "0", "--validate-above", value], capsys)
+        assert code == 2 and out == "" and "must split the runs" in err and err.count("\n") == 1
+
+
+def test_plot_to_a_path_it_cannot_write_is_one_line(chinchilla_csv, tmp_path, capsys):
+    for path, why in ((tmp_path, "it is a folder"), (tmp_path / "no" / "f.png", "its folder does not exist"),
+                      (tmp_path / "f.xyz", "'xyz' is not supported")):
+        code, out, err = call(["fit", chinchilla_csv, "--bootstrap", "0", "--plot", path], capsys)
+        assert code == 2 and out == "" and err.startswith(f"error: cannot write --plot '{path}'") and why in err, err
+        assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.csv"]
+    svg = tmp_path / "fit.svg"
+    assert call(["fit", chinchilla_csv, "--bootstrap", "0", "--plot", svg], capsys)[0] == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
