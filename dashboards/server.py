@@ -10,6 +10,7 @@ arrived on, so an address added after startup works too.)
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -20,7 +21,7 @@ from urllib.parse import quote
 
 from dashboards.app import LOOPBACK_HOSTS, create_app, is_loopback, new_token
 
-__all__ = ["serve", "ServerThread", "plan", "startup_lines"]
+__all__ = ["serve", "ServerThread", "plan", "startup_lines", "listen"]
 
 TOKEN_ENV = "SEARCH_DASHBOARD_TOKEN"
 
@@ -72,6 +73,32 @@ def startup_lines(storage_safe: str, host: str, port: int, token: str | None, al
             f"open {url}?token={quote(token, safe='')}" if token else f"open {url}"]
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on, bound before anything is printed:
+    a port in use or an address this machine does not have is a ``ValueError`` naming the fix
+    (uvicorn would print its own error after our URL and exit 3)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot listen on {where}: {host!r} is not a name or address this machine resolves "
+                         f"({exc.strerror}); use --host 127.0.0.1, 0.0.0.0 or one of its addresses") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        why = {errno.EADDRINUSE: f"port {port} is in use (another dashboard?); choose another --port",
+               errno.EADDRNOTAVAIL: f"{host} is not an address of this machine; use --host 127.0.0.1, 0.0.0.0 "
+                                    "or one of its addresses",
+               errno.EACCES: f"port {port} needs privileges; choose a --port above 1023"}.get(
+                   exc.errno or 0, f"{exc.strerror or exc}; choose another --host or --port")
+        raise ValueError(f"cannot listen on {where}: {why}") from None
+    return sock
+
+
 def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = socket.gethostname()
@@ -86,6 +113,11 @@ def serve(storage_url: str | None, *, host: str = "127.0.0.1", port: int = 8080,
 
     token, allowed = plan(host, token=token, allowed_hosts=allowed_hosts)
     app = create_app(storage_url, token=token, allowed_hosts=allowed, poll_seconds=poll_seconds, port=port)
+    try:
+        sock = listen(host, port)
+    except ValueError:
+        app.app.state.read_api.close()
+        raise
     reader = app.app.state.read_api
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dashboard: %(message)s"))
@@ -96,8 +128,10 @@ def serve(storage_url: str | None, *, host: str = "127.0.0.1", port: int = 8080,
     for line in startup_lines(reader.url_safe, host, port, token, allowed):
         echo(line)
     try:
-        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", server_header=False)
+        config = uvicorn.Config(app, access_log=False, log_level="warning", server_header=False)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         reader.close()
         log.removeHandler(handler)
 

@@ -51,7 +51,11 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dashboards.server import serve
+    from search.cli import InputError
 
-    serve(args.storage, host=args.host, port=args.port, allowed_hosts=args.allowed_host,
-          poll_seconds=args.poll)
+    try:
+        serve(args.storage, host=args.host, port=args.port, allowed_hosts=args.allowed_host,
+              poll_seconds=args.poll)
+    except ValueError as exc:  # a port in use, an address this machine does not have
+        raise InputError(str(exc)) from None
     return 0

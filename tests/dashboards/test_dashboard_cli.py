@@ -40,3 +40,28 @@ def test_missing_database_is_an_input_error(tmp_path):
     with pytest.raises(StorageError, match="no database file"):
         dashboard_cli.run(parse("--storage", f"sqlite:///{tmp_path / 'none.db'}", "--port", "9"))
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_port_in_use_is_one_line_exit_2_before_any_url(dash_url, capsys):
+    import socket
+
+    from search.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["dashboard", "--storage", dash_url, "--port", str(port)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no "open http://..." for a server that never listened
+    assert err.strip() == f"error: cannot listen on 127.0.0.1:{port}: port {port} is in use (another dashboard?); choose another --port"
+
+
+@pytest.mark.parametrize("host, why", [("192.0.2.250", "is not an address of this machine"),
+                                       ("no-such-host.invalid", "is not a name or address this machine resolves")])
+def test_an_address_the_machine_lacks_is_one_line_exit_2(dash_url, capsys, host, why):
+    from search.cli import main
+
+    assert main(["dashboard", "--storage", dash_url, "--host", host, "--port", "18999"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: cannot listen on {host}:18999: ") and why in err and err.count("\n") == 1
