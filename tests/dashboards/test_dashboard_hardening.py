@@ -318,3 +318,24 @@ def test_nul_in_a_name_or_value_is_refused_on_every_storage(storage_url):
         with pytest.raises(ValueError, match="filter value of 'params.k' must not contain control characters"):
             api.trials_page("nul", filter="params.k = a\x00")
         assert api.trials_page("nul", filter="params.k = a")["total"] == 1
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_killed_running_study_shows_its_run_time_and_says_it_is_stale(sqlite_url, watch):
+    _aged_study(sqlite_url, "killed", state="RUNNING", trial_states=("COMPLETE", "RUNNING"))
+    app = create_app(sqlite_url)
+    with ServerThread(app) as srv:
+        watch.page.goto(srv.url + "/")
+        watch.page.wait_for_selector('#studies tr[data-study="killed"]', timeout=30_000)
+        cells = watch.page.locator('#studies tr[data-study="killed"] td').all_inner_texts()
+        watch.page.goto(srv.url + "/studies/killed")
+        watch.page.wait_for_selector("#summary", timeout=30_000)
+        watch.page.wait_for_function("document.querySelector('#summary').innerText.includes('heartbeat')",
+                                     timeout=30_000)
+        summary = watch.page.inner_text("#summary")
+    app.app.state.read_api.close()
+    assert cells[3].startswith("RUNNING (no heartbeat since ")
+    assert cells[-1] == "13.0 s"  # its last heartbeat, not the 10 minutes since it was created
+    assert "no heartbeat since" in summary
+    assert not watch.errors and not watch.dialogs
