@@ -151,7 +151,8 @@ def cmd_studies(args) -> int:
                 "metric": s["metrics"][0], "direction": s["directions"][0],
                 "complete": c.get("COMPLETE", 0), "pruned": c.get("PRUNED", 0), "failed": c.get("FAILED", 0),
                 "running": c.get("RUNNING", 0), "waiting": c.get("WAITING", 0), "paused": c.get("PAUSED", 0),
-                "best": s["best"], "created_at": s["started_at"],
+                "best": s["best"], "created_at": s["started_at"], "duration_s": s["duration_s"],
+                "stale": s["stale"], "last_activity_at": s["last_activity_at"],
             })
     if args.json:
         _print_json(rows)
@@ -164,6 +165,10 @@ def cmd_studies(args) -> int:
         best = "-" if r["best"] is None else f"{r['best']:.6g} ({r['metric']}, {r['direction'][:3]})"
         print(f"{r['name']:<28} {r['state']:<12} {str(r['algorithm']):<9} {r['complete'] + r['pruned']:>5} "
               f"{r['running']:>4} {r['failed']:>4}  {best}")
+    for r in rows:
+        if r["stale"]:
+            print(f"note: {r['name']} is RUNNING but its trials have not heartbeaten since {r['last_activity_at']}: "
+                  f"its controller stopped; `search resume {r['name']}` finishes it")
     return EXIT_OK
 
 

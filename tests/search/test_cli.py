@@ -319,3 +319,28 @@ def test_importance_of_an_objective_the_study_lacks_is_exit_2(sqlite_url, capsys
         assert main(["importance", "mixed", "--storage", sqlite_url, "--objective", objective]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --objective: objective must be in [0, 1)") and "\n" not in err
+
+
+def test_studies_says_when_a_running_study_has_no_live_controller(sqlite_url, capsys):
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine, update
+
+    from storage import open_storage
+    from storage._schema import TrialRow
+
+    with open_storage(sqlite_url) as st:
+        sid = st.create_study("killed", metrics=["loss"], directions=["minimize"], spec={"name": "killed"}).id
+        st.create_trial(sid, {"x": 1})
+        st.create_study("live", metrics=["loss"], directions=["minimize"], spec={"name": "live"})
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        t = TrialRow.__table__
+        old = conn.execute(t.select()).one().heartbeat_at - timedelta(minutes=5)
+        conn.execute(update(t).values(heartbeat_at=old))
+    engine.dispose()
+    code, rows = run_json(capsys, ["studies", "--storage", sqlite_url, "--json"])
+    assert code == 0 and {r["name"]: r["stale"] for r in rows} == {"killed": True, "live": False}
+    assert main(["studies", "--storage", sqlite_url]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "killed is RUNNING" in notes[0] and "search resume killed" in notes[0]
