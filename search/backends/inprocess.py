@@ -5,14 +5,25 @@ hangs and is abandoned keeps its thread, never a slot, and cannot hold the proce
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 
-from search.backends.base import Backend, drain
+from search.backends.base import Backend, BackendError, drain
 from trials.api import TrialEvent, TrialSpec
 from trials.runner import run_trial
 
 __all__ = ["InProcessBackend"]
+
+
+def _cuda_devices() -> int:
+    """CUDA devices torch sees; 0 without torch or CUDA. Asked only for a study that wants GPUs,
+    since importing torch takes a second."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 class InProcessBackend(Backend):
@@ -27,6 +38,15 @@ class InProcessBackend(Backend):
         self._closed = threading.Event()
 
     def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
+        cores = os.cpu_count() or 1
+        if cpus > cores:
+            raise BackendError(f"resources.cpus={cpus:g} but this machine has {cores} CPUs (in-process backend); "
+                               f"lower resources.cpus to at most {cores}")
+        if gpus > 0:
+            have = _cuda_devices()
+            if gpus > have:
+                raise BackendError(f"resources.gpus={gpus:g} but this machine has {have} CUDA GPUs (in-process "
+                                   "backend); " + ("set resources.gpus: 0" if have == 0 else f"lower it to at most {have}"))
         self._started = True
 
     def _emit(self, ev: TrialEvent) -> None:
