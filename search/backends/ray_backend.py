@@ -8,21 +8,30 @@ actor's ``drain`` for the events so far; events are numbered and forwarded in or
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import queue
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import warnings
 from typing import Any
 
 from search.backends.base import Backend, BackendError, drain
 from trials.api import TrialEvent, TrialSpec
 
-__all__ = ["RayBackend", "TrialWorker"]
+__all__ = ["RayBackend", "TrialWorker", "init_local_ray", "shutdown_ray", "local_instance", "local_dir",
+           "probe_ray_address", "is_job_server_address"]
 
 log = logging.getLogger("search.ray")
+log.setLevel(logging.INFO)  # what is starting, on the CLI's stderr handler; Python callers see it if they log INFO
 
 class TrialWorker:
     """The actor body (wrapped with ``ray.remote`` on first use, so importing this module does not
@@ -34,9 +43,12 @@ class TrialWorker:
     merges both channels by number. A short trial costs one plain actor call, not a stream.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: list[str] | None = None) -> None:
         import ray
 
+        if path:  # the driver's folder and PYTHONPATH, on this machine (see init_local_ray)
+            sys.path[:0] = [p for p in path if p not in sys.path]
+            os.environ["PYTHONPATH"] = os.pathsep.join(path)
         self._stop: set[tuple[int, int]] = set()  # (trial id, attempt)
         self._node = ray.get_runtime_context().get_node_id()
         self._events: queue.SimpleQueue = queue.SimpleQueue()
@@ -86,30 +98,293 @@ def _worker_class():
     return _REMOTE_WORKER
 
 
-def init_local_ray(address: str | None = None, **kwargs: Any) -> bool:
-    """Connect to ``address`` or start a local Ray instance (free ports; never 6379, which other
-    services may hold). Returns True if this call initialised Ray.
+# --- starting or reaching Ray ------------------------------------------------------------------
 
-    Inside a Ray job (``search submit``) the job's runtime environment already carries the user's
-    folder, so none is set here; a local instance gets the current folder on workers' path."""
+# Seconds to wait for an address to answer before saying it does not (Ray itself retries for a
+# minute or more, printing warnings, before it gives up on an address where nothing listens).
+CONNECT_TIMEOUT_S = 5.0
+# Keyword arguments that shape a new node: a caller passing them wants its own instance.
+_NODE_KWARGS = {"num_cpus", "num_gpus", "resources", "labels", "object_store_memory", "include_dashboard",
+                "dashboard_host", "dashboard_port", "_system_config"}
+# An HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client (Ray's driver) sends first.
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _debug() -> bool:
+    return bool(os.environ.get("SEARCH_DEBUG"))
+
+
+def is_job_server_address(address: str | None) -> bool:
+    """``http(s)://HEAD:8265``: the Ray job server (dashboard), which `search submit/jobs/logs/stop`
+    talk to; a driver connects to the head's GCS (``HEAD:6379``) or Ray Client (``ray://HEAD:10001``)."""
+    return bool(address) and address.split("://", 1)[0].lower() in ("http", "https") and "://" in address
+
+
+def local_dir() -> str:
+    """Where `search ray start` keeps its instance (``$SEARCH_RAY_DIR``, default a per-user folder
+    under the temporary directory): Ray's own temp dir for it, its address and pid."""
+    return os.environ.get("SEARCH_RAY_DIR") or os.path.join(tempfile.gettempdir(), f"search-ray-{os.getuid()}")
+
+
+def local_instance() -> dict | None:
+    """The instance `search ray start` left running (``{"address", "pid", ...}``), or None when
+    there is none or its process is gone."""
+    try:
+        with open(os.path.join(local_dir(), "instance.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    return (host, int(port)) if host and port.isdigit() else None
+
+
+def probe_ray_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """None when a gRPC server (a Ray head's GCS, or a Ray Client server) answers at ``address``
+    within ``timeout`` seconds, else why not, in a few words. Ray resolves a loopback host to this
+    node's IP before connecting, and so does this probe (except for ``ray://``, which Ray does not)."""
+    hp = _host_port(address)
+    if hp is None:
+        return None  # a form this probe does not read (``auto``): Ray judges it
+    host, port = hp
+    if not address.startswith("ray://"):
+        try:
+            from ray._private.services import resolve_ip_for_localhost
+
+            host = resolve_ip_for_localhost(host)
+        except Exception:  # noqa: BLE001 - a Ray without it: probe the host as given
+            pass
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(_H2_HELLO)
+            head = b""
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except socket.timeout:
+        return f"nothing answered within {timeout:g} s"
+    except OSError as exc:
+        return (exc.strerror or type(exc).__name__).lower()
+    # An HTTP/2 server's first frame is SETTINGS (type 4); anything else is not a Ray head.
+    if len(head) < 9 or head[3] != 4:
+        return "a server answers there, but not Ray's (no gRPC)"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_ray():
+    """Ray's warnings and log lines stay out of our output unless SEARCH_DEBUG is set: the
+    token-auth notice every local start prints, client UserWarnings that would come before our
+    one-line error."""
+    if _debug():
+        yield logging.INFO
+        return
+    auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = auth.level
+    auth.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield logging.ERROR
+    finally:
+        auth.setLevel(level)
+
+
+def _use_token_if_available() -> None:
+    """A head started with token authentication (Ray's default) wants its token from a driver that
+    connects by address, which Ray enables only for ``auto``: do what it does for ``auto``."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Direct children of ``pid`` -> their start time (Linux /proc; empty elsewhere)."""
+    out: dict[int, str] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out[int(name)] = fields[19]
+    return out
+
+
+# The reaper: a small process that outlives a killed driver. It tracks the processes of the Ray
+# instance the driver started (those roots and their descendants, polled) until its stdin closes;
+# unless the driver said "done" first (a clean shutdown), it kills every one still alive (same pid
+# and start time). Ray's own reaper ends the GCS and the raylet, but not the agents they spawned.
+_REAPER = r"""
+import os, signal, sys, threading, time
+def stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), fields[19]
+    except (OSError, IndexError, ValueError):
+        return None
+known = {int(p): t for p, t in (a.split(":") for a in sys.argv[1:])}
+lock = threading.Lock()
+def track():
+    while True:
+        with lock:
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) not in known:
+                    st = stat(int(name))
+                    if st and st[0] in known:
+                        known[int(name)] = st[1]
+        time.sleep(0.5)
+threading.Thread(target=track, daemon=True).start()
+last = ""
+for line in sys.stdin:
+    last = line.strip()
+if last != "done":
+    with lock:
+        for pid, start in known.items():
+            st = stat(pid)
+            if st and st[1] == start:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+"""
+_reaper_proc: subprocess.Popen | None = None
+_worker_path: list[str] | None = None  # set by init_local_ray for workers on this machine
+
+
+def _start_reaper(roots: dict[int, str]) -> None:
+    global _reaper_proc
+    if not roots or not os.path.isdir("/proc"):
+        return
+    _reaper_proc = subprocess.Popen([sys.executable, "-c", _REAPER, *(f"{p}:{t}" for p, t in roots.items())],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True)
+
+
+def _stop_reaper() -> None:
+    """After a clean ``ray.shutdown()``: the reaper has nothing to do."""
+    global _reaper_proc
+    if _reaper_proc is not None:
+        try:
+            _reaper_proc.communicate(b"done\n", timeout=5)
+        except Exception:  # noqa: BLE001 - it is gone or stuck; either way nothing is left to reap
+            _reaper_proc.kill()
+        _reaper_proc = None
+
+
+def init_local_ray(address: str | None = None, **kwargs: Any) -> bool:
+    """Connect to Ray and return True if this call initialised it (False: already initialised).
+
+    Where: ``address`` if given (a GCS ``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``); else the
+    job's cluster inside a Ray job (``search submit``), or ``$RAY_ADDRESS`` when it names a Ray head;
+    else the instance `search ray start` left running; else a fresh local instance started lean
+    (no dashboard; never port 6379, which other services may hold), whose processes a reaper ends
+    if this process is killed. An ``http://`` address is the job server's, which a driver cannot
+    use: given as ``address`` it is an error, in ``$RAY_ADDRESS`` it is left to the job verbs.
+    An explicit address is probed first, so one that does not answer fails in seconds.
+
+    Outside a job, workers get the current folder on their path (so ``module:function``
+    entrypoints import); inside one, the job's runtime environment already carries it."""
     import ray
 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if is_job_server_address(address):
+        raise BackendError(f"backend.address {address} is a Ray job server (dashboard) address, which "
+                           "`search submit` takes; a study's backend.address is the head's GCS address, "
+                           "e.g. HEAD:6379, or ray://HEAD:10001")
+    env_address = os.environ.get("RAY_ADDRESS")
+    hidden_env = None
+    if address is None and is_job_server_address(env_address):
+        log.info("RAY_ADDRESS=%s is the job server's address (for search submit/jobs/logs/stop); "
+                 "this run does not connect to it", env_address)
+        hidden_env, env_address = env_address, None
+    in_job = bool(os.environ.get("RAY_JOB_ID") or env_address)
     runtime_env = kwargs.pop("runtime_env", None)
-    in_job = bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_ADDRESS"))
-    if runtime_env is None and address is None and not in_job:
-        path = os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p)
-        runtime_env = {"env_vars": {"PYTHONPATH": path}}
+    own_node = bool(_NODE_KWARGS & kwargs.keys())
+    reused = False
+    if address is None and not in_job and not own_node:
+        instance = local_instance()
+        if instance is not None:
+            why = probe_ray_address(instance["address"], timeout=2.0)
+            if why is None:
+                address, reused = instance["address"], True
+                log.info("using the local Ray instance `search ray start` left at %s", address)
+            else:
+                log.info("the local Ray instance at %s does not answer (%s); starting a fresh one",
+                         instance["address"], why)
+    global _worker_path
+    # Workers on this machine get the driver's folder and PYTHONPATH from the actor's constructor,
+    # not from a runtime environment: a job with its own environment cannot use the workers Ray
+    # has already started (prestarted for a fresh instance), and every first trial would wait
+    # for a new worker process.
+    _worker_path = None
+    if runtime_env is None and not in_job and (address in (None, "local") or reused):
+        _worker_path = [p for p in [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)] if p]
     if runtime_env is not None:
         kwargs["runtime_env"] = runtime_env
-    if address is None and not in_job:
-        # "local": always a fresh instance, even if `ray start` left a cluster on this machine.
-        address = "local"
+    fresh = address in (None, "local") and not in_job
+    if fresh:
+        address = "local"  # never a cluster `ray start` left unless asked for (address: auto)
         kwargs.setdefault("include_dashboard", False)
-    ray.init(address=address, logging_level=logging.WARNING, **kwargs)
+        log.info("starting a local Ray instance (no dashboard; `search ray start` keeps one running "
+                 "for the next runs)")
+    elif address not in (None, "auto") and not reused:
+        why = probe_ray_address(address)
+        if why is not None:
+            raise BackendError(f"backend.address {address}: no Ray head answers there ({why}); start one "
+                               "with `ray start --head --port PORT` or `search ray start`, or fix the address")
+        log.info("connecting to Ray at %s", address)
+    if hidden_env is not None:
+        os.environ.pop("RAY_ADDRESS", None)
+    before = _children(os.getpid()) if fresh else {}
+    try:
+        with _quiet_ray() as level:
+            if not fresh:
+                _use_token_if_available()
+            ray.init(address=address, logging_level=level, **kwargs)
+    except BackendError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ray raises many kinds; the user needs one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        where = address if address not in (None, "local") else "a local instance"
+        raise BackendError(f"cannot start or reach Ray at {where}: {type(exc).__name__}: {first}") from None
+    finally:
+        if hidden_env is not None:
+            os.environ["RAY_ADDRESS"] = hidden_env
+    if fresh:
+        _start_reaper({p: t for p, t in _children(os.getpid()).items() if p not in before})
     return True
+
+
+def shutdown_ray() -> None:
+    """``ray.shutdown()``, and the reaper told that nothing is left to reap."""
+    import ray
+
+    ray.shutdown()
+    _stop_reaper()
 
 
 class RayBackend(Backend):
@@ -129,10 +404,7 @@ class RayBackend(Backend):
     def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
         import ray
 
-        try:
-            self._owns_ray = init_local_ray(self.address, runtime_env=self.runtime_env)
-        except Exception as exc:  # noqa: BLE001 - ray raises many kinds; the user needs one line
-            raise BackendError(f"cannot start or reach Ray at {self.address or 'a local instance'}: {exc}") from None
+        self._owns_ray = init_local_ray(self.address, runtime_env=self.runtime_env)
         total = ray.cluster_resources()
         if cpus > total.get("CPU", 0):
             raise BackendError(f"resources.cpus={cpus} but the Ray cluster has {total.get('CPU', 0)} CPUs; lower it")
@@ -147,7 +419,7 @@ class RayBackend(Backend):
 
     def _new_actor(self):
         return _worker_class().options(num_cpus=self._cpus, num_gpus=self._gpus, max_concurrency=3,
-                                       max_restarts=0).remote()
+                                       max_restarts=0).remote(_worker_path)
 
     def _ready_actor(self, slot: int):
         """This slot's actor, started if needed and waited for until Ray has placed it. A slot
@@ -296,4 +568,4 @@ class RayBackend(Backend):
             t.join(timeout=5)
         self._actors.clear()
         if self._owns_ray:
-            ray.shutdown()
+            shutdown_ray()
