@@ -50,6 +50,21 @@ EXAMPLES["inline"] = {
     "description": "a study to mutate",
     "enqueue": [{"kind": "a", "x": 0.5, "n": 3}],
 }
+# Architecture spaces, conditional on a categorical, under a NAS algorithm.
+EXAMPLES["nas"] = {
+    "name": "fuzz-nas",
+    "objective": {"metric": "loss", "direction": "minimize"},
+    "trial": {"entrypoint": "builtin:tabular"},
+    "space": {"model": {"type": "categorical", "choices": ["cell", "lm", "cnn"]},
+              "cell": {"type": "nas-bench-201", "ops": ["none", "skip_connect", "nor_conv_3x3"],
+                       "when": {"model": "cell"}},
+              "layers": {"type": "lm-layers", "layers": [1, 3], "ops": ["attention", "linear", "conv"],
+                         "widths": [32, 64], "heads": [1, 2], "ffn_mult": [2, 4], "kernels": [3, 7],
+                         "max_params": 200_000, "when": {"model": "lm"}},
+              "arch": {"type": "cnn", "depth": [1, 3], "widths": [8, 16], "kernels": [3, 5], "skip": True,
+                       "when": {"model": "cnn"}}},
+    "algorithm": {"name": "regevo", "seed": 0, "population": 6, "sample": 3},
+}
 KNOWN_KEYS = ["name", "objective", "trial", "space", "algorithm", "scheduler", "budget", "resources", "backend",
               "artifacts", "checkpoints", "description", "metric", "direction", "entrypoint", "params", "type",
               "low", "high", "log", "step", "when", "choices", "seed", "trials", "parallel", "cpus", "gpus",
@@ -85,6 +100,9 @@ def same_type(value):
         return st.floats(allow_nan=False, allow_infinity=False) | st.floats(*edge) | st.just(0.0)
     if isinstance(value, str):
         return st.text(max_size=12) | st.just(value.upper()) | st.just(value + "x")
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return st.lists(st.sampled_from(value), max_size=len(value) + 2) | st.lists(
+            st.integers(-2, 2**40) | st.integers(-2, 2 * max(value) + 2), min_size=1, max_size=len(value) + 2)
     if isinstance(value, list):
         return st.lists(st.sampled_from(value), max_size=len(value) + 2) if value else st.just([])
     return st.just(value)
