@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from search.space import CategoricalParam, FloatParam, IntParam, Param, Space
+from search.space import CategoricalParam, FloatParam, IntParam, Param, Space, grid_round
 
 __all__ = ["ConfigError", "StudyConfig", "load_study_file", "parse_study", "check_params", "check_artifacts", "NAME_RE",
            "MAX_BYTES", "MAX_DEPTH"]
@@ -48,8 +48,8 @@ class StudyConfig:
     trials: int
     parallel: int
     max_failures: int
-    cpus: float
-    gpus: float
+    cpus: float  # per worker
+    gpus: float  # per worker
     backend: str = "ray"
     address: str | None = None
     scheduler: Mapping[str, Any] = field(default_factory=dict)
@@ -59,6 +59,7 @@ class StudyConfig:
     trial_timeout: float | None = None  # seconds an attempt may run
     hang_timeout: float | None = None  # seconds an attempt may go without a report or checkpoint
     on_timeout: str = "fail"  # or "retry": a timed-out attempt is retried like a lost worker
+    workers: int = 1  # processes one trial runs on (Ray Train, torch.distributed)
     enqueue: tuple[Mapping[str, Any], ...] = ()  # configurations tried first, when the study is created
     warm_start: tuple[str, ...] = ()  # studies of the same storage whose trials bo starts from
     tracking: Mapping[str, Any] = field(default_factory=dict)  # {mlflow: tracking URI}
@@ -181,6 +182,9 @@ def _when(spec: Mapping[str, Any], path: str, declared: Mapping[str, Param]) -> 
         if not values:
             raise _err(f"{path}.when.{other}", f"needs at least one value of {other}, e.g. when: {{{other}: [a, b]}}")
         target = declared[other]
+        if isinstance(target, FloatParam) and not target.step:
+            raise _err(f"{path}.when.{other}", f"{other} is a continuous float, which never takes one exact value; "
+                                               f"give {other} a step, or condition on a categorical or int")
         if isinstance(target, (FloatParam, IntParam, CategoricalParam)):
             for v in values:
                 if not _can_take(target, v):
@@ -195,12 +199,12 @@ def _when(spec: Mapping[str, Any], path: str, declared: Mapping[str, Param]) -> 
 
 def _can_take(param: Param, v: Any) -> bool:
     if isinstance(param, CategoricalParam):
-        # 1 == 1.0 == True in Python, but a condition on [1, 2.5] asking for True is a typo
-        return any(type(v) is type(c) and v == c for c in param.choices) or \
-            (isinstance(v, (int, float)) and not isinstance(v, bool) and
-             any(isinstance(c, (int, float)) and not isinstance(c, bool) and v == c for c in param.choices))
-    return param.contains(v) and (not isinstance(param, FloatParam) or param.step is None
-                                  or param.snap(v) == v)
+        # a number matches an equal number; anything else only its own type (true is not 1)
+        def number(x: Any) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+        return any(v == c and (type(v) is type(c) or number(v) and number(c)) for c in param.choices)
+    return param.contains(v) and param.snap(v) == v  # on the parameter's grid
 
 
 def _check_step(path: str, low: float, high: float, step: float) -> None:
@@ -215,15 +219,9 @@ def _check_step(path: str, low: float, high: float, step: float) -> None:
     k = span / step
     if abs(k - round(k)) > 1e-9 * max(1.0, k):
         n = math.floor(k + 1e-9)
-        fit = _round_to(low + n * step, low, step)
+        fit = grid_round(low + n * step, low, step)
         raise _err(f"{path}.step", f"step must divide high - low, got step={step} for low={low}, high={high} "
                                    f"({k:.4g} steps); set high to {fit:g} or choose a step that divides {span:g}")
-
-
-def _round_to(v: float, low: float, step: float) -> float:
-    from search.space import grid_round
-
-    return grid_round(v, low, step)
 
 
 def _param(name: str, spec: Any, declared: Mapping[str, Param]) -> Param:
@@ -435,9 +433,12 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
                                         f"budget.max_failures times), got {on_timeout!r}")
 
     res = _mapping(data.get("resources"), "resources")
-    _no_unknown(res, {"cpus", "gpus"}, "resources")
+    _no_unknown(res, {"cpus", "gpus", "workers"}, "resources")
     cpus = _number(res.get("cpus", 1), "resources.cpus")
     gpus = _number(res.get("gpus", 0), "resources.gpus")
+    workers = int(_number(res.get("workers", 1), "resources.workers", integer=True))
+    if workers < 1:
+        raise _err("resources.workers", f"must be >= 1 (processes one trial runs on), got {workers}")
     if cpus <= 0:
         raise _err("resources.cpus", f"must be > 0 (fractions allowed), got {cpus}")
     if gpus < 0:
@@ -448,6 +449,9 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     backend_name = backend.get("name", "ray")
     if backend_name not in ("ray", "inprocess", "simulated"):
         raise _err("backend.name", f"must be ray, inprocess or simulated, got {backend_name!r}")
+    if workers > 1 and backend_name != "ray":
+        raise _err("resources.workers", f"a trial on {workers} workers runs on Ray Train: use backend: {{name: ray}} "
+                                        f"(or resources.workers: 1 with {backend_name})")
     address = backend.get("address")
     if address is not None and not isinstance(address, str):
         raise _err("backend.address", f"must be a string such as ray://head:10001 or auto, got {address!r}")
@@ -517,7 +521,7 @@ def parse_study(data: Any, *, check_entrypoint: bool = True) -> StudyConfig:
     return StudyConfig(
         name=name, objectives=objectives, entrypoint=entrypoint, trial_params=trial_params, space=space,
         algorithm=algo_name, seed=seed, algorithm_options=algo, trials=n_trials, parallel=parallel,
-        max_failures=max_failures, cpus=cpus, gpus=gpus, backend=backend_name, address=address,
+        max_failures=max_failures, cpus=cpus, gpus=gpus, workers=workers, backend=backend_name, address=address,
         artifacts=artifacts, keep_last=keep_last, scheduler=scheduler, raw=raw, on_timeout=on_timeout, **timeouts,
         enqueue=tuple(enqueue), warm_start=tuple(warm), tracking=tracking,
     )

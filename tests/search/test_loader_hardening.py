@@ -153,10 +153,16 @@ def test_steps_that_divide_still_load_and_draw_clean_grid_points():
     ({"opt": ["sgd", "sdg"]}, "'sdg' is not a value opt can take"),
     ({"opt": []}, "needs at least one value of opt"),
     ({"layers": 9}, "9 is not a value layers can take (it takes integers in [1, 4])"),
+    ({"odd": 4}, "4 is not a value odd can take"),  # off its step's grid
+    ({"flag": 1}, "1 is not a value flag can take"),  # true == 1 to Python, not to a reader
+    ({"wd": 0.5}, "wd is a continuous float, which never takes one exact value; give wd a step"),
 ])
 def test_condition_on_a_value_the_other_parameter_never_takes(when, hint):
     d = with_space(opt={"type": "categorical", "choices": ["adam", "sgd"]},
                    layers={"type": "int", "low": 1, "high": 4},
+                   odd={"type": "int", "low": 1, "high": 9, "step": 2},
+                   flag={"type": "categorical", "choices": [True, False]},
+                   wd={"type": "float", "low": 0.0, "high": 1.0},
                    momentum={"type": "float", "low": 0.0, "high": 0.99, "when": when})
     with pytest.raises(ConfigError) as info:
         parse_study(d)
@@ -168,9 +174,10 @@ def test_condition_on_a_value_the_other_parameter_never_takes(when, hint):
 def test_conditions_on_values_the_parameter_takes_still_load():
     c = parse_study(with_space(opt={"type": "categorical", "choices": ["adam", "sgd", 1]},
                                layers={"type": "int", "low": 1, "high": 4},
+                               drop={"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
                                momentum={"type": "float", "low": 0.0, "high": 0.99,
-                                         "when": {"opt": ["sgd", 1.0], "layers": [2, 3]}}))
-    assert c.space["momentum"].when == {"opt": ("sgd", 1.0), "layers": (2, 3)}
+                                         "when": {"opt": ["sgd", 1.0], "layers": [2, 3], "drop": [0.3]}}))
+    assert c.space["momentum"].when == {"opt": ("sgd", 1.0), "layers": (2, 3), "drop": (0.3,)}
 
 
 @pytest.mark.parametrize("text, hint", [
