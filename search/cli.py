@@ -393,6 +393,20 @@ def _sqlite_file(url: str) -> str | None:
     return parsed.database
 
 
+def _check_sqlite_file(path: str) -> None:
+    """InputError unless ``path`` is a SQLite database (or an empty file, which SQLite starts one in)."""
+    where = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{where!r} is a folder, not a database file; check --storage")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise InputError(f"cannot read {where!r}: {exc.strerror}; check --storage") from None
+    if head and head != b"SQLite format 3\x00":
+        raise InputError(f"{where!r} is not a SQLite database; check --storage")
+
+
 def cmd_db(args) -> int:
     from storage import open_storage, resolve_url, safe_url
 
@@ -403,6 +417,8 @@ def cmd_db(args) -> int:
             # A mistyped path would otherwise become a new, empty database.
             raise InputError(f"no database file at {os.path.abspath(path)!r}; check --storage, or pass --create "
                              "to make a new database there")
+        if path is not None and os.path.exists(path):
+            _check_sqlite_file(path)
         with open_storage(url, upgrade=True) as st:
             rev = st.schema_revision()
         print(f"storage {safe_url(url)} is at schema revision {rev}")

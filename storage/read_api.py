@@ -210,11 +210,13 @@ class ReadAPI:
         if self.backend == "sqlite":
             db = parsed.database
             if not db or db == ":memory:":
-                raise StorageError("the dashboard needs a database file; an in-memory SQLite database "
-                                   "holds no studies")
+                raise StorageError("reading needs a database file: an in-memory SQLite database holds no "
+                                   "studies; point --storage at a file, e.g. sqlite:///search.db")
             path = os.path.abspath(db)
             if not os.path.exists(path):
                 raise StorageError(f"no database file at {path!r}; run a study first or check --storage")
+            if os.path.isdir(path):
+                raise StorageError(f"{path!r} is a folder, not a database file; check --storage")
             uri = f"file:{path}?mode=ro"
 
             def connect() -> sqlite3.Connection:

@@ -344,3 +344,15 @@ def test_studies_says_when_a_running_study_has_no_live_controller(sqlite_url, ca
     assert main(["studies", "--storage", sqlite_url]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "killed is RUNNING" in notes[0] and "search resume killed" in notes[0]
+
+
+def test_db_verbs_refuse_a_folder_or_a_file_that_is_not_a_database(tmp_path, capsys):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00not a database" * 400)
+    before = junk.read_bytes()
+    for verb in ("current", "upgrade"):
+        for target, why in ((tmp_path, "is a folder, not a database file"), (junk, "not a")):  # "is not a SQLite database" / "file is not a database"
+            assert main(["db", verb, "--storage", f"sqlite:///{target}"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("error: ") and why in err and "\n" not in err, err
+    assert junk.read_bytes() == before
