@@ -339,3 +339,4 @@ def test_a_killed_running_study_shows_its_run_time_and_says_it_is_stale(sqlite_u
     assert cells[-1] == "13.0 s"  # its last heartbeat, not the 10 minutes since it was created
     assert "no heartbeat since" in summary
     assert not watch.errors and not watch.dialogs
+
