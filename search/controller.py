@@ -117,7 +117,7 @@ class Controller:
             checkpoint_dir=artifacts.join(self.artifacts, cfg.name, f"trial-{rec.number:05d}", f"attempt-{rec.attempt}"),
             resume_from=None if resume is None else resume.path,
             resume_checksum=None if resume is None else resume.checksum,
-            cpus=cfg.cpus, gpus=cfg.gpus,
+            cpus=cfg.cpus, gpus=cfg.gpus, workers=cfg.workers,
         )
 
     def _dispatch(self, rec: TrialRecord) -> None:

@@ -114,8 +114,9 @@ class Budget(_Strict):
 
 
 class Resources(_Strict):
-    cpus: float = Field(1, gt=0, description="per trial; fractions allowed")
-    gpus: float = Field(0, ge=0, description="per trial; fractions such as 0.25 pack trials on a GPU")
+    cpus: float = Field(1, gt=0, description="per worker; fractions allowed")
+    gpus: float = Field(0, ge=0, description="per worker; fractions such as 0.25 pack trials on a GPU")
+    workers: int = Field(1, ge=1, description="processes one trial runs on (Ray Train workers, torch.distributed)")
 
 
 class Backend(_Strict):

@@ -29,7 +29,7 @@ def _start_backend(config: StudyConfig, backend: str | None):
     from search.backends import make_backend
 
     backend_obj = make_backend(backend or config.backend, address=config.address)
-    backend_obj.start(parallel=config.parallel, cpus=config.cpus, gpus=config.gpus)
+    backend_obj.start(parallel=config.parallel, cpus=config.cpus, gpus=config.gpus, workers=config.workers)
     return backend_obj
 
 

@@ -175,3 +175,31 @@ def exits(config):
     if config["x"] < config.get("exit_below", 2.0):
         os._exit(1)
     return config["x"]
+
+
+def distributed(config):
+    """A trial on several workers: each rank all-reduces a tensor at every step, so the ranks must
+    move together; each writes what it saw to ``log``. Rank 1 of attempt 0 dies at step 2 when
+    ``die_once`` is set (a lost worker)."""
+    import torch
+    import torch.distributed as dist
+
+    import search
+
+    info = search.get_trial()
+    state = search.load_checkpoint()
+    start = int(state["step"]) if state else 0
+    for step in range(start + 1, int(config.get("steps", 3)) + 1):
+        if config.get("die_once") and info.attempt == 0 and info.rank == 1 and step == 2:
+            os._exit(1)
+        t = torch.tensor([float(info.rank + 1)])
+        dist.all_reduce(t)  # 1 + 2 = 3 with two workers
+        loss = config["x"] + t.item() / step
+        search.save_checkpoint({"step": step}, step)
+        with open(config["log"], "a", encoding="utf-8") as f:
+            f.write(json.dumps({"number": info.number, "attempt": info.attempt, "rank": info.rank,
+                                "world": info.world_size, "step": step, "sum": t.item(),
+                                "backend": dist.get_backend()}) + "\n")
+        if search.report(step, loss=loss):
+            break
+    return {"loss": loss}

@@ -38,6 +38,10 @@ class TrialSpec:
     cpus: float = 1.0
     gpus: float = 0.0
     data_seed: int | None = None
+    # A trial on several workers (torch.distributed, set up by Ray Train): this process's rank and
+    # the world size. Reports and checkpoints of rank 0 are the trial's.
+    workers: int = 1
+    rank: int = 0
     # Write checkpoints in the training thread (the simulated backend needs a fixed event order).
     sync_checkpoints: bool = False
 
@@ -78,6 +82,20 @@ class TrialEvent:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", EventKind(self.kind))
+
+
+def _any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (torch.distributed, when it is set up)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def file_checksum(path: str) -> str:
@@ -158,7 +176,12 @@ class Reporter:
 
     @property
     def should_stop(self) -> bool:
-        if self._stop_requested():
+        asked = self._stop_requested()
+        if self.spec.workers > 1:
+            # Every rank must stop at the same report, or the others would wait forever in their
+            # next collective: the ranks agree (any rank that saw the request stops them all).
+            asked = _any_rank(asked)
+        if asked:
             self.stop_seen = True
         return self.stop_seen
 
@@ -197,6 +220,8 @@ class Reporter:
         the file will have. The ``checkpoint`` event follows once the file is durable. A failed
         write is raised by the next ``save_checkpoint`` or ``flush``."""
         path = self.checkpoint_path(step)
+        if self.spec.rank != 0:
+            return path  # rank 0 writes the trial's checkpoint (DDP replicas hold the same state)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         frozen = snapshot(dict(state))
         if self.spec.sync_checkpoints:

@@ -31,6 +31,8 @@ class TrialInfo:
     params: Mapping[str, Any]
     seed: int
     resuming: bool  # a checkpoint to continue from exists (a retry, a thaw, a PBT exploit)
+    rank: int = 0  # this process's rank among the trial's workers
+    world_size: int = 1  # the trial's workers (resources.workers)
 
 
 @contextlib.contextmanager
@@ -74,4 +76,5 @@ def load_checkpoint() -> dict[str, Any] | None:
 def get_trial() -> TrialInfo:
     spec = current().spec
     return TrialInfo(study=spec.study, number=spec.number, attempt=spec.attempt, trial_id=spec.trial_id,
-                     params=dict(spec.config), seed=spec.seed, resuming=spec.resume_from is not None)
+                     params=dict(spec.config), seed=spec.seed, resuming=spec.resume_from is not None,
+                     rank=spec.rank, world_size=spec.workers)

@@ -19,8 +19,9 @@ class BackendError(RuntimeError):
 
 class Backend(ABC):
     @abstractmethod
-    def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
-        """Get ready to run ``parallel`` trials at once, each with these resources."""
+    def start(self, *, parallel: int, cpus: float, gpus: float, workers: int = 1) -> None:
+        """Get ready to run ``parallel`` trials at once, each on ``workers`` processes with these
+        resources each (only Ray runs a trial on more than one)."""
 
     @abstractmethod
     def submit(self, spec: TrialSpec) -> None:

@@ -37,7 +37,10 @@ class InProcessBackend(Backend):
         self._started = False
         self._closed = threading.Event()
 
-    def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
+    def start(self, *, parallel: int, cpus: float, gpus: float, workers: int = 1) -> None:
+        if workers > 1:
+            raise BackendError(f"resources.workers={workers}: a trial on several workers runs on Ray Train; "
+                               "use the ray backend")
         cores = os.cpu_count() or 1
         if cpus > cores:
             raise BackendError(f"resources.cpus={cpus:g} but this machine has {cores} CPUs (in-process backend); "

@@ -401,19 +401,22 @@ class RayBackend(Backend):
         self._owns_ray = False
         self._placed: set[int] = set()  # slots whose actor Ray has placed
 
-    def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
+    def start(self, *, parallel: int, cpus: float, gpus: float, workers: int = 1) -> None:
         import ray
 
         self._owns_ray = init_local_ray(self.address, runtime_env=self.runtime_env)
         total = ray.cluster_resources()
-        if cpus > total.get("CPU", 0):
-            raise BackendError(f"resources.cpus={cpus} but the Ray cluster has {total.get('CPU', 0)} CPUs; lower it")
-        if gpus > total.get("GPU", 0):
-            raise BackendError(f"resources.gpus={gpus} but the Ray cluster has {total.get('GPU', 0)} GPUs; "
-                               "set resources.gpus: 0 or add GPU nodes")
+        if cpus * workers > total.get("CPU", 0):
+            raise BackendError(f"resources: {workers} worker(s) x cpus={cpus} but the Ray cluster has "
+                               f"{total.get('CPU', 0)} CPUs; lower resources.cpus or resources.workers")
+        if gpus * workers > total.get("GPU", 0):
+            raise BackendError(f"resources: {workers} worker(s) x gpus={gpus} but the Ray cluster has "
+                               f"{total.get('GPU', 0)} GPUs; set resources.gpus: 0 or add GPU nodes")
         self._cpus, self._gpus = cpus, gpus
+        # A trial on several workers runs on Ray Train's own worker actors: its slot holds none.
+        loop = self._slot_loop if workers == 1 else self._train_slot_loop
         for slot in range(parallel):
-            t = threading.Thread(target=self._slot_loop, args=(slot,), name=f"ray-slot-{slot}", daemon=True)
+            t = threading.Thread(target=loop, args=(slot,), name=f"ray-slot-{slot}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -453,6 +456,27 @@ class RayBackend(Backend):
                 return False
             time.sleep(0.01)
         return True
+
+    def _train_slot_loop(self, slot: int) -> None:
+        """A slot of multi-worker trials: each spec runs on Ray Train (``search.backends._train``)."""
+        from search.backends._train import run_on_workers
+
+        while not self._closed.is_set():
+            spec = self._specs.get()
+            if spec is None:
+                return
+
+            def started(attempt, spec=spec):
+                with self._lock:
+                    self._running[spec.trial_id] = (attempt, spec.attempt)
+
+            try:
+                run_on_workers(spec, self._events.put, self._closed, started)
+            finally:
+                with self._lock:
+                    running = self._running.get(spec.trial_id)
+                    if running is not None and running[1] == spec.attempt:
+                        del self._running[spec.trial_id]
 
     def _slot_loop(self, slot: int) -> None:
         from ray.exceptions import RayError
@@ -535,7 +559,10 @@ class RayBackend(Backend):
             running = self._running.get(trial_id)
         if running is not None:
             actor, attempt = running
-            actor.stop.remote(trial_id, attempt)
+            if hasattr(actor, "request_stop"):  # a multi-worker attempt (search.backends._train)
+                actor.request_stop()
+            else:
+                actor.stop.remote(trial_id, attempt)
 
     def abandon(self, trial_id: int, attempt: int) -> None:
         import ray
@@ -543,6 +570,11 @@ class RayBackend(Backend):
         with self._lock:
             running = self._running.get(trial_id)
         if running is not None and running[1] == attempt:
+            if hasattr(running[0], "request_stop"):
+                # Ray Train's workers cannot be killed from here: they are asked to stop, and the
+                # slot takes its next trial once they have (the events are ignored meanwhile).
+                running[0].request_stop()
+                return
             # The slot loop sees the actor die, drops it and starts a fresh one; the attempt's
             # "lost" event is for an attempt the controller has already ended, so it is ignored.
             try:

@@ -42,7 +42,7 @@ class SimulatedBackend(Backend):
         self._closed = False
         self.now = 0.0  # virtual time of the last delivered event
 
-    def start(self, *, parallel: int, cpus: float, gpus: float) -> None:
+    def start(self, *, parallel: int, cpus: float, gpus: float, workers: int = 1) -> None:
         pass
 
     def submit(self, spec: TrialSpec) -> None:

@@ -1,0 +1,138 @@
+"""One trial on several workers: Ray Train's ``TorchTrainer`` runs the attempt on
+``spec.workers`` processes with torch.distributed set up (gloo on CPU, NCCL on GPUs), each with
+the trial's ``cpus``/``gpus``. Every rank runs the objective; rank 0's reports, checkpoints and
+``done`` are the trial's, and a stop request reaches every rank (they agree at each report, see
+``trials.api.Reporter.should_stop``). Ray Train does not retry: a worker that dies fails the fit,
+the attempt is ``lost``, and the controller retries the whole trial from its newest checkpoint
+(``max_failures`` counts it once).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import threading
+import time
+from typing import Callable
+
+from trials.api import TrialEvent, TrialSpec
+
+__all__ = ["run_on_workers", "TrainAttempt"]
+
+# Ray Train's first API runs the loop as a trainer actor plus worker actors; the trainer actor
+# is given no CPU so a trial needs exactly workers x cpus.
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+
+_channel_cls = None
+
+
+def _channel():
+    """The per-attempt mailbox between the workers and this backend (an actor without CPUs)."""
+    global _channel_cls
+    if _channel_cls is None:
+        import ray
+
+        @ray.remote(num_cpus=0)
+        class Channel:
+            def __init__(self) -> None:
+                self.events: list[TrialEvent] = []
+                self.stop = False
+
+            def put(self, ev: TrialEvent) -> None:
+                self.events.append(ev)
+
+            def take(self) -> list[TrialEvent]:
+                out, self.events = self.events, []
+                return out
+
+            def request_stop(self) -> None:
+                self.stop = True
+
+            def stopped(self) -> bool:
+                return self.stop
+
+        _channel_cls = Channel
+    return _channel_cls.remote()
+
+
+def _worker_loop(cfg: dict) -> None:
+    """Runs on each Ray Train worker."""
+    import ray
+    import ray.train
+
+    from trials.runner import run_trial
+
+    channel = cfg["channel"]
+    rank = ray.train.get_context().get_world_rank()
+    spec = dataclasses.replace(cfg["spec"], rank=rank)
+    seen = {"at": 0.0, "stop": False}
+
+    def stop_requested() -> bool:
+        now = time.monotonic()
+        if now - seen["at"] > 0.2:  # one round trip at most every 0.2 s
+            seen["at"], seen["stop"] = now, bool(ray.get(channel.stopped.remote()))
+        return seen["stop"]
+
+    run_trial(spec, channel.put.remote if rank == 0 else (lambda ev: None), stop_requested)
+
+
+@dataclasses.dataclass
+class TrainAttempt:
+    """A running multi-worker attempt, for ``request_stop``."""
+
+    attempt: int
+    channel: object
+
+    def request_stop(self) -> None:
+        self.channel.request_stop.remote()
+
+
+def run_on_workers(spec: TrialSpec, put: Callable[[TrialEvent], None], closed: threading.Event,
+                   started: Callable[[TrainAttempt], None]) -> None:
+    """Run one attempt of ``spec`` on ``spec.workers`` Ray Train workers, handing rank 0's events to
+    ``put`` as they arrive; ends with a ``done`` or one ``lost`` event."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    channel = _channel()
+    started(TrainAttempt(spec.attempt, channel))
+    per_worker = {"CPU": float(spec.cpus), **({"GPU": float(spec.gpus)} if spec.gpus else {})}
+    storage = tempfile.mkdtemp(prefix="search-train-")
+    trainer = TorchTrainer(
+        _worker_loop, train_loop_config={"spec": spec, "channel": channel},
+        scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpus > 0,
+                                     resources_per_worker=per_worker, trainer_resources={"CPU": 0}),
+        run_config=RunConfig(storage_path=storage, name=f"trial-{spec.number:05d}-attempt-{spec.attempt}",
+                             failure_config=FailureConfig(max_failures=0)),
+    )
+    failure: dict[str, BaseException] = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - reported below as a lost attempt
+            failure["error"] = exc
+
+    runner = threading.Thread(target=fit, name=f"train-{spec.number}", daemon=True)
+    runner.start()
+    finished = False
+    while True:
+        alive = runner.is_alive()
+        for ev in ray.get(channel.take.remote()):
+            if not closed.is_set():
+                put(ev)
+            finished = finished or ev.kind in ("done", "lost")
+        if not alive:
+            break
+        runner.join(0.2)
+    try:
+        ray.kill(channel)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    if not finished and not closed.is_set():
+        reason = str(failure.get("error", "the workers ended without a result")).strip().splitlines()
+        put(TrialEvent("lost", spec.trial_id, spec.attempt,
+                       error=f"worker lost: {type(failure.get('error', RuntimeError())).__name__}: "
+                             f"{reason[-1][:300] if reason else ''}"))

@@ -1,0 +1,60 @@
+"""Trials on several workers (resources.workers): Ray Train runs each on N processes with
+torch.distributed (gloo here); rank 0's reports are the trial's; a lost worker retries the whole
+trial from its newest checkpoint, counted once."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import search
+from search.config import ConfigError, parse_study
+from storage import TrialState, open_storage
+
+
+def _spec(name, log, **params):
+    return {"name": name, "objective": {"metric": "loss", "direction": "minimize"},
+            "trial": {"entrypoint": "search_test_objectives:distributed", "params": {"log": str(log), **params}},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "algorithm": {"name": "random", "seed": 0}, "budget": {"trials": 2, "parallel": 1, "max_failures": 1},
+            "resources": {"workers": 2, "cpus": 1}, "backend": {"name": "ray"}}
+
+
+def test_workers_need_the_ray_backend(tmp_path):
+    spec = _spec("w", tmp_path / "log")
+    with pytest.raises(ConfigError, match=r"resources\.workers: a trial on 2 workers runs on Ray Train"):
+        parse_study({**spec, "backend": {"name": "inprocess"}})
+    with pytest.raises(ConfigError, match=r"resources\.workers: must be >= 1"):
+        parse_study({**spec, "resources": {"workers": 0}})
+    assert parse_study(spec).workers == 2
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_runs_on_two_workers_and_rank_zero_reports(ray_session, sqlite_url, tmp_path):
+    log = tmp_path / "ranks.jsonl"
+    summary = search.run(_spec("two", log), storage=sqlite_url)
+    assert summary.complete == 2
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {(r["number"], r["rank"]) for r in rows} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert all(r["world"] == 2 and r["sum"] == 3.0 and r["backend"] == "gloo" for r in rows)
+    with open_storage(sqlite_url) as st:
+        for t in st.get_trials(st.get_study("two").id):
+            assert [r.step for r in st.get_reports(t.id)] == [1, 2, 3]  # rank 0's, once each
+            assert [c.step for c in st.get_checkpoints(t.id)] == [1, 2, 3]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_losing_one_worker_retries_the_trial_from_its_checkpoint(ray_session, sqlite_url, tmp_path):
+    log = tmp_path / "ranks.jsonl"
+    spec = _spec("lose", log, die_once=True)
+    spec["budget"]["trials"] = 1
+    summary = search.run(spec, storage=sqlite_url)
+    assert summary.complete == 1
+    with open_storage(sqlite_url) as st:
+        (t,) = st.get_trials(st.get_study("lose").id)
+    assert t.state == TrialState.COMPLETE and t.attempt == 1 and t.failures == 1  # counted once
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    retry = sorted({r["step"] for r in rows if r["attempt"] == 1})
+    assert retry == [2, 3]  # resumed after step 1's checkpoint, on both workers again
