@@ -391,6 +391,49 @@ class Task:
 
 # ---- the loop
 
+class _Shard:
+    """This rank's part of a trial on several workers (DDP over torch.distributed): every rank
+    draws the same batches (they depend only on the seed and the step) and trains on its slice of
+    each, so the update equals one worker's on the whole batch, up to float summation order."""
+
+    def __init__(self, rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
+
+    @classmethod
+    def of(cls, reporter: Reporter) -> "_Shard | None":
+        import torch.distributed as dist
+
+        world = reporter.spec.workers
+        if world <= 1:
+            return None
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(f"resources.workers={world} but torch.distributed is not set up in this worker; "
+                               "multi-worker trials run on the ray backend (Ray Train)")
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def wrap(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model)
+
+    def part(self, batch):
+        """(this rank's rows of ``batch``, their share of the batch)."""
+        import torch
+
+        rows = torch.tensor_split(batch, self.world)[self.rank]
+        if len(rows) == 0:
+            raise ValueError(f"a batch of {len(batch)} rows cannot be split over {self.world} workers; "
+                             "raise batch_size to at least resources.workers")
+        return rows, len(rows) / len(batch)
+
+    def batch_mean(self, weighted):
+        """The whole batch's mean loss from each rank's share-weighted mean."""
+        import torch.distributed as dist
+
+        total = weighted.clone().float()
+        dist.all_reduce(total)
+        return total
+
 def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
     """Train ``task`` for ``task.steps`` steps; report every ``eval_every`` steps and at the last,
     checkpoint every ``checkpoint_every`` steps and (with ``checkpoint_final``) at the last, stop
@@ -401,7 +444,10 @@ def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Repor
     model, device, meter = task.model, task.device, task.meter
     opt = make_optimizer(model, cfg)
     schedule = schedule_from(cfg, task.steps * task.updates_per_step)
-    fwd = torch.compile(model) if cfg.compile else model  # checkpoints keep the eager module's weights
+    shard = _Shard.of(reporter)
+    # Checkpoints keep the eager, unwrapped module's weights.
+    fwd = model if shard is None else shard.wrap(model)
+    fwd = torch.compile(fwd) if cfg.compile else fwd
 
     def evaluate() -> dict[str, float]:
         model.eval()
@@ -438,10 +484,18 @@ def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Repor
         for i, batch in enumerate(task.batches(step)):
             lr = schedule(step * task.updates_per_step + i)
             set_lr(opt, lr)
+            if shard is not None:
+                batch, share = shard.part(batch)
             with autocast_for(device, cfg.precision):
                 loss = task.loss(fwd, batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if shard is None:
+                loss.backward()
+            else:
+                # DDP averages gradients over the ranks: weighted by each shard's share of the
+                # batch, that is the gradient of the whole batch's mean loss, as on one worker.
+                (loss * (share * shard.world)).backward()
+                loss = shard.batch_mean(loss.detach() * share)
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()

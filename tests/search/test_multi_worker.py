@@ -58,3 +58,29 @@ def test_losing_one_worker_retries_the_trial_from_its_checkpoint(ray_session, sq
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     retry = sorted({r["step"] for r in rows if r["attempt"] == 1})
     assert retry == [2, 3]  # resumed after step 1's checkpoint, on both workers again
+
+
+def _classifier(name, workers):
+    return {"name": name, "objective": {"metric": "val_loss", "direction": "minimize"},
+            "trial": {"entrypoint": "builtin:classifier",
+                      "params": {"model": "mlp", "data": "digits", "epochs": 3, "batch_size": 64, "hidden": 32}},
+            "space": {"lr": {"type": "categorical", "choices": [0.01]}},
+            "algorithm": {"name": "random", "seed": 0}, "budget": {"trials": 1},
+            "resources": {"workers": workers, "cpus": 1}, "backend": {"name": "ray"}}
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_builtin_classifier_on_two_workers_follows_the_one_worker_curve(ray_session, sqlite_url):
+    """DDP with the batch split over two ranks: the same updates as one worker on the whole batch."""
+    search.run(_classifier("one", 1), storage=sqlite_url)
+    search.run(_classifier("two-ddp", 2), storage=sqlite_url)
+    with open_storage(sqlite_url) as st:
+        curves = {}
+        for name in ("one", "two-ddp"):
+            (t,) = st.get_trials(st.get_study(name).id)
+            assert t.state == TrialState.COMPLETE, t.error
+            curves[name] = [(r.step, r.metrics["train_loss"], r.metrics["val_loss"]) for r in st.get_reports(t.id)]
+    assert [s for s, _, _ in curves["one"]] == [s for s, _, _ in curves["two-ddp"]] == [1, 2, 3]
+    for (_, tr1, va1), (_, tr2, va2) in zip(curves["one"], curves["two-ddp"]):
+        assert tr2 == pytest.approx(tr1, rel=1e-4) and va2 == pytest.approx(va1, rel=1e-4)
