@@ -339,7 +339,8 @@ def write_output(path: str, write: Callable[[str], None], *, flag: str = "-o") -
         }.get(exc.errno or 0, (exc.strerror or str(exc), other))
         return InputError(f"cannot write {flag} {path!r}: {why}; {fix} (nothing was written)")
 
-    folder = os.path.dirname(os.path.abspath(path))
+    real = os.path.realpath(path)  # through a symlink: the file it names is replaced, the link kept
+    folder = os.path.dirname(real)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -371,7 +372,7 @@ def write_output(path: str, write: Callable[[str], None], *, flag: str = "-o") -
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        os.replace(tmp, real)
     except OSError as exc:
         raise refuse(exc) from None
     finally:

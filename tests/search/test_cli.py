@@ -301,6 +301,10 @@ def test_export_replaces_a_file_and_keeps_its_mode(tmp_path, capsys, exported_st
     os.chmod(target, 0o640)
     assert main(["export", "cli", "--storage", exported_study, "--format", "csv", "-o", str(target)]) == 0
     assert target.read_text().startswith("number,") and (target.stat().st_mode & 0o777) == 0o640
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert main(["export", "cli", "--storage", exported_study, "--format", "csv", "-o", str(link)]) == 0
+    assert link.is_symlink() and link.read_text() == target.read_text()
     fresh = tmp_path / "new.json"
     assert main(["export", "cli", "--storage", exported_study, "--format", "json", "-o", str(fresh)]) == 0
     assert len(json.loads(fresh.read_text())) == 2 and (fresh.stat().st_mode & 0o777) == 0o666 & ~_umask()
