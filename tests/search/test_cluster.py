@@ -226,3 +226,15 @@ def test_losing_a_node_retries_its_trials_from_checkpoints(cluster, tmp_path, pg
     # The retried trial ended on the surviving head node (trials that finished on node2 before
     # the kill keep its id).
     assert retried[0].node in cluster.alive_node_ids()
+
+
+def test_job_verbs_take_a_gcs_address_or_the_job_servers(cluster):
+    """#21-16: RAY_ADDRESS holds one address for every verb. The job verbs accept the head's GCS
+    address (they look the job server up from it) as well as the job server's URL."""
+    listed = subprocess.run(["search", "jobs", "--json"], env=dict(_env(), RAY_ADDRESS=f"127.0.0.1:{cluster.gcs_port}"),
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), list)
+    listed = subprocess.run(["search", "jobs", "--json"], env=dict(_env(), RAY_ADDRESS=cluster.address),
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
