@@ -348,40 +348,52 @@ class ReadAPI:
         }
 
     def _aggregates(self, study_id: int | None):
-        from sqlalchemy import case, func, select
+        from sqlalchemy import func, select
 
-        from storage._schema import CheckpointRow, TrialRow
+        from storage._schema import TrialRow
 
-        t, c = TrialRow.__table__, CheckpointRow.__table__
+        t = TrialRow.__table__
         q_counts = select(t.c.study_id, t.c.state, func.count()).group_by(t.c.study_id, t.c.state)
         q_best = (select(t.c.study_id, func.min(t.c.value), func.max(t.c.value))
                   .where(t.c.state == TrialState.COMPLETE).group_by(t.c.study_id))
-        q_times = select(t.c.study_id, func.max(t.c.created_at), func.max(t.c.started_at), func.max(t.c.finished_at),
-                         func.max(t.c.heartbeat_at),
-                         func.max(case((t.c.state == TrialState.RUNNING, t.c.heartbeat_at)))).group_by(t.c.study_id)
-        q_ckpt = select(t.c.study_id, func.max(c.c.created_at)).join(t, t.c.id == c.c.trial_id).group_by(t.c.study_id)
         if study_id is not None:
             q_counts = q_counts.where(t.c.study_id == study_id)
             q_best = q_best.where(t.c.study_id == study_id)
-            q_times = q_times.where(t.c.study_id == study_id)
-            q_ckpt = q_ckpt.where(t.c.study_id == study_id)
         counts: dict[int, dict[str, int]] = {}
         best: dict[int, tuple[Any, Any]] = {}
-        times: dict[int, list[Any]] = {}
-        beats: dict[int, Any] = {}
         with self.engine.connect() as conn:
             for sid, state, n in conn.execute(q_counts):
                 counts.setdefault(sid, {})[state] = n
             for sid, lo, hi in conn.execute(q_best):
                 best[sid] = (lo, hi)
+        return counts, best
+
+    def _activity(self, study_ids: Sequence[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
+        """{study id: (its last activity, the newest heartbeat of its RUNNING trials)} for the given
+        studies: only those without finished_at need it, so a finished study costs nothing here."""
+        from sqlalchemy import case, func, select
+
+        from storage._schema import CheckpointRow, TrialRow
+
+        if not study_ids:
+            return {}
+        t, c = TrialRow.__table__, CheckpointRow.__table__
+        ids = list(study_ids)
+        q_times = (select(t.c.study_id, func.max(t.c.created_at), func.max(t.c.started_at), func.max(t.c.finished_at),
+                          func.max(t.c.heartbeat_at), func.max(case((t.c.state == TrialState.RUNNING, t.c.heartbeat_at))))
+                   .where(t.c.study_id.in_(ids)).group_by(t.c.study_id))
+        q_ckpt = (select(t.c.study_id, func.max(c.c.created_at)).join(t, t.c.id == c.c.trial_id)
+                  .where(t.c.study_id.in_(ids)).group_by(t.c.study_id))
+        times: dict[int, list[Any]] = {}
+        beats: dict[int, Any] = {}
+        with self.engine.connect() as conn:
             for sid, *stamps, beat in conn.execute(q_times):
                 times[sid] = list(stamps)
                 beats[sid] = beat
             for sid, stamp in conn.execute(q_ckpt):
                 times.setdefault(sid, []).append(stamp)
-        activity = {sid: (max((x for x in stamps if x is not None), default=None), beats.get(sid))
-                    for sid, stamps in times.items()}
-        return counts, best, activity
+        return {sid: (max((x for x in stamps if x is not None), default=None), beats.get(sid))
+                for sid, stamps in times.items()}
 
     def _summary(self, row, counts, best, activity) -> dict[str, Any]:
         lo, hi = best.get(row.id, (None, None))
@@ -485,7 +497,8 @@ class ReadAPI:
         from storage._schema import StudyRow
 
         rows = self._rows(select(StudyRow.__table__).order_by(StudyRow.__table__.c.id))
-        counts, best, activity = self._aggregates(None)
+        counts, best = self._aggregates(None)
+        activity = self._activity([r.id for r in rows if r.finished_at is None])
         return [self._summary(r, counts, best, activity) for r in rows]
 
     def study(self, name: str) -> dict[str, Any]:
@@ -496,8 +509,8 @@ class ReadAPI:
         from storage._schema import ExploitRow, ReportRow, TrialRow
 
         row = self._study_row(name)
-        counts, best, activity = self._aggregates(row.id)
-        out = self._summary(row, counts, best, activity)
+        counts, best = self._aggregates(row.id)
+        out = self._summary(row, counts, best, self._activity([row.id] if row.finished_at is None else []))
         spec = dict(row.spec or {})
         out["space"] = declared_space(spec)
         out["fixed_params"] = json_safe(dict((spec.get("trial") or {}).get("params") or {}))
