@@ -7,7 +7,8 @@ Each system runs ``--repeats`` pairs of a short and a long study; the marginal c
 the median over pairs of the slope (t_long - t_short) / (n_long - n_short), which excludes fixed
 start-up (Ray, actors, imports); its range is printed too.
 All three use random sampling so the sampler's own cost does not enter the figure.
-Prints one line per system, the ratios, and a final JSON line.
+Prints one line per system, the ratios, the marginal CPU time of our driver process per trial (less
+sensitive than wall time to other load on the machine), and a final JSON line.
 """
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+
+# n -> CPU seconds of this process (the controller and the slot threads) per run of n trials: less
+# sensitive than wall time to other load on the machine.
+DRIVER_CPU: dict[int, list[float]] = {}
 
 
 def ours(n: int, parallel: int, workdir: str) -> float:
@@ -44,9 +50,10 @@ def ours(n: int, parallel: int, workdir: str) -> float:
     backend.start(parallel=parallel, cpus=1, gpus=0)
     backend.wait_placed()  # actors up: time the dispatch, not Ray starting workers
     algo = make_algorithm("random", config.space, config.metrics, config.directions, seed=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = Controller(config, st, backend, algo, rec).run()
     elapsed = time.perf_counter() - t0
+    DRIVER_CPU.setdefault(n, []).append(time.process_time() - c0)
     assert summary.complete == n, summary
     st.close()
     return elapsed
@@ -137,6 +144,11 @@ def main() -> None:
     print(f"{'system':<32} {'marginal ms/trial (median, range)':>34} {'total ms/trial':>15}")
     for name, (m, lo, hi, tot) in res.items():
         print(f"{name:<32} {m:>12.2f} ({lo:>7.2f} .. {hi:>7.2f}) {tot:>15.2f}")
+    import statistics
+
+    cpu = statistics.median(1000 * (lo - sh) / (n_long - n_short)
+                            for sh, lo in zip(DRIVER_CPU[n_short], DRIVER_CPU[n_long]))
+    print(f"search-service driver CPU (controller + slot threads), marginal ms/trial: {cpu:.2f}")
     ours_ms = res["search-service (ray, sqlite)"][0]
     tune_ms = res["ray tune (reuse_actors)"][0]
     print(f"ray tune / search-service marginal: {tune_ms / ours_ms:.1f}x")
@@ -146,7 +158,7 @@ def main() -> None:
         "ms_per_trial": {k: round(v[0], 3) for k, v in res.items()},
         "ms_per_trial_range": {k: [round(v[1], 3), round(v[2], 3)] for k, v in res.items()},
         "total_ms_per_trial": {k: round(v[3], 3) for k, v in res.items()},
-        "tune_over_ours": round(tune_ms / ours_ms, 2),
+        "tune_over_ours": round(tune_ms / ours_ms, 2), "ours_driver_cpu_ms_per_trial": round(cpu, 3),
     }))
 
 

@@ -123,3 +123,6 @@ def test_kill_9_of_search_run_leaves_no_ray_process_behind(tmp_path):
         os.kill(p, signal.SIGKILL)
     assert not left, f"{len(left)} Ray processes outlived the killed run by 10 s"
     assert time.monotonic() - t0 < 5
+    output = proc.stdout.read().decode()
+    assert "starting a local Ray instance" in output  # says what is starting...
+    assert "Token authentication" not in output  # ...and none of Ray's notices
