@@ -99,7 +99,8 @@ def hf_gpt2(config):
     torch.set_num_threads(1)
     info = search.get_trial()
     torch.manual_seed(info.seed)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=256, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=256, n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                                               bos_token_id=0, eos_token_id=0))
 
     class Slow(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):

@@ -38,7 +38,9 @@ def _lightning_study(name, tmp_path, steps=40, every=10, trials=2, parallel=2, *
             "artifacts": str(tmp_path / "artifacts")}
 
 
-def _hf_study(name, tmp_path, steps=20, every=5, trials=2, parallel=2, **params):
+def _hf_study(name, tmp_path, steps=20, every=5, trials=2, parallel=1, **params):
+    # In-process, one Hugging Face Trainer at a time: accelerate keeps one state per process, which
+    # each new TrainingArguments resets under any Trainer running in another thread.
     return {"name": name, "objective": {"metric": "eval_loss", "direction": "minimize"},
             "trial": {"entrypoint": "framework_objectives:hf_gpt2",
                       "params": {"steps": steps, "every": every, "workdir": str(tmp_path / "hf"),
@@ -182,7 +184,7 @@ def test_kill9_and_resume_continue_lightning_trials(tmp_path, sqlite_url):
 
 @pytest.mark.slow
 def test_kill9_and_resume_continue_hf_trials(tmp_path, sqlite_url):
-    spec = _hf_study("hf-kill", tmp_path, steps=40, every=5, trials=2, parallel=2, sleep=0.1)
+    spec = _hf_study("hf-kill", tmp_path, steps=40, every=5, trials=2, parallel=1, sleep=0.1)
     _resume_and_check(spec, tmp_path, sqlite_url, steps=40, every=5)
 
 
@@ -205,6 +207,48 @@ def test_pbt_with_lightning_exploits_from_parent_checkpoints(tmp_path, sqlite_ur
                  and rec["lr"] == pytest.approx(e.params_after["lr"], rel=1e-9)]
         assert child, (e, [r for (n, _), r in starts.items() if n == e.number])
     assert all(t.state == TrialState.COMPLETE and t.last_step == 60 for t in trials)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_pbt_with_hf_keeps_the_schedule_with_the_explored_lr(ray_session, tmp_path, sqlite_url):
+    # On Ray: four Trainers at once need four processes (see _hf_study). The session's workers
+    # import tests/ modules, so the objective goes by its name from there.
+    # A step takes 0.15 s at least, so that members started a few seconds apart train side by side.
+    spec = _hf_study("hf-pbt", tmp_path, steps=40, every=5, trials=4, parallel=4, sleep=0.15)
+    spec["trial"]["entrypoint"] = "integrations.framework_objectives:hf_gpt2"
+    spec["backend"] = {"name": "ray"}
+    spec["resources"] = {"cpus": 0.5}
+    spec["space"] = {"lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}}
+    spec["algorithm"] = {"name": "pbt", "seed": 0, "interval": 10, "quantile": 0.25}
+    study = search.create_study(spec, storage=sqlite_url)
+    assert study.optimize(show_progress=False).failed == 0
+    _, _, _, exploits = _stored(sqlite_url, "hf-pbt")
+    assert exploits, "no member exploited"
+    starts = _starts(tmp_path)
+    for e in exploits:
+        # The Trainer's linear decay at the parent's step, from the child's own explored lr.
+        expected = e.params_after["lr"] * (40 - e.parent_step) / 40
+        child = [rec for (n, _), rec in starts.items() if n == e.number and rec["start"] == e.parent_step
+                 and rec["lr"] == pytest.approx(expected, rel=1e-6)]
+        assert child, (e, expected, [r for (n, _), r in starts.items() if n == e.number])
+
+
+@pytest.mark.slow
+def test_freeze_thaw_thaws_lightning_trials_where_they_paused(tmp_path, sqlite_url):
+    spec = _lightning_study("lit-ft", tmp_path, steps=40, every=10, trials=6, parallel=2)
+    spec["space"] = {"lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}}
+    spec["scheduler"] = {"name": "freeze-thaw", "min_resource": 10, "reduction_factor": 2, "max_resource": 40}
+    study = search.create_study(spec, storage=sqlite_url)
+    assert study.optimize(show_progress=False).failed == 0
+    trials, reports, _, _ = _stored(sqlite_url, "lit-ft")
+    starts = _starts(tmp_path)
+    thawed = [(n, a) for (n, a) in starts if a > 0]
+    assert thawed, "no paused trial was thawed"
+    for n, a in thawed:
+        paused_at = max(r.step for r in reports[n] if r.attempt == a - 1)
+        assert starts[(n, a)]["start"] == paused_at  # it trains on from the step it paused at
+        assert [r.step for r in reports[n] if r.attempt == a][0] == paused_at + 10
 
 
 # -- the callbacks' own contracts, without a study -------------------------------------------------
@@ -301,7 +345,7 @@ def test_hf_trial_with_a_checkpoint_refuses_to_start_over(tmp_path):
         args = TrainingArguments(output_dir=str(tmp_path / "again"), max_steps=20, eval_strategy="steps",
                                  eval_steps=5, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
         model = framework_objectives.GPT2LMHeadModel(framework_objectives.GPT2Config(
-            vocab_size=256, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+            vocab_size=256, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0))
         data = framework_objectives._byte_blocks(16, 32)
         trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data, callbacks=[SearchCallback()])
         with pytest.raises(RuntimeError, match=r"resume_from_checkpoint=callback\.resume_from_checkpoint\(\)"):
