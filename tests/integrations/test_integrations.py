@@ -306,7 +306,7 @@ def test_lightning_callback_with_an_asked_trial_and_a_missing_monitor(tmp_path, 
         trainer.fit(module, *_digits_loaders(0))
         return trainer
 
-    with pytest.raises(KeyError, match=r"logged no 'val_loss'.*\['val_acc'\]"):
+    with pytest.raises(ValueError, match=r"logged no 'val_loss'.*\['val_acc'\]"):
         fit(_tiny_module("val_acc"))
     trainer = fit(_tiny_module())
     done = study.tell(trial, float(trainer.callback_metrics["val_loss"]))

@@ -20,8 +20,9 @@ from the checkpoint's. After an exploit, the optimizer's hyperparameters are thi
 
 The checkpoint goes through the trainer's checkpoint connector (the object behind
 ``Trainer.save_checkpoint`` and ``fit(ckpt_path=)``): its dict is handed to the artifact store's
-asynchronous, durable writer and restored without a file of Lightning's own. Single-process
-training (one device); with several processes only global rank 0 reports and stores.
+asynchronous, durable writer and restored without a file of Lightning's own. One process, one
+device: the trial's context lives in the process the service started, so multi-process strategies
+(DDP) are refused.
 """
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ class SearchCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        if trainer.world_size > 1:
+            raise ValueError(f"SearchCallback runs in the trial's own process, got a Trainer of {trainer.world_size} "
+                             "processes; train on one device (devices=1), or report from rank 0 yourself")
         self._handle = resolve(self.trial)
         self._validations = 0
         self._saved_step = None
@@ -97,17 +101,13 @@ class SearchCallback(pl.Callback):
         step = int(trainer.global_step)
         metrics = scalar_metrics(trainer.callback_metrics)
         if self.monitor not in metrics:
-            raise KeyError(f"SearchCallback(monitor={self.monitor!r}): the module logged no {self.monitor!r} by the "
+            raise ValueError(f"SearchCallback(monitor={self.monitor!r}): the module logged no {self.monitor!r} by the "
                            f"end of validation (logged: {sorted(metrics)}); call self.log({self.monitor!r}, ...) "
                            "in validation_step, or name the metric it logs")
         self._validations += 1
         if self.checkpoint_every and self._validations % self.checkpoint_every == 0:
             self._save(trainer, step)
-        stop = False
-        if trainer.is_global_zero:
-            stop = bool(self._handle.report(step, **metrics))
-        stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if stop:
+        if self._handle.report(step, **metrics):
             self._save(trainer, step)
             trainer.should_stop = True
 
@@ -115,7 +115,6 @@ class SearchCallback(pl.Callback):
         if self._saved_step == step:
             return
         checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-        if trainer.is_global_zero:
-            checkpoint[SEARCH_KEY] = {"number": self._handle.number, "step": step}
-            self._handle.save_checkpoint(checkpoint, step)
+        checkpoint[SEARCH_KEY] = {"number": self._handle.number, "step": step}
+        self._handle.save_checkpoint(checkpoint, step)
         self._saved_step = step
