@@ -102,7 +102,8 @@ def same_type(value):
         return st.text(max_size=12) | st.just(value.upper()) | st.just(value + "x")
     if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return st.lists(st.sampled_from(value), max_size=len(value) + 2) | st.lists(
-            st.integers(-2, 2**40) | st.integers(-2, 2 * max(value) + 2), min_size=1, max_size=len(value) + 2)
+            st.integers(-2, 2**40) | st.integers(*sorted((-2, 2 * max(value) + 2))), min_size=1,
+            max_size=len(value) + 2)
     if isinstance(value, list):
         return st.lists(st.sampled_from(value), max_size=len(value) + 2) if value else st.just([])
     return st.just(value)
