@@ -29,12 +29,13 @@ YAML = {
     "nas_lm.yaml": {"trials": 2, "parallel": 2},
     "multi_objective.yaml": {"trials": 6, "parallel": 2},
 }
-# Python examples: the study each one makes, and whether it needs an extra.
+# Python examples: the study each one makes, the extra it needs, and whether it runs on Ray (the
+# default backend of study.optimize; ask/tell runs in the script's own threads).
 PYTHON = {
-    "python_api.py": ("python-api", None),
-    "ask_tell.py": ("ask-tell", None),
-    "lightning_pbt.py": ("lightning-pbt", "lightning"),
-    "hf_gpt2.py": ("hf-gpt2", "transformers"),
+    "python_api.py": ("python-api", None, True),
+    "ask_tell.py": ("ask-tell", None, False),
+    "lightning_pbt.py": ("lightning-pbt", "lightning", True),
+    "hf_gpt2.py": ("hf-gpt2", "transformers", True),
 }
 
 
@@ -85,9 +86,9 @@ def test_study_file_example(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(PYTHON))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.ray] if PYTHON[n][2] else []) for n in sorted(PYTHON)])
 def test_python_example(name, tmp_path):
-    study_name, extra = PYTHON[name]
+    study_name, extra, _ = PYTHON[name]
     if extra:
         pytest.importorskip(extra, reason=f"search-service[{extra}] is not installed")
     url = f"sqlite:///{tmp_path / 'search.db'}"
