@@ -646,11 +646,9 @@ def _read_text(path: str) -> str:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); "
                           "expected a readable study file (YAML text)") from None
     if len(data) > MAX_BYTES:
-        try:
-            size = f"{os.path.getsize(path):,} bytes"
-        except OSError:
-            size = "larger"
-        raise ConfigError(f"{path}: the file is {size}, over the study-file limit of {MAX_BYTES:,} bytes (1 MB); "
+        size = os.path.getsize(path) if os.path.isfile(path) else 0  # a pipe has no size
+        size_text = f"{size:,} bytes, " if size > MAX_BYTES else ""
+        raise ConfigError(f"{path}: the file is {size_text}over the study-file limit of {MAX_BYTES:,} bytes (1 MB); "
                           "a study file needs a few KB: keep data in files the trainer reads")
     try:
         return data.decode("utf-8")
