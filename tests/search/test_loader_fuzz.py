@@ -1,7 +1,7 @@
 """Property-based test of the study-file loader (issue #21): generated YAML documents (the examples
 mutated field by field, wrong types at every path, unknown keys at every level, text spliced in)
 either load, or make `search run` exit 2 with one line naming a field or a limit: never a
-traceback, never a database write, always within a second. A document that loads re-parses from
+traceback, never a database write, within a second and 512 MB. A document that loads re-parses from
 the JSON stored for it (what resume reads) and validates against `search schema`.
 
 CI runs a bounded number of examples; ``SEARCH_FUZZ_EXAMPLES=5000`` runs a long search.
@@ -188,6 +188,7 @@ def folder():
                 load_study_file(os.path.join(EXAMPLES_DIR, name))
         parse_study(EXAMPLES["inline"])
         _cli_run(os.path.join(d, "missing.yaml"), os.path.join(d, "warm.db"))
+        BASELINE_RSS[0] = _peak_rss()
         yield d
 
 
@@ -218,7 +219,19 @@ def check_document(text: str, folder: str) -> str:
         SCHEMA.validate(yaml.safe_load(text))
         outcome = "loaded"
     assert time.perf_counter() - start < 1.0
+    # bounded memory: no example may grow the process's peak by more than MAX_GROWTH over warm-up
+    assert _peak_rss() - BASELINE_RSS[0] < MAX_GROWTH, f"peak RSS grew {(_peak_rss() - BASELINE_RSS[0]) >> 20} MB"
     return outcome
+
+
+MAX_GROWTH = 512 << 20
+BASELINE_RSS = [0]
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def test_examples_load(folder):
