@@ -102,6 +102,18 @@ def _finite(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
+ERROR_MAX = 8000  # characters of a trial's error kept in the database
+
+
+def clip_error(text: str | None, limit: int = ERROR_MAX) -> str | None:
+    """A trial's error as stored: whole up to ``limit`` characters, else its head and its tail
+    (where a traceback's cause is) around a note that says how much was cut."""
+    if text is None or len(text) <= limit:
+        return text
+    keep = (limit - 60) // 2
+    return f"{text[:keep]} [... {len(text) - 2 * keep} characters cut ...] {text[-keep:]}"
+
+
 def _alembic_config(connection):
     from alembic.config import Config
 
@@ -183,27 +195,40 @@ class Storage:
         from alembic import command
         from alembic.runtime.migration import MigrationContext
 
+        head = _head_revision()
+
+        def check(conn) -> bool:
+            """True when the schema is at head; raises when it may not be made or upgraded here."""
+            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+            if current == head:
+                return True
+            if current is None and inspect(conn).has_table("studies"):
+                raise SchemaOutdated(
+                    f"storage {safe_url(self.url)} has search tables but no {VERSION_TABLE} table; "
+                    "it was not made by this program"
+                )
+            if current is not None and not upgrade:
+                raise SchemaOutdated(
+                    f"storage {safe_url(self.url)} has schema revision {current}, this version needs "
+                    f"{head}; run `search db upgrade --storage URL` first"
+                )
+            if current is None and not create:
+                raise StorageError(f"storage {safe_url(self.url)} holds no search database")
+            return False
+
         try:
             with self.engine.connect() as conn:
-                ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-                current = ctx.get_current_revision()
-                head = _head_revision()
-                if current == head:
+                if check(conn):
                     return
-                if current is None and inspect(conn).has_table("studies"):
-                    raise SchemaOutdated(
-                        f"storage {safe_url(self.url)} has search tables but no {VERSION_TABLE} table; "
-                        "it was not made by this program"
-                    )
-                if current is not None and not upgrade:
-                    raise SchemaOutdated(
-                        f"storage {safe_url(self.url)} has schema revision {current}, this version needs "
-                        f"{head}; run `search db upgrade --storage URL` first"
-                    )
-                if current is None and not create:
-                    raise StorageError(f"storage {safe_url(self.url)} holds no search database")
+            # Creating or upgrading: one process at a time (several `search run` may start at once
+            # on a new database), the check repeated under the lock, so the others find it done.
             with self.engine.begin() as conn:
-                command.upgrade(_alembic_config(conn), "head")
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, waited for (busy_timeout)
+                elif conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7317152)")  # "search" schema lock
+                if not check(conn):
+                    command.upgrade(_alembic_config(conn), "head")
         except StorageError:
             raise
         except OperationalError as exc:
@@ -355,7 +380,8 @@ class Storage:
             raise ValueError(f"finish_trial needs a terminal state, got {state!r}")
         vals = None if values is None else [float(v) for v in values]
         return self._leave_running(trial_id, attempt, metrics, last_step, node, state=state, values=vals,
-                                   value=None if vals is None else vals[0], error=error, finished_at=_now())
+                                   value=None if vals is None else vals[0], error=clip_error(error),
+                                   finished_at=_now())
 
     def _leave_running(self, trial_id: int, attempt: int, metrics: Mapping[str, float] | None,
                        last_step: int | None, node: str | None, **values: Any) -> TrialRecord | None:
@@ -389,12 +415,12 @@ class Storage:
                 if max_retries is not None and row.failures >= max_retries:
                     row.state = TrialState.FAILED
                     row.finished_at = _now()
-                    row.error = f"{reason}; gave up after {row.failures + 1} failed attempts"
+                    row.error = clip_error(f"{reason}; gave up after {row.failures + 1} failed attempts")
                 else:
                     row.state = TrialState.WAITING
                     row.attempt = row.attempt + 1
                     row.failures = row.failures + (1 if max_retries is not None else 0)
-                    row.error = reason
+                    row.error = clip_error(reason)
                 row.heartbeat_at = None
                 out.append(row)
             s.flush()

@@ -38,3 +38,25 @@ def test_16_writers_x_50_trials(backend, tmp_path, request):
     assert [t.number for t in trials] == list(range(800))  # dense and unique (UNIQUE constraint)
     assert counts == {"COMPLETE": 640, "FAILED": 160}
     assert {(t.params["writer"], t.params["i"]) for t in trials} == {(w, i) for w in range(16) for i in range(50)}
+
+
+def test_six_processes_creating_one_new_database_at_once(storage_url):
+    """Creating the schema is safe under concurrency: six processes open one new database at the
+    same moment and each creates a study (before, on SQLite, some failed with 'table studies
+    already exists' or 'has search tables but no version table')."""
+    import subprocess
+    import sys
+
+    from testlib import cli_env
+
+    code = ("import os, sys\nfrom storage import open_storage\nst = open_storage(sys.argv[1])\n"
+            "st.create_study(f's{os.getpid()}', metrics=['loss'], directions=['minimize'], spec={})\n"
+            "print(st.schema_revision())\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, storage_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=cli_env()) for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err.strip().splitlines()[-1:] for _, err in results]
+    from storage import open_storage
+
+    with open_storage(storage_url) as st:
+        assert len(st.list_studies()) == 6 and st.schema_revision() == "0003"

@@ -218,3 +218,19 @@ def test_latest_checkpoint_is_the_newest_recorded(st, tmp_path):
         p.write_bytes(b"x")
         st.add_checkpoint(t.id, 0, step, str(p), "sha256:x")
     assert st.latest_checkpoint(t.id).path.endswith("copied-from-parent.pt")
+
+
+def test_a_huge_error_is_stored_as_its_head_and_tail(st):
+    """A 5 MB error message is not stored (nor printed) in full for every trial: head and tail are
+    kept, with a note of how much was cut."""
+    from storage._rdb import ERROR_MAX
+
+    s = _study(st)
+    t = st.create_trial(s.id, {"x": 1})
+    error = "RuntimeError: " + "x" * 5_000_000 + " the cause at the end"
+    done = st.finish_trial(t.id, t.attempt, state=TrialState.FAILED, error=error)
+    assert len(done.error) <= ERROR_MAX and done.error.startswith("RuntimeError: xxx")
+    assert done.error.endswith("the cause at the end") and "characters cut" in done.error
+    assert st.get_trials(s.id)[0].error == done.error
+    short = st.finish_trial(st.create_trial(s.id, {"x": 2}).id, 0, state=TrialState.FAILED, error="boom")
+    assert short.error == "boom"
