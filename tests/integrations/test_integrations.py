@@ -215,7 +215,8 @@ def test_pbt_with_hf_keeps_the_schedule_with_the_explored_lr(ray_session, tmp_pa
     # On Ray: four Trainers at once need four processes (see _hf_study). The session's workers
     # import tests/ modules, so the objective goes by its name from there.
     # A step takes 0.15 s at least, so that members started a few seconds apart train side by side.
-    spec = _hf_study("hf-pbt", tmp_path, steps=40, every=5, trials=4, parallel=4, sleep=0.15)
+    steps = 60
+    spec = _hf_study("hf-pbt", tmp_path, steps=steps, every=5, trials=4, parallel=4, sleep=0.15)
     spec["trial"]["entrypoint"] = "integrations.framework_objectives:hf_gpt2"
     spec["backend"] = {"name": "ray"}
     spec["resources"] = {"cpus": 0.5}
@@ -228,7 +229,7 @@ def test_pbt_with_hf_keeps_the_schedule_with_the_explored_lr(ray_session, tmp_pa
     starts = _starts(tmp_path)
     for e in exploits:
         # The Trainer's linear decay at the parent's step, from the child's own explored lr.
-        expected = e.params_after["lr"] * (40 - e.parent_step) / 40
+        expected = e.params_after["lr"] * (steps - e.parent_step) / steps
         child = [rec for (n, _), rec in starts.items() if n == e.number and rec["start"] == e.parent_step
                  and rec["lr"] == pytest.approx(expected, rel=1e-6)]
         assert child, (e, expected, [r for (n, _), r in starts.items() if n == e.number])
@@ -239,6 +240,7 @@ def test_freeze_thaw_thaws_lightning_trials_where_they_paused(tmp_path, sqlite_u
     spec = _lightning_study("lit-ft", tmp_path, steps=40, every=10, trials=6, parallel=2)
     spec["space"] = {"lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True}}
     spec["scheduler"] = {"name": "freeze-thaw", "min_resource": 10, "reduction_factor": 2, "max_resource": 40}
+    spec["backend"] = {"name": "simulated"}  # the same controller on a fixed event order: thaws every run
     study = search.create_study(spec, storage=sqlite_url)
     assert study.optimize(show_progress=False).failed == 0
     trials, reports, _, _ = _stored(sqlite_url, "lit-ft")
