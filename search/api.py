@@ -74,6 +74,10 @@ def create_study(spec: Any, storage: str | None = None, load_if_exists: bool = F
     from trials.artifacts import is_url
 
     config = parse_study(_prepare(spec))
+    if not load_if_exists:
+        from search.config import check_artifacts
+
+        check_artifacts(config.artifacts)  # a location that cannot be written fails before anything exists
     st = open_storage(storage)
     try:
         try:

@@ -55,6 +55,11 @@ def _pick_other(choices: Sequence[Any], current: Any, rng) -> Any:
     return others[int(rng.integers(len(others)))]
 
 
+# Past these a space describes no model this service can build, and sizing it would take time
+# proportional to the numbers.
+MAX_DEPTH, MAX_SIZE = 1024, 1 << 20
+
+
 def _check_options(spec: Mapping[str, Any], key: str, path: str, default: Sequence[Any],
                    allowed: Sequence[Any] | None = None, positive_int: bool = False) -> tuple[Any, ...]:
     raw = spec.get(key, list(default))
@@ -63,6 +68,8 @@ def _check_options(spec: Mapping[str, Any], key: str, path: str, default: Sequen
     for v in raw:
         if positive_int and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise _err(f"{path}.{key}", f"entries must be integers >= 1, got {v!r}")
+        if positive_int and v > MAX_SIZE:
+            raise _err(f"{path}.{key}", f"entries must be at most {MAX_SIZE}, got {v!r}")
         if allowed is not None and v not in allowed:
             raise _err(f"{path}.{key}", f"unknown entry {v!r}; choose from {', '.join(map(str, allowed))}")
     if len(set(raw)) != len(raw):
@@ -81,13 +88,16 @@ def _check_range(spec: Mapping[str, Any], key: str, path: str, default: tuple[in
     lo, hi = raw
     if not 1 <= lo <= hi:
         raise _err(f"{path}.{key}", f"1 <= min <= max must hold, got min={lo}, max={hi}")
+    if hi > MAX_DEPTH:
+        raise _err(f"{path}.{key}", f"max must be at most {MAX_DEPTH} layers, got {hi}")
     return lo, hi
 
 
 def _no_unknown(spec: Mapping[str, Any], allowed: set[str], path: str) -> None:
     for key in spec:
         if key not in allowed:
-            raise _err(f"{path}.{key}", f"unknown key; allowed keys are {', '.join(sorted(allowed))}")
+            shown = key if isinstance(key, str) and key.isidentifier() else repr(key)  # one line, always
+            raise _err(f"{path}.{shown}", f"unknown key; allowed keys are {', '.join(sorted(allowed))}")
 
 
 # --------------------------------------------------------------------------------------------

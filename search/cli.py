@@ -115,11 +115,9 @@ def _interrupt_on_sigterm() -> None:
 
 
 def cmd_run(args) -> int:
-    from search.config import check_artifacts
     from search.study import load_config, run
 
     config = load_config(args.file)
-    check_artifacts(config.artifacts)  # a location that cannot be written fails before the study exists
     _interrupt_on_sigterm()
     progress = None if args.quiet else _ProgressPrinter()
     summary = run(config, storage=args.storage, backend=args.backend, on_progress=progress)

@@ -127,6 +127,9 @@ def run(study: StudyConfig | Mapping[str, Any] | str, *, storage: str | None = N
     config = parse_study(raw)
     if objective is not None:
         config = dataclasses.replace(config, entrypoint=objective)
+    from search.config import check_artifacts
+
+    check_artifacts(config.artifacts)  # a location that cannot be written fails before anything exists
     from storage import StudyNotFound
 
     st = open_storage(storage)

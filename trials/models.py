@@ -148,7 +148,7 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 def normalize_layers(layers: Any, defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Validate an LM architecture and fill in defaults. ``layers`` is an int (that many copies of
     ``defaults``: a homogeneous model) or a list of dicts whose missing keys come from ``defaults``
-    (``op``, ``width``; ``heads`` defaults to ``width // 64`` (at least 1) for attention and to
+    (``op``, ``width``; ``heads`` defaults to ``width // 64`` (at least 1, lowered to a divisor of the width) for attention and to
     ``width`` (depthwise) for conv; ``ffn`` to ``4 * width``; ``kernel`` to 7)."""
     out = []
     for i, layer in enumerate(_layer_dicts(layers, LAYER_KEYS, "{op: attention, width: 64, heads: 2, ffn: 128}",
@@ -162,7 +162,7 @@ def normalize_layers(layers: Any, defaults: Mapping[str, Any]) -> list[dict[str,
         # dict says otherwise.
         spec["heads"] = layer.get("heads", None if op == "conv" else defaults.get("heads"))
         if spec["heads"] is None and spec["width"] is not None and isinstance(spec["width"], int):
-            spec["heads"] = spec["width"] if op == "conv" else max(1, spec["width"] // 64)
+            spec["heads"] = spec["width"] if op == "conv" else lm_heads(spec["width"], 64)
         spec["ffn"] = layer.get("ffn", defaults.get("ffn"))
         if spec["ffn"] is None and isinstance(spec["width"], int):
             spec["ffn"] = 4 * spec["width"]

@@ -207,7 +207,7 @@ class ScalingLadder(Algorithm):
         self.bootstrap = bootstrap
         # seeds > 1: every point (and the target) trains with trial seeds 0..seeds-1 (initialisation
         # and batch order; the train/validation split stays the study's) and counts their mean loss.
-        self.seeds = _positive_int(seeds, "seeds")
+        self.seeds = _positive_int(seeds, "seeds", 1000)
         self._seed_values: tuple[int | None, ...] = (None,) if self.seeds == 1 else tuple(range(self.seeds))
         if lrs is None:
             raise _err("lrs", "is required: the learning rates to sweep, e.g. lrs: [1e-3, 2e-3, 4e-3, 8e-3]")

@@ -350,3 +350,31 @@ def test_boolean_objective_values_fail_the_trial(tmp_path, fn):
     done = run_trial(spec, events.append)
     assert done.error is not None and "boolean" in done.error, done
     assert "loss" not in done.metrics and not [e for e in events if e.kind == "report"]
+
+
+@pytest.mark.parametrize("arch, message", [
+    ({"type": "lm-layers", "layers": [1, 2**40]}, "space.arch.layers: max must be at most 1024 layers"),
+    ({"type": "cnn", "depth": [1, 2**40]}, "space.arch.depth: max must be at most 1024 layers"),
+    ({"type": "cnn", "widths": [2**40]}, "space.arch.widths: entries must be at most 1048576"),
+    ({"type": "lm-layers", "widths": [64], "bad\nkey": 1}, "space.arch.'bad\\nkey': unknown key"),
+])
+def test_architecture_spaces_too_large_to_size_are_one_line_errors(arch, message):
+    """Found by the loader fuzz test: sizing these walked every depth (hours), and a key with a
+    newline broke the one-line rule."""
+    import time
+
+    spec = {"name": "x", "objective": {"metric": "loss", "direction": "minimize"},
+            "trial": {"entrypoint": "builtin:lm"}, "space": {"arch": arch}, "algorithm": {"name": "tpe"}}
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError) as exc:
+        parse_study(spec)
+    assert message in str(exc.value) and "\n" not in str(exc.value) and time.monotonic() - t0 < 5
+
+
+def test_an_lm_space_whose_default_heads_do_not_divide_a_width_loads():
+    """widths: [129] with max_params: the default heads of a non-attention layer (width // 64 = 2)
+    did not divide 129 and a raw ValueError escaped; the heads rule now lowers it to a divisor."""
+    spec = {"name": "x", "objective": {"metric": "loss", "direction": "minimize"},
+            "trial": {"entrypoint": "builtin:lm"}, "algorithm": {"name": "tpe"},
+            "space": {"arch": {"type": "lm-layers", "widths": [129], "heads": [1, 2], "max_params": 200000}}}
+    assert parse_study(spec).space.names == ("arch",)

@@ -234,3 +234,12 @@ def test_pbt_is_refused_for_ask_tell_with_the_way_out(sqlite_url):
     study = search.create_study(_spec("pbt-ask", algorithm={"name": "pbt", "population": 4}), storage=sqlite_url)
     with pytest.raises(ConfigError, match="use study.optimize"):
         study.ask()
+
+
+def test_an_artifacts_location_that_cannot_be_written_fails_before_the_study_exists(sqlite_url):
+    for call in (lambda spec: search.run(spec, storage=sqlite_url),
+                 lambda spec: search.create_study(spec, storage=sqlite_url)):
+        with pytest.raises(ConfigError, match="artifacts"):
+            call(_spec("unwritable", artifacts="/etc/passwd/ckpt", trial={"entrypoint": _objective}))
+    with open_storage(sqlite_url) as st:
+        assert st.list_studies() == []
