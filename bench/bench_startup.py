@@ -7,7 +7,8 @@ memory and SQLite), side by side in one run.
 
 Every system runs as a fresh Python process, timed from its launch: imports, starting Ray and
 opening storage all count, as they do for a user. The objective writes the wall-clock time of its
-first call to a file: that minus the launch time is "first trial". Medians over ``--repeats`` runs,
+first call to a file: that minus the launch time is "first trial". Ray Tune gets a fresh local Ray
+instance (``ray.init(address="local")``, Ray's defaults otherwise), as on a clean machine. Medians over ``--repeats`` runs,
 with the range. The `search ray start` instance is started once, before its runs, in a private
 folder (``SEARCH_RAY_DIR``), and its own start-up time is printed apart. Prints one line per
 system, the ratios, and a final JSON line.
@@ -42,8 +43,11 @@ def first(config) -> float:
 
 TUNE = """
 import os, sys, time
+import ray
 from ray import tune
 from bench_startup import first
+# A fresh local instance, as on a clean machine: a bare ray.init() would join any Ray it finds here.
+ray.init(address="local")
 def trainable(config):
     return {"loss": first(config)}
 tuner = tune.Tuner(trainable, param_space={"x": tune.uniform(0.0, 1.0), "stamp": STAMP},
