@@ -29,6 +29,12 @@ YAML = {
     "nas_lm.yaml": {"trials": 2, "parallel": 2},
     "multi_objective.yaml": {"trials": 6, "parallel": 2},
 }
+# Fixed trainer params shrunk here too, where one trial would otherwise take minutes on 2 cores
+# (the file's own values are what a user runs).
+TRIAL_PARAMS = {
+    "quickstart.yaml": {"epochs": 3},
+    "lm.yaml": {"steps": 30},
+}
 # Python examples: the study each one makes, the extra it needs, and whether it runs on Ray (the
 # default backend of study.optimize; ask/tell runs in the script's own threads).
 PYTHON = {
@@ -56,6 +62,7 @@ def test_study_file_example(name, tmp_path):
     with open(os.path.join(EXAMPLES, name), encoding="utf-8") as f:
         study = yaml.safe_load(f)
     study["budget"] = {**study.get("budget", {}), **YAML[name]}
+    study["trial"]["params"] = {**study["trial"].get("params", {}), **TRIAL_PARAMS.get(name, {})}
     study["artifacts"] = str(tmp_path / "artifacts")
     table = study["trial"].get("params", {}).get("table")
     if table:
