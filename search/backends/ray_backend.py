@@ -43,12 +43,9 @@ class TrialWorker:
     merges both channels by number. A short trial costs one plain actor call, not a stream.
     """
 
-    def __init__(self, path: list[str] | None = None) -> None:
+    def __init__(self) -> None:
         import ray
 
-        if path:  # the driver's folder and PYTHONPATH, on this machine (see init_local_ray)
-            sys.path[:0] = [p for p in path if p not in sys.path]
-            os.environ["PYTHONPATH"] = os.pathsep.join(path)
         self._stop: set[tuple[int, int]] = set()  # (trial id, attempt)
         self._node = ray.get_runtime_context().get_node_id()
         self._events: queue.SimpleQueue = queue.SimpleQueue()
@@ -270,7 +267,6 @@ if last != "done":
                     pass
 """
 _reaper_proc: subprocess.Popen | None = None
-_worker_path: list[str] | None = None  # set by init_local_ray for workers on this machine
 
 
 def _start_reaper(roots: dict[int, str]) -> None:
@@ -335,14 +331,14 @@ def init_local_ray(address: str | None = None, **kwargs: Any) -> bool:
             else:
                 log.info("the local Ray instance at %s does not answer (%s); starting a fresh one",
                          instance["address"], why)
-    global _worker_path
-    # Workers on this machine get the driver's folder and PYTHONPATH from the actor's constructor,
-    # not from a runtime environment: a job with its own environment cannot use the workers Ray
-    # has already started (prestarted for a fresh instance), and every first trial would wait
-    # for a new worker process.
-    _worker_path = None
-    if runtime_env is None and not in_job and (address in (None, "local") or reused):
-        _worker_path = [p for p in [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)] if p]
+    # Workers on this machine get the driver's folder and PYTHONPATH (so `module:function`
+    # entrypoints import, on Ray Train's workers too). A fresh instance inherits them from this
+    # process's environment, so the workers Ray prestarts serve the first trials (a runtime
+    # environment would make Ray start new ones); a reused instance gets them as the job's runtime
+    # environment.
+    path = os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p)
+    if runtime_env is None and reused:
+        runtime_env = {"env_vars": {"PYTHONPATH": path}}
     if runtime_env is not None:
         kwargs["runtime_env"] = runtime_env
     fresh = address in (None, "local") and not in_job
@@ -359,6 +355,9 @@ def init_local_ray(address: str | None = None, **kwargs: Any) -> bool:
         log.info("connecting to Ray at %s", address)
     if hidden_env is not None:
         os.environ.pop("RAY_ADDRESS", None)
+    saved_path = os.environ.get("PYTHONPATH")
+    if fresh and runtime_env is None:
+        os.environ["PYTHONPATH"] = path  # for the raylet this starts, and the workers it starts
     before = _children(os.getpid()) if fresh else {}
     try:
         with _quiet_ray() as level:
@@ -374,6 +373,10 @@ def init_local_ray(address: str | None = None, **kwargs: Any) -> bool:
     finally:
         if hidden_env is not None:
             os.environ["RAY_ADDRESS"] = hidden_env
+        if saved_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved_path
     if fresh:
         _start_reaper({p: t for p, t in _children(os.getpid()).items() if p not in before})
     return True
@@ -422,7 +425,7 @@ class RayBackend(Backend):
 
     def _new_actor(self):
         return _worker_class().options(num_cpus=self._cpus, num_gpus=self._gpus, max_concurrency=3,
-                                       max_restarts=0).remote(_worker_path)
+                                       max_restarts=0).remote()
 
     def _ready_actor(self, slot: int):
         """This slot's actor, started if needed and waited for until Ray has placed it. A slot

@@ -29,6 +29,13 @@ def _study(tmp_path, name, entrypoint="search_test_objectives:quadratic", trials
     return str(path)
 
 
+def _cwd_objective(tmp_path) -> str:
+    """An objective only the run's current folder holds (not on PYTHONPATH): workers must get the
+    driver's folder on their path."""
+    (tmp_path / "cwd_objective.py").write_text("def f(config):\n    return (config['x'] - 0.5) ** 2\n")
+    return "cwd_objective:f"
+
+
 def _env(tmp_path, **extra):
     env = cli_env(SEARCH_RAY_DIR=str(tmp_path / "ray"), **extra)
     for k in ("RAY_ADDRESS", "RAY_AUTH_MODE"):
@@ -69,7 +76,8 @@ def test_runs_reuse_the_instance_search_ray_start_left(tmp_path):
         # RAY_ADDRESS in the job server's form, as `search jobs` wants it, must not break a run.
         run_env = dict(env, RAY_ADDRESS="http://127.0.0.1:8265")
         t0 = time.monotonic()
-        out = subprocess.run(["search", "run", _study(tmp_path, "reuse"), "--storage", url], env=run_env,
+        out = subprocess.run(["search", "run", _study(tmp_path, "reuse", _cwd_objective(tmp_path)), "--storage", url],
+                             env=run_env,
                              cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
         elapsed = time.monotonic() - t0
         assert out.returncode == 0, out.stderr[-3000:]
@@ -126,3 +134,11 @@ def test_kill_9_of_search_run_leaves_no_ray_process_behind(tmp_path):
     output = proc.stdout.read().decode()
     assert "starting a local Ray instance" in output  # says what is starting...
     assert "Token authentication" not in output  # ...and none of Ray's notices
+
+
+def test_a_fresh_instance_imports_the_objective_from_the_current_folder(tmp_path):
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    out = subprocess.run(["search", "run", _study(tmp_path, "fresh", _cwd_objective(tmp_path)), "--storage", url],
+                         env=_env(tmp_path), cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "starting a local Ray instance" in out.stderr and "study fresh: 4 complete" in out.stdout
