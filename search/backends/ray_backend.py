@@ -409,12 +409,14 @@ class RayBackend(Backend):
 
         self._owns_ray = init_local_ray(self.address, runtime_env=self.runtime_env)
         total = ray.cluster_resources()
+        per_trial = "" if workers == 1 else f" x resources.workers={workers}"
+        fix = "" if workers == 1 else " or resources.workers"
         if cpus * workers > total.get("CPU", 0):
-            raise BackendError(f"resources: {workers} worker(s) x cpus={cpus} but the Ray cluster has "
-                               f"{total.get('CPU', 0)} CPUs; lower resources.cpus or resources.workers")
+            raise BackendError(f"resources.cpus={cpus:g}{per_trial} but the Ray cluster has {total.get('CPU', 0):g} "
+                               f"CPUs; lower resources.cpus{fix}")
         if gpus * workers > total.get("GPU", 0):
-            raise BackendError(f"resources: {workers} worker(s) x gpus={gpus} but the Ray cluster has "
-                               f"{total.get('GPU', 0)} GPUs; set resources.gpus: 0 or add GPU nodes")
+            raise BackendError(f"resources.gpus={gpus:g}{per_trial} but the Ray cluster has {total.get('GPU', 0):g} "
+                               f"GPUs; set resources.gpus: 0{fix.replace('or', 'or lower')} or add GPU nodes")
         self._cpus, self._gpus = cpus, gpus
         # A trial on several workers runs on Ray Train's own worker actors: its slot holds none.
         loop = self._slot_loop if workers == 1 else self._train_slot_loop
