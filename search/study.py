@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import threading
@@ -63,9 +64,21 @@ def enqueue_configured(config: StudyConfig, storage, record) -> None:
         storage.create_trial(record.id, dict(params), state=TrialState.WAITING)
 
 
+def _warn_settings(config: StudyConfig) -> None:
+    """Settings that run but cannot do what they are for: said before the run, not discovered after."""
+    if config.algorithm == "pbt":
+        population = int(config.algorithm_options.get("population", config.trials))
+        if config.parallel < population:
+            logging.getLogger("search").warning(
+                "PBT: budget.parallel=%d < population=%d: members train in turns, so a member may find no "
+                "other member training to copy and the study can end with no exploit; set budget.parallel "
+                "to the population", config.parallel, population)
+
+
 def _drive(config: StudyConfig, storage, record, backend_obj,
            on_progress: Callable[[Progress], None] | None, deadline: float | None = None,
            callbacks: Sequence[Callable] = ()) -> RunSummary:
+    _warn_settings(config)
     try:
         algorithm = make_study_algorithm(config, storage)
     except BaseException:

@@ -391,3 +391,15 @@ def test_an_exploit_is_stored_with_pbt_state_in_one_write(tmp_path, sqlite_url, 
             first_writes.append(w)
             seen |= new
     assert len(first_writes) >= 3 and all("algorithm" in w for w in first_writes)
+
+
+def test_a_population_larger_than_parallel_is_warned_about(tmp_path, sqlite_url, caplog):
+    """Population 4 with parallel 2 ran and ended with no exploit, without a word: now it is said
+    before the run."""
+    import logging
+
+    d = _study("pbt-turns", tmp_path, tmp_path / "h.jsonl", population=4)
+    d["budget"]["parallel"] = 2
+    with caplog.at_level(logging.WARNING, logger="search"):
+        search.run(d, storage=sqlite_url)
+    assert any("budget.parallel=2 < population=4" in r.getMessage() for r in caplog.records)
