@@ -390,6 +390,27 @@ def shutdown_ray() -> None:
     _stop_reaper()
 
 
+def _ship_by_value(fn) -> None:
+    """A callable objective from the user's own module travels with its code, as one from
+    ``__main__`` or a notebook does: Ray's workers need not be able to import that module (a
+    worker that cannot unpickle a task's argument leaves the task pending, and the study waits).
+    Modules of installed packages (site-packages) still travel by reference."""
+    import sys
+
+    from ray import cloudpickle
+
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    path = getattr(module, "__file__", None) or ""
+    if module is None or module.__name__ == "__main__" or "site-packages" in path or "dist-packages" in path:
+        return
+    if module.__name__.split(".")[0] in ("search", "trials", "storage", "surrogates", "analysis", "dashboards"):
+        return  # ours: on every worker already
+    try:
+        cloudpickle.register_pickle_by_value(module)
+    except ValueError:
+        pass  # a module cloudpickle cannot ship by value (no file): by reference, as before
+
+
 class RayBackend(Backend):
     def __init__(self, address: str | None = None, runtime_env: dict | None = None) -> None:
         self.address = address
@@ -557,6 +578,8 @@ class RayBackend(Backend):
                 timeout = None
 
     def submit(self, spec: TrialSpec) -> None:
+        if callable(spec.entrypoint):
+            _ship_by_value(spec.entrypoint)
         self._specs.put(spec)
 
     def request_stop(self, trial_id: int) -> None:
