@@ -77,6 +77,12 @@ def _worker_loop(cfg: dict) -> None:
     run_trial(spec, channel.put.remote if rank == 0 else (lambda ev: None), stop_requested)
 
 
+def _worker_died(error: BaseException | None) -> bool:
+    """Whether the fit failed because a worker process died (not because the objective raised)."""
+    text = f"{type(error).__name__}: {error}" if error is not None else ""
+    return any(k in text for k in ("ActorDiedError", "RayActorError", "ActorUnavailableError", "died"))
+
+
 @dataclasses.dataclass
 class TrainAttempt:
     """A running multi-worker attempt, for ``request_stop``."""
@@ -118,15 +124,23 @@ def run_on_workers(spec: TrialSpec, put: Callable[[TrialEvent], None], closed: t
     runner = threading.Thread(target=fit, name=f"train-{spec.number}", daemon=True)
     runner.start()
     finished = False
+    done: TrialEvent | None = None  # rank 0's, held until the fit has ended
     while True:
         alive = runner.is_alive()
         for ev in ray.get(channel.take.remote()):
-            if not closed.is_set():
+            if ev.kind == "done":
+                done = ev
+            elif not closed.is_set():
                 put(ev)
-            finished = finished or ev.kind in ("done", "lost")
         if not alive:
             break
         runner.join(0.2)
+    if done is not None and not (done.error is not None and _worker_died(failure.get("error"))):
+        if not closed.is_set():
+            put(done)
+        finished = True
+    # else: rank 0's own error only echoes another worker's death (its collective failed), or it
+    # never ended: the attempt is lost, and retried
     try:
         ray.kill(channel)
     except Exception:  # noqa: BLE001 - already gone
