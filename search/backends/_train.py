@@ -77,6 +77,10 @@ def _worker_loop(cfg: dict) -> None:
     run_trial(spec, channel.put.remote if rank == 0 else (lambda ev: None), stop_requested)
 
 
+# What a collective says on a rank whose peer process died (gloo over TCP; NCCL's own words).
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker", "NCCL communicator was aborted")
+
+
 def _worker_died(error: BaseException | None) -> bool:
     """Whether the fit failed because a worker process died (not because the objective raised)."""
     text = f"{type(error).__name__}: {error}" if error is not None else ""
@@ -135,7 +139,9 @@ def run_on_workers(spec: TrialSpec, put: Callable[[TrialEvent], None], closed: t
         if not alive:
             break
         runner.join(0.2)
-    if done is not None and not (done.error is not None and _worker_died(failure.get("error"))):
+    peer_lost = done is not None and done.error is not None and (
+        _worker_died(failure.get("error")) or any(k in done.error for k in _PEER_LOST))
+    if done is not None and not peer_lost:
         if not closed.is_set():
             put(done)
         finished = True
