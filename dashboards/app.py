@@ -43,8 +43,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from storage.read_api import (FILTER_HELP, MAX_CURVES_PAGE, MAX_PAGE, READ_API_VERSION, ReadAPI, json_safe,
-                              open_read_api)
+from storage.read_api import (FILTER_HELP, MAX_CURVES_PAGE, MAX_HISTORY_POINTS, MAX_PAGE, MAX_WATCH,
+                              READ_API_VERSION, ReadAPI, json_safe, open_read_api)
 
 __all__ = ["create_app", "LOOPBACK_HOSTS", "is_loopback", "STATIC_FILES", "CSP", "MAX_INT"]
 
@@ -324,11 +324,22 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
             number = int_param(number, "trial number", 0)  # type: ignore[assignment]
         except ValueError as exc:
             return page("error.html", 400, title="bad request", message=str(exc))
+        from dashboards._commands import trial_commands
+
+        def load():
+            trial = reader.trial(name, number, max_reports=2, with_best=False)
+            study = reader.get_study(name)
+            return trial, study
+
         try:
-            trial = await run_in_threadpool(reader.trial, name, number, max_reports=2)
+            trial, study = await run_in_threadpool(load)
         except (StudyNotFound, KeyError):
             return page("error.html", 404, title="not found", message=f"no trial {number} in study {name!r}")
-        return page("trial.html", title=f"{name} #{number}", trial=trial)
+        spec = dict(study.spec)
+        fixed = json_safe(dict((spec.get("trial") or {}).get("params") or {}))
+        return page("trial.html", title=f"{name} #{number}", trial=trial, fixed=fixed,
+                    entrypoint=(spec.get("trial") or {}).get("entrypoint"),
+                    commands=trial_commands(spec, study.name, study.state, trial, reader.url_safe))
 
     @app.get("/compare", response_class=HTMLResponse)
     async def compare_page(request: Request):
@@ -380,7 +391,23 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
 
     @app.get("/api/v1/studies/{name}/history")
     async def api_history(name: str, request: Request):
-        return await answer(lambda: reader.history(name, query_int(request, "objective", 0)))
+        return await answer(lambda: reader.history(name, query_int(request, "objective", 0),
+                                                   max_points=query_int(request, "max_points", MAX_HISTORY_POINTS,
+                                                                        16, 100_000)))
+
+    @app.get("/api/v1/studies/{name}/updates")
+    async def api_updates(name: str, request: Request, metric: str = ""):
+        since = request.query_params.get("since")
+
+        def run():
+            text = request.query_params.get("watch", "")
+            parts = [p for p in text.split(",") if p.strip()]
+            if len(parts) > MAX_WATCH:
+                raise ValueError(f"watch may name at most {MAX_WATCH} trials, got {len(parts)}")
+            watch = [int_param(p, "watch", 0) for p in parts]
+            return reader.updates(name, since or None, watch=watch, metric=metric or None)
+
+        return await answer(run)
 
     @app.get("/api/v1/studies/{name}/params")
     async def api_params(name: str):
@@ -388,9 +415,9 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
 
     @app.get("/api/v1/studies/{name}/importance")
     async def api_importance(name: str, request: Request):
-        from analysis.importance import importance_view
+        from dashboards._importance import study_importance
 
-        return await answer(lambda: importance_view(reader, name, query_int(request, "objective", 0)))
+        return await answer(lambda: study_importance(reader, name, query_int(request, "objective", 0)))
 
     @app.get("/api/v1/studies/{name}/curves")
     async def api_curves(name: str, request: Request, metric: str = ""):

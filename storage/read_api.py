@@ -37,7 +37,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from storage.records import ExploitRecord, StudyRecord, TrialRecord, TrialState
 
 __all__ = ["READ_API_VERSION", "ReadAPI", "open_read_api", "parse_filter", "FILTER_HELP", "declared_space",
-           "json_safe"]
+           "json_safe", "scheduler_rungs"]
 
 READ_API_VERSION = 1
 MAX_PAGE = 500
@@ -45,6 +45,10 @@ MAX_PAGE = 500
 MAX_PARAM_POINTS = 2000
 MAX_TIMELINE = 2000
 MAX_CURVES_PAGE = 500
+MAX_HISTORY_POINTS = 4000
+MAX_RUNNING = 500
+MAX_WATCH = 1000
+MAX_LIVE_POINTS = 20_000
 # A RUNNING trial is heartbeaten by its controller every few seconds (5 by default). One silent for
 # longer than this has no controller any more (killed): its time, and its study's, stop at the last
 # heartbeat instead of growing with the clock.
@@ -119,6 +123,72 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def _envelope(numbers: Sequence[int], values: Sequence[float], max_points: int) -> list[int]:
+    """Indices of the points to draw of a series sorted by ``numbers``: all of them up to
+    ``max_points``; above, the number axis is cut into ``max_points // 2`` equal bins and each bin
+    keeps the points with its lowest and highest value, as a screen column of the plot would
+    show them (M4-style downsampling). One pass, O(n)."""
+    n = len(numbers)
+    if n <= max_points:
+        return list(range(n))
+    bins = max(1, max_points // 2)
+    lo = numbers[0]
+    width = (numbers[-1] - lo + 1) / bins
+    low: dict[int, int] = {}
+    high: dict[int, int] = {}
+    for i in range(n):
+        b = int((numbers[i] - lo) / width)
+        v = values[i]
+        j = low.get(b)
+        if j is None or v < values[j]:
+            low[b] = i
+        j = high.get(b)
+        if j is None or v > values[j]:
+            high[b] = i
+    return sorted(set(low.values()) | set(high.values()))
+
+
+def _best_and_spread(scored: Sequence[tuple[int, float]], max_points: int, sign: float) -> list[tuple[int, float]]:
+    """``scored`` (number, value) itself up to ``max_points``; above, the best half (``sign`` -1
+    for maximised values) and an even spread of the rest, by number."""
+    if len(scored) <= max_points:
+        return list(scored)
+    ranked = sorted(scored, key=lambda x: sign * x[1])
+    best_part, rest = ranked[: max_points // 2], ranked[max_points // 2:]
+    step = len(rest) / (max_points - len(best_part))
+    return sorted(best_part + [rest[int(i * step)] for i in range(max_points - len(best_part))])
+
+
+def _ancestry(exploits: Sequence[Any], number: int) -> list[dict[str, Any]]:
+    """The exploits that made trial ``number`` what it is, newest first: its last exploit, then
+    the parent's last exploit before that one, and so on back (PBT ancestry)."""
+    by_member: dict[int, list[Any]] = {}
+    for x in exploits:  # oldest first
+        by_member.setdefault(x.number, []).append(x)
+    out: list[dict[str, Any]] = []
+    bound = None
+    while len(out) <= len(exploits):
+        prior = [x for x in by_member.get(number, ()) if bound is None or x.id < bound]
+        if not prior:
+            break
+        x = prior[-1]
+        out.append({"number": x.number, "parent": x.parent_number, "step": x.step, "parent_step": x.parent_step,
+                    "params_before": json_safe(dict(x.params_before or {})),
+                    "params_after": json_safe(dict(x.params_after or {})), "at": _iso(x.created_at)})
+        number, bound = x.parent_number, x.id
+    return out
+
+
+def _parse_cursor(since: str | None) -> tuple[int, int]:
+    """``updates``' cursor "REPORT_ID.TRIAL_ID" as two ints; a ``ValueError`` naming it otherwise."""
+    if since is None:
+        return 0, 0
+    m = re.fullmatch(r"([0-9]{1,12})\.([0-9]{1,12})", since.strip())
+    if not m:
+        raise ValueError(f"since must be a cursor from a previous answer (two integers joined by '.'), got {since[:40]!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 def declared_space(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The study's declared parameters as {name, type, low, high, log, choices}."""
     out = []
@@ -133,6 +203,30 @@ def declared_space(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
             item["choices"] = list(p.get("choices") or [])
         out.append(item)
     return out
+
+
+def scheduler_rungs(spec: Mapping[str, Any], max_step: int | None = None) -> list[int]:
+    """The steps at which the study's successive-halving scheduler (asha, hyperband, freeze-thaw)
+    judges trials, r_min * eta^k up to its max_resource (else up to ``max_step``, at most 30
+    levels), from the study file's ``scheduler`` options and their defaults; [] for any other."""
+    sched = spec.get("scheduler")
+    if not isinstance(sched, Mapping) or sched.get("name") not in ("asha", "hyperband", "freeze-thaw"):
+        return []
+
+    def opt(key: str, default: int) -> int:
+        v = sched.get(key, default)
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 else default
+
+    grace = opt("grace_period", 1) if sched["name"] == "asha" else 1
+    r_min = max(opt("min_resource", grace), grace)
+    eta = max(2, opt("reduction_factor", 3))
+    top = sched.get("max_resource") if isinstance(sched.get("max_resource"), int) else max_step
+    levels = []
+    level = r_min
+    while len(levels) < 30 and (top is None or level <= top):
+        levels.append(level)
+        level *= eta
+    return levels
 
 
 def parse_filter(text: str, space: Sequence[dict[str, Any]] = ()) -> list[tuple[str, str, str, Any]]:
@@ -534,6 +628,9 @@ class ReadAPI:
         out["has_scaling"] = "params" in keys and ("tokens" in keys or "flops" in keys)
         e = ExploitRow.__table__
         out["has_lineage"] = bool(self._rows(select(e.c.id).where(e.c.study_id == row.id).limit(1)))
+        sched = spec.get("scheduler")
+        out["scheduler"] = sched.get("name") if isinstance(sched, dict) else None
+        out["rungs"] = scheduler_rungs(spec)
         out["read_api_version"] = READ_API_VERSION
         return out
 
@@ -626,25 +723,32 @@ class ReadAPI:
         return {"total": total, "offset": offset, "limit": limit, "sort": sort, "descending": descending,
                 "rows": out}
 
-    def trial(self, name: str, number: int, *, max_reports: int = 2000) -> dict[str, Any]:
-        """One trial with its reports (evenly thinned to ``max_reports``, the last one kept) and
-        checkpoints."""
+    def trial(self, name: str, number: int, *, max_reports: int = 2000, with_best: bool = True) -> dict[str, Any]:
+        """One trial with its reports (evenly thinned to ``max_reports``, the last one kept),
+        checkpoints, attempts (``attempt_history``: each attempt's reports, steps and checkpoints
+        and how it ended, as far as the records tell), PBT ``ancestry`` (the exploits that made
+        it, newest first, back through each parent) and ``children`` (members that copied it),
+        and with ``with_best`` the study's best trial's curve of the first objective (``best``)."""
         from sqlalchemy import func, select
 
-        from storage._schema import CheckpointRow, ReportRow, TrialRow
+        from storage._schema import CheckpointRow, ExploitRow, ReportRow, TrialRow
 
         study = self._study_row(name)
-        t, r, c = TrialRow.__table__, ReportRow.__table__, CheckpointRow.__table__
+        t, r, c, e = TrialRow.__table__, ReportRow.__table__, CheckpointRow.__table__, ExploitRow.__table__
         rows = self._rows(select(t).where(t.c.study_id == study.id, t.c.number == number))
         if not rows:
             raise KeyError(f"study {name!r} has no trial number {number}")
         tr = rows[0]
         with self.engine.connect() as conn:
-            n_reports = conn.scalar(select(func.count()).select_from(r).where(r.c.trial_id == tr.id))
+            per_attempt = list(conn.execute(
+                select(r.c.attempt, func.count(), func.min(r.c.step), func.max(r.c.step))
+                .where(r.c.trial_id == tr.id).group_by(r.c.attempt).order_by(r.c.attempt)))
+            exploits = list(conn.execute(select(e).where(e.c.study_id == study.id).order_by(e.c.id)))
+        n_reports = sum(n for _a, n, _lo, _hi in per_attempt)
         reports = self._thinned_reports([tr.id], max_reports)
         cks = self._rows(select(c).where(c.c.trial_id == tr.id).order_by(c.c.step, c.c.id))
         end = _trial_end(tr.state, tr.finished_at, tr.heartbeat_at, _now())
-        return {
+        out = {
             "study": study.name, "metrics_names": list(study.metrics), "directions": list(study.directions),
             "number": tr.number, "state": tr.state, "params": json_safe(dict(tr.params or {})),
             "values": None if tr._mapping["values"] is None else [_num(v) for v in tr._mapping["values"]],
@@ -658,6 +762,67 @@ class ReadAPI:
             "checkpoints": [{"step": k.step, "attempt": k.attempt, "path": k.path, "checksum": k.checksum,
                              "created_at": _iso(k.created_at)} for k in cks],
         }
+        out["attempt_history"] = self._attempts(tr, per_attempt, cks, [x for x in exploits if x.number == tr.number])
+        out["ancestry"] = _ancestry(exploits, tr.number)
+        out["children"] = [{"number": x.number, "step": x.step, "parent_step": x.parent_step, "at": _iso(x.created_at)}
+                           for x in exploits if x.parent_number == tr.number]
+        if with_best:
+            out["best"] = self._best_curve(study, max_reports)
+        return out
+
+    @staticmethod
+    def _attempts(tr, per_attempt, cks, own_exploits) -> list[dict[str, Any]]:
+        """Each attempt of the trial: its reports (count, first and last step), checkpoints and how
+        it ended. An attempt before the current one ended in an exploit when one of the trial's
+        exploits happened at its last step (PBT: it restarted from a parent's checkpoint), else it
+        was cut short (its worker lost, its controller stopped, or a freeze-thaw pause) and the
+        next attempt resumed from the newest checkpoint. Storage keeps the newest error only."""
+        reported = {a: (n, lo, hi) for a, n, lo, hi in per_attempt}
+        unused = list(own_exploits)
+        out = []
+        for a in range(tr.attempt + 1):
+            n, lo, hi = reported.get(a, (0, None, None))
+            item: dict[str, Any] = {"attempt": a, "reports": n, "first_step": lo, "last_step": hi,
+                                    "checkpoints": sum(1 for k in cks if k.attempt == a)}
+            if a == tr.attempt:
+                item["ended"] = tr.state
+                item["error"] = tr.error
+                item["detail"] = None
+            else:
+                x = next((x for x in unused if hi is not None and x.step == hi), None)
+                if x is not None:
+                    unused.remove(x)
+                    item["ended"] = "EXPLOIT"
+                    item["detail"] = (f"restarted from trial {x.parent_number}'s checkpoint at step {x.parent_step} "
+                                      f"with {json_safe(dict(x.params_after or {}))}")
+                else:
+                    item["ended"] = "INTERRUPTED"
+                    item["detail"] = ("cut short (worker lost, controller stopped or paused); the next attempt "
+                                      "resumed from the newest checkpoint")
+                item["error"] = None
+            out.append(item)
+        return out
+
+    def _best_curve(self, study, points: int) -> dict[str, Any] | None:
+        """The best COMPLETE trial's number, value and curve of the first objective's metric."""
+        from sqlalchemy import select
+
+        from storage._schema import TrialRow
+
+        t = TrialRow.__table__
+        order = t.c.value.desc() if study.directions[0] == "maximize" else t.c.value.asc()
+        rows = self._rows(select(t.c.id, t.c.number, t.c.value).where(
+            t.c.study_id == study.id, t.c.state == TrialState.COMPLETE, t.c.value.is_not(None))
+            .order_by(order, t.c.number).limit(1))
+        if not rows:
+            return None
+        tid, number, value = rows[0]
+        steps, values = [], []
+        for _tid, step, _a, v in self._thinned_reports([tid], points, _text(study.metrics[0], "metric")):
+            if _num(v) is not None:
+                steps.append(step)
+                values.append(_num(v))
+        return {"number": number, "value": _num(value), "metric": study.metrics[0], "steps": steps, "values": values}
 
     def _thinned_reports(self, trial_ids: Sequence[int], points: int,
                          metric: str | None = None) -> list[tuple[int, int, int, Any]]:
@@ -686,72 +851,125 @@ class ReadAPI:
 
     # -- plots --------------------------------------------------------------------------------
 
-    def _complete(self, study_id: int, *cols, limit: int | None = None, newest: bool = False):
-        from sqlalchemy import select
+    def _last_value(self, metric: str):
+        """SQL for a trial's last reported value of ``metric``: the metrics its attempt ended with
+        (a stopped, paused or failed trial keeps its last report there), else, for one still
+        running, its report at ``last_step`` (one indexed lookup on (trial_id, step))."""
+        from sqlalchemy import func, select
+
+        from storage._schema import ReportRow, TrialRow
+
+        t, r = TrialRow.__table__, ReportRow.__table__
+        from_report = (select(r.c.metrics[metric].as_float())
+                       .where(r.c.trial_id == t.c.id, r.c.step == t.c.last_step)
+                       .order_by(r.c.id.desc()).limit(1).scalar_subquery())
+        return func.coalesce(t.c.metrics[metric].as_float(), from_report)
+
+    def _scored(self, row, objective: int = 0) -> tuple[list[tuple[int, float]], list[tuple[int, str, float, int | None]]]:
+        """(every COMPLETE trial's (number, value) of objective ``objective``, every other trial's
+        (number, state, last reported value of that objective's metric, step reached)) by trial
+        number, trials without a finite value left out. One pass over the study's trials."""
+        from sqlalchemy import case, select
 
         from storage._schema import TrialRow
 
         t = TrialRow.__table__
-        q = select(*[t.c[c] for c in cols]).where(t.c.study_id == study_id, t.c.state == TrialState.COMPLETE)
-        q = q.order_by(t.c.number.desc() if newest else t.c.number)
-        if limit is not None:
-            q = q.limit(limit)
-        return self._rows(q)
+        metric = _text(row.metrics[objective], "metric")
+        own = t.c.value if objective == 0 else t.c["values"]
+        last = case((t.c.state == TrialState.COMPLETE, None), else_=self._last_value(metric))
+        q = (select(t.c.number, t.c.state, own, last, t.c.last_step).where(t.c.study_id == row.id)
+             .order_by(t.c.number))
+        complete: list[tuple[int, float]] = []
+        stopped: list[tuple[int, str, float, int | None]] = []
+        for number, state, vals, last_value, step in self._rows(q):
+            if state == TrialState.COMPLETE:
+                if objective == 0:
+                    v = _num(vals)
+                else:
+                    v = _num(vals[objective]) if vals is not None and len(vals) > objective else None
+                if v is not None:
+                    complete.append((number, v))
+            else:
+                v = _num(last_value)
+                if v is not None:
+                    stopped.append((number, state, v, step))
+        return complete, stopped
 
-    def history(self, name: str, objective: int = 0) -> dict[str, Any]:
-        """Completed trials' objective ``objective`` by trial number, with the best so far."""
+    def history(self, name: str, objective: int = 0, *, max_points: int = MAX_HISTORY_POINTS) -> dict[str, Any]:
+        """Objective ``objective`` by trial number: ``numbers``/``values`` of COMPLETE trials with
+        ``best`` (the best so far at each), ``stopped`` (every other trial that reported the
+        objective's metric, at its last reported value, with its state and step) and
+        ``best_line`` (each trial that improved the best: the best-so-far staircase, exact).
+
+        Above ``max_points`` points of a kind, the trial-number axis is cut into ``max_points // 2``
+        equal bins and each bin keeps its lowest and highest value (what one screen column shows:
+        the envelope and the outliers survive, the dense middle is thinned); ``total``/``shown``
+        and ``total_stopped``/``shown_stopped`` say so."""
+        if not 16 <= max_points <= 100_000:
+            raise ValueError(f"max_points must be in [16, 100000], got {max_points}")
         row = self._study_row(name)
         if not 0 <= objective < len(row.directions):
             raise ValueError(f"objective must be in [0, {len(row.directions)}), got {objective}")
         direction = row.directions[objective]
-        numbers, values, best = [], [], []
+        complete, stopped = self._scored(row, objective)
+        best: list[float] = []
+        line_n: list[int] = []
+        line_v: list[float] = []
         cur: float | None = None
-        # Objective 0 has its own float column; only other objectives need the JSON array.
-        for number, vals in self._complete(row.id, "number", "value" if objective == 0 else "values"):
-            if objective == 0:
-                v = _num(vals)
-            else:
-                v = _num(vals[objective]) if vals is not None and len(vals) > objective else None
-            if v is None:
-                continue
+        for number, v in complete:
             if cur is None or (v > cur if direction == "maximize" else v < cur):
                 cur = v
-            numbers.append(number)
-            values.append(v)
+                line_n.append(number)
+                line_v.append(v)
             best.append(cur)
+        keep = _envelope([n for n, _ in complete], [v for _, v in complete], max_points)
+        keep_s = _envelope([s[0] for s in stopped], [s[2] for s in stopped], max_points)
+        keep_l = _envelope(line_n, line_v, max_points)
         return {"study": row.name, "metric": row.metrics[objective], "direction": direction,
-                "numbers": numbers, "values": values, "best": best}
+                "numbers": [complete[i][0] for i in keep], "values": [complete[i][1] for i in keep],
+                "best": [best[i] for i in keep],
+                "stopped": {"numbers": [stopped[i][0] for i in keep_s], "values": [stopped[i][2] for i in keep_s],
+                            "states": [stopped[i][1] for i in keep_s], "steps": [stopped[i][3] for i in keep_s]},
+                "best_line": {"numbers": [line_n[i] for i in keep_l], "values": [line_v[i] for i in keep_l]},
+                "best_value": cur, "best_number": line_n[-1] if line_n else None,
+                "total": len(complete), "shown": len(keep), "total_stopped": len(stopped), "shown_stopped": len(keep_s),
+                "max_points": max_points}
 
     def param_points(self, name: str, *, max_points: int = MAX_PARAM_POINTS) -> dict[str, Any]:
-        """Completed trials' parameters and first objective, for parallel coordinates, slice and
-        contour plots. Above ``max_points`` trials, the best half and an even spread of the rest
-        are kept; ``shown`` and ``total`` say so."""
+        """Parameters and first objective for parallel coordinates, slice and contour plots:
+        COMPLETE trials in ``numbers``/``values``/``params``, and in ``stopped`` every other trial
+        that reported the objective's metric, at its last reported value, with its state and step.
+        Above ``max_points`` trials of a kind, the best half and an even spread of the rest are
+        kept; ``shown``/``total`` (and ``stopped.shown``/``stopped.total``) say so."""
         from sqlalchemy import select
 
         from storage._schema import TrialRow
 
         row = self._study_row(name)
-        # Pick the trials from (number, value) alone; only the chosen ones' params are decoded.
-        scored = [(n, v) for n, v in self._complete(row.id, "number", "value") if _num(v) is not None]
-        total = len(scored)
-        if total > max_points:
-            sign = -1.0 if row.directions[0] == "maximize" else 1.0
-            ranked = sorted(scored, key=lambda x: sign * x[1])
-            best_part, rest = ranked[: max_points // 2], ranked[max_points // 2:]
-            step = len(rest) / (max_points - len(best_part))
-            scored = sorted(best_part + [rest[int(i * step)] for i in range(max_points - len(best_part))])
+        sign = -1.0 if row.directions[0] == "maximize" else 1.0
+        complete, stopped = self._scored(row, 0)
+        chosen = _best_and_spread(complete, max_points, sign)
+        chosen_s = _best_and_spread([(s[0], s[2]) for s in stopped], max_points // 2, sign)
+        info = {s[0]: s for s in stopped}
+        # Only the chosen trials' params are read and decoded.
+        wanted = [n for n, _ in chosen] + [n for n, _ in chosen_s]
         t = TrialRow.__table__
-        q = select(t.c.number, t.c.params).where(t.c.study_id == row.id, t.c.state == TrialState.COMPLETE)
-        if total > max_points:
-            q = q.where(t.c.number.in_([n for n, _ in scored]))
-        params_of = dict(self._rows(q))
-        rows = [(n, params_of.get(n) or {}, v) for n, v in scored]
+        params_of: dict[int, Any] = {}
+        for i in range(0, len(wanted), 1000):
+            params_of.update(self._rows(select(t.c.number, t.c.params).where(
+                t.c.study_id == row.id, t.c.number.in_(wanted[i:i + 1000]))))
         space = declared_space(dict(row.spec or {}))
         names = [p["name"] for p in space]
+
+        def columns(points):
+            return {k: [json_safe((params_of.get(n) or {}).get(k)) for n, _ in points] for k in names}
+
         return {"study": row.name, "metric": row.metrics[0], "direction": row.directions[0], "space": space,
-                "numbers": [n for n, _, _ in rows], "values": [v for _, _, v in rows],
-                "params": {k: [json_safe(p.get(k)) for _, p, _ in rows] for k in names},
-                "shown": len(rows), "total": total}
+                "numbers": [n for n, _ in chosen], "values": [v for _, v in chosen], "params": columns(chosen),
+                "shown": len(chosen), "total": len(complete),
+                "stopped": {"numbers": [n for n, _ in chosen_s], "values": [v for _, v in chosen_s],
+                            "states": [info[n][1] for n, _ in chosen_s], "steps": [info[n][3] for n, _ in chosen_s],
+                            "params": columns(chosen_s), "shown": len(chosen_s), "total": len(stopped)}}
 
     def learning_curves(self, name: str, metric: str | None = None, *, offset: int = 0, limit: int = 200,
                         points: int = 40) -> dict[str, Any]:
@@ -817,6 +1035,128 @@ class ReadAPI:
                         "start": _iso(r.started_at), "end": _iso(end),
                         "duration_s": (end - r.started_at).total_seconds()})
         return {"study": row.name, "trials": out, "shown": len(out), "total": total}
+
+    def updates(self, name: str, since: str | None = None, *, watch: Sequence[int] = (),
+                metric: str | None = None) -> dict[str, Any]:
+        """What changed in a study since ``since`` (the ``cursor`` of the previous answer; None
+        for the first call), for a live page that does not refetch everything.
+
+        Answers ``cursor`` (the newest report and trial ids now), ``summary`` (the study's counts
+        and best, as ``studies`` gives them), ``running`` (every RUNNING trial, at most
+        ``MAX_RUNNING``, with its latest report), ``waiting`` (the numbers of WAITING and PAUSED
+        trials, for the page to watch), ``changed`` (trials created after the cursor
+        and the ``watch``ed ones, the trials the page showed running, with their state now and
+        their value: the objective when COMPLETE, else the last reported one) and ``points``
+        (the ``metric`` reports of running and watched trials recorded after the cursor, at most
+        ``MAX_LIVE_POINTS``). Every query is a primary-key range after the cursor, the
+        (study_id, state) index, or a lookup of the given trials, so a poll costs what changed,
+        not the study's size (the summary's GROUP BY excepted, which the index covers)."""
+        from sqlalchemy import func, or_, select
+
+        from storage._schema import ReportRow, TrialRow
+
+        row = self._study_row(name)
+        metric = _text(metric or row.metrics[0], "metric")
+        if len(watch) > MAX_WATCH:
+            raise ValueError(f"watch may name at most {MAX_WATCH} trials, got {len(watch)}")
+        after_report, after_trial = _parse_cursor(since)
+        t, r = TrialRow.__table__, ReportRow.__table__
+        last = self._last_value(row.metrics[0])
+        cols = (t.c.id, t.c.number, t.c.state, t.c.value, last.label("last_value"), t.c.last_step, t.c.attempt,
+                t.c.worker, t.c.node, t.c.started_at, t.c.heartbeat_at, t.c.error)
+        with self.engine.connect() as conn:
+            cursor = (conn.scalar(select(func.max(r.c.id))) or 0, conn.scalar(select(func.max(t.c.id))) or 0)
+            running = list(conn.execute(select(*cols).where(t.c.study_id == row.id, t.c.state == TrialState.RUNNING)
+                                        .order_by(t.c.number).limit(MAX_RUNNING)))
+            waiting = [n for (n,) in conn.execute(
+                select(t.c.number).where(t.c.study_id == row.id, t.c.state.in_([TrialState.WAITING, TrialState.PAUSED]))
+                .order_by(t.c.number).limit(MAX_RUNNING))]
+            changed = []
+            if since is not None:
+                cond = [t.c.id > after_trial]
+                if watch:
+                    cond.append(t.c.number.in_(sorted(set(watch))))
+                changed = list(conn.execute(select(*cols).where(t.c.study_id == row.id, or_(*cond))
+                                            .order_by(t.c.number).limit(MAX_WATCH + MAX_RUNNING)))
+            ids = {x.id: x.number for x in running} | {x.id: x.number for x in changed}
+            latest: dict[int, Any] = {}
+            if running:
+                # each running trial's report at its last step: one (trial_id, step) lookup each
+                for tid, step, metrics in conn.execute(
+                        select(r.c.trial_id, r.c.step, r.c.metrics)
+                        .join(t, (t.c.id == r.c.trial_id) & (r.c.step == t.c.last_step))
+                        .where(r.c.trial_id.in_([x.id for x in running])).order_by(r.c.id)):
+                    latest[tid] = {"step": step, "metrics": json_safe(dict(metrics or {}))}
+            points: dict[int, tuple[list[int], list[float]]] = {}
+            if since is not None and ids:
+                for tid, step, v in conn.execute(
+                        select(r.c.trial_id, r.c.step, r.c.metrics[metric].as_float())
+                        .where(r.c.id > after_report, r.c.id <= cursor[0], r.c.trial_id.in_(list(ids)))
+                        .order_by(r.c.id).limit(MAX_LIVE_POINTS)):
+                    if _num(v) is not None:
+                        p = points.setdefault(tid, ([], []))
+                        p[0].append(step)
+                        p[1].append(_num(v))
+        counts, best = self._aggregates(row.id)
+        summary = self._summary(row, counts, best, self._activity([row.id] if row.finished_at is None else []))
+        now = _now()
+
+        def trial(x, with_latest: bool) -> dict[str, Any]:
+            end = _trial_end(x.state, None, x.heartbeat_at, now)
+            item = {"number": x.number, "state": x.state, "attempt": x.attempt, "worker": x.worker, "node": x.node,
+                    "last_step": x.last_step, "started_at": _iso(x.started_at),
+                    "duration_s": None if x.started_at is None or end is None else (end - x.started_at).total_seconds(),
+                    "value": _num(x.value) if x.state == TrialState.COMPLETE else _num(x.last_value),
+                    "error": None if x.error is None else x.error[:300]}
+            if with_latest:
+                item["latest"] = latest.get(x.id)
+            return item
+
+        return {"study": row.name, "metric": metric, "cursor": f"{cursor[0]}.{cursor[1]}", "summary": summary,
+                "running": [trial(x, True) for x in running], "waiting": waiting,
+                "changed": [trial(x, False) for x in changed],
+                "points": [{"number": ids[tid], "steps": s, "values": v} for tid, (s, v) in points.items()]}
+
+    def values_at_step(self, name: str, metric: str | None = None, *, max_trials: int = 500) -> dict[str, Any]:
+        """Every trial's value of ``metric`` (default: the first objective's) at one common step,
+        for comparisons across a multi-fidelity study where most trials were stopped early.
+
+        The step is the largest that at least half of the trials that reported reached (their
+        ``last_step``), so it holds most trials at the highest fidelity most of them share; each
+        trial that reached it counts with its last report at or before it. The newest
+        ``max_trials`` such trials are answered: {step, numbers, values, params, states, total}."""
+        from sqlalchemy import func, select
+
+        from storage._schema import ReportRow, TrialRow
+
+        row = self._study_row(name)
+        metric = _text(metric or row.metrics[0], "metric")
+        t, r = TrialRow.__table__, ReportRow.__table__
+        reached = self._rows(select(t.c.last_step, func.count()).where(t.c.study_id == row.id, t.c.last_step.is_not(None))
+                             .group_by(t.c.last_step).order_by(t.c.last_step.desc()))
+        n = sum(k for _s, k in reached)
+        base = {"study": row.name, "metric": metric, "step": None, "numbers": [], "values": [], "params": [],
+                "states": [], "total": 0}
+        if not n:
+            return base
+        seen, step = 0, None
+        for s, k in reached:  # largest first
+            seen += k
+            if 2 * seen >= n:
+                step = s
+                break
+        chosen = self._rows(select(t.c.id, t.c.number, t.c.state, t.c.params)
+                            .where(t.c.study_id == row.id, t.c.last_step >= step)
+                            .order_by(t.c.number.desc()).limit(max_trials))
+        info = {x.id: x for x in chosen}
+        rn = func.row_number().over(partition_by=r.c.trial_id, order_by=(r.c.step.desc(), r.c.id.desc())).label("rn")
+        ranked = (select(r.c.trial_id, r.c.metrics[metric].as_float().label("v"), rn)
+                  .where(r.c.trial_id.in_(list(info)), r.c.step <= step).subquery())
+        found = {tid: _num(v) for tid, v in self._rows(select(ranked.c.trial_id, ranked.c.v).where(ranked.c.rn == 1))}
+        kept = sorted((info[tid].number, tid) for tid, v in found.items() if v is not None)
+        return {**base, "step": step, "numbers": [nb for nb, _ in kept], "values": [found[tid] for _, tid in kept],
+                "params": [json_safe(dict(info[tid].params or {})) for _, tid in kept],
+                "states": [info[tid].state for _, tid in kept], "total": n}
 
     def lineage(self, name: str) -> dict[str, Any]:
         """PBT lineage: every exploit (member ``number`` continued from ``parent_number``'s

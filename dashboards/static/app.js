@@ -135,26 +135,138 @@ function studiesPage() {
 
 // -------------------------------------------------------------------------------------- study
 
+// Ids of workers and nodes run to 56 hex characters: a prefix is shown, the full id on hover.
+function shortId(id, n = 8) {
+  if (!id) return '';
+  const s = String(id);
+  return s.length > n + 2 ? `${s.slice(0, n)}…` : s;
+}
+
+function idCell(node, worker) {
+  const td = el('td', { class: 'id' });
+  const parts = [node, worker].filter(Boolean);
+  if (!parts.length) { td.textContent = '–'; return td; }
+  parts.forEach((p, i) => {
+    if (i) td.append(' / ');
+    td.append(el('span', { title: String(p), text: shortId(p) }));
+  });
+  return td;
+}
+
+const STATE_STYLE = {
+  COMPLETE: { color: '#4c78a8', symbol: 'circle' },
+  PRUNED: { color: '#9a9a9a', symbol: 'x' },
+  PAUSED: { color: '#2a9d8f', symbol: 'diamond' },
+  RUNNING: { color: '#e45756', symbol: 'circle-open' },
+  WAITING: { color: '#eeca3b', symbol: 'square-open' },
+  FAILED: { color: '#b279a2', symbol: 'x-thin-open' },
+};
+const STATE_WORD = { PRUNED: 'pruned (stopped early)', PAUSED: 'paused', RUNNING: 'running', WAITING: 'waiting', FAILED: 'failed' };
+
 function studyPage() {
   const name = BODY.dataset.study;
   const api = `/api/v1/studies/${enc(name)}`;
-  const state = { offset: 0, sort: 'number', order: 'asc', study: null, curvesLimit: 100, lastDone: -1,
-                  lastImportance: 0, params: null };
+  const rungs = (BODY.dataset.rungs || '').split(',').filter(Boolean).map(Number);
+  const state = { offset: 0, sort: 'number', order: 'asc', study: null, curvesLimit: 100, cursor: null,
+                  params: null, watch: new Set(), hist: null, curves: null, loaded: false,
+                  lastParams: 0, lastImportance: 0, lastTimeline: 0, paramsDirty: false };
 
+  // -- summary cards and the running table (from the updates answer)
   const summaryFields = (s) => [
-    ['state', stateText(s)], ['algorithm', s.algorithm || '–'],
-    ['objectives', s.metrics.map((m, i) => `${m} (${s.directions[i]})`).join(', ')],
-    ['done', s.budget ? `${s.done} / ${s.budget}` : String(s.done)], ['running', String(s.running)],
-    ['waiting', String(s.waiting)], ['failed', String(s.failed)], ['best', fmt(s.best)],
+    ['best', fmt(s.best)], ['done', s.budget ? `${s.done} / ${s.budget}` : String(s.done)],
+    ['running', String(s.running)], ['pruned', String(s.counts.PRUNED)], ['paused', String(s.paused)],
+    ['waiting', String(s.waiting)], ['failed', String(s.failed)], ['state', stateText(s)],
+    ['algorithm', s.algorithm || '–'], ['objectives', s.metrics.map((m, i) => `${m} (${s.directions[i]})`).join(', ')],
     ['started', fmtTime(s.started_at)], ['duration', fmtDuration(s.duration_s)],
   ];
 
-  async function refreshSummary() {
-    const s = await getJSON(api);
-    state.study = s;
-    const dl = document.getElementById('summary');
-    dl.replaceChildren(...summaryFields(s).flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { id: `summary-${k}`, text: v })]));
-    return s;
+  function renderSummary(s) {
+    state.study = Object.assign(state.study || {}, s);
+    const cards = summaryFields(s).map(([k, v]) => el('div', { class: `card card-${k}` },
+      el('div', { class: 'label', text: k === 'best' ? `best ${s.metrics[0]}` : k }),
+      el('div', { id: `summary-${k}`, class: 'value', text: v })));
+    document.getElementById('summary').replaceChildren(...cards);
+  }
+
+  function renderRunning(running) {
+    const now = running.map((t) => {
+      const latest = t.latest ? Object.entries(t.latest.metrics).slice(0, 4).map(([k, v]) => `${k}=${fmt(v)}`).join(', ') : '–';
+      return el('tr', { 'data-number': String(t.number) },
+        el('td', {}, el('a', { href: `/studies/${enc(name)}/trials/${t.number}`, text: String(t.number) })),
+        el('td', { class: 'num', text: String(t.attempt) }),
+        el('td', { class: 'num', text: t.last_step === null ? '–' : String(t.last_step) }),
+        el('td', { text: latest }), idCell(t.node, t.worker),
+        el('td', { class: 'num', text: fmtDuration(t.duration_s) }));
+    });
+    document.querySelector('#running tbody').replaceChildren(...now);
+    document.getElementById('running-empty').hidden = running.length > 0;
+    note('running-count', running.length ? `(${running.length})` : '');
+  }
+
+  // -- optimisation history: every trial, the stopped ones at their last reported value
+  function drawHistory() {
+    const h = state.hist;
+    if (!h) return;
+    const groups = {};
+    for (const [n, p] of h.points) (groups[p.state] = groups[p.state] || []).push([n, p]);
+    const traces = [];
+    for (const st of ['COMPLETE', 'PRUNED', 'PAUSED', 'RUNNING', 'WAITING', 'FAILED']) {
+      const pts = (groups[st] || []).sort((a, b) => a[0] - b[0]);
+      if (!pts.length) continue;
+      const style = STATE_STYLE[st];
+      traces.push({ x: pts.map(([n]) => n), y: pts.map(([, p]) => p.value), customdata: pts.map(([n]) => n),
+        text: pts.map(([n, p]) => (st === 'COMPLETE' ? `trial ${n}` : `trial ${n}, ${STATE_WORD[st]}, last report at step ${p.step ?? '–'}`)),
+        type: 'scatter', mode: 'markers', name: st === 'COMPLETE' ? 'complete' : `${STATE_WORD[st]} (last report)`,
+        hoverinfo: 'text+y', marker: { size: st === 'COMPLETE' ? 7 : 7, color: style.color, symbol: style.symbol,
+                                        opacity: st === 'COMPLETE' ? 0.9 : 0.75 } });
+    }
+    const line = bestLine(h);
+    if (line.x.length) {
+      traces.push({ x: line.x, y: line.y, type: 'scatter', mode: 'lines', name: 'best so far', hoverinfo: 'y',
+                    line: { shape: 'hv', color: '#e45756', width: 2 } });
+    }
+    draw('plot-history', traces, { xaxis: { title: { text: 'trial number' } }, yaxis: { title: { text: esc(h.metric) } },
+                                  legend: { orientation: 'h', y: 1.12 }, margin: { l: 60, r: 20, t: 30, b: 45 } });
+    const div = document.getElementById('plot-history');
+    if (!div.dataset.wired) {
+      div.dataset.wired = '1';
+      div.on('plotly_click', (ev) => {
+        const n = ev.points[0] && ev.points[0].customdata;
+        if (n !== undefined) window.location.href = `/studies/${enc(name)}/trials/${enc(n)}`;
+      });
+    }
+    const nStopped = [...h.points.values()].filter((p) => p.state !== 'COMPLETE').length;
+    const thinned = h.shown < h.total || h.shownStopped < h.totalStopped;
+    note('history-note', `${h.total} complete trials and ${h.totalStopped + Math.max(0, nStopped - h.shownStopped)} others at their last report` +
+      (thinned ? `; ${h.points.size} points drawn: above ${h.maxPoints} points of a kind the server keeps each screen column's lowest and highest value` : '') +
+      '; click a point to open its trial');
+  }
+
+  // The best-so-far staircase over the server's exact staircase plus trials completed since.
+  function bestLine(h) {
+    const pts = h.bestLine.map(([n, v]) => [n, v]);
+    for (const [n, p] of h.points) if (p.state === 'COMPLETE' && p.live) pts.push([n, p.value]);
+    pts.sort((a, b) => a[0] - b[0]);
+    const x = [], y = [];
+    let cur = null;
+    for (const [n, v] of pts) {
+      if (cur === null || isBetter(h.direction, v, cur)) { cur = v; x.push(n); y.push(v); }
+    }
+    const last = Math.max(0, ...h.points.keys());
+    if (x.length && last > x[x.length - 1]) { x.push(last); y.push(cur); }
+    return { x, y };
+  }
+
+  async function loadHistory() {
+    const d = await getJSON(`${api}/history`);
+    const points = new Map();
+    d.numbers.forEach((n, i) => points.set(n, { state: 'COMPLETE', value: d.values[i] }));
+    d.stopped.numbers.forEach((n, i) => points.set(n, { state: d.stopped.states[i], value: d.stopped.values[i], step: d.stopped.steps[i] }));
+    const prev = state.hist;
+    state.hist = { metric: d.metric, direction: d.direction, points, bestLine: d.best_line.numbers.map((n, i) => [n, d.best_line.values[i]]),
+                   total: d.total, shown: d.shown, totalStopped: d.total_stopped, shownStopped: d.shown_stopped, maxPoints: d.max_points };
+    if (prev) for (const [n, p] of prev.points) if (p.live && !points.has(n)) points.set(n, p);
+    drawHistory();
   }
 
   // -- trial table
@@ -162,11 +274,11 @@ function studyPage() {
     const cols = [{ key: 'number', label: '#' }, { key: 'state', label: 'state' }];
     s.metrics.forEach((m, i) => cols.push({ key: i === 0 ? 'value' : `values.${i}`, label: m, get: (r) => r.values && r.values[i] }));
     for (const p of s.space) cols.push({ key: `params.${p.name}`, label: p.name, get: (r) => r.params[p.name] });
+    cols.push({ key: 'last_step', label: 'last step' });
+    cols.push({ key: 'attempt', label: 'attempt' });
     cols.push({ key: 'started_at', label: 'started', get: (r) => fmtTime(r.started_at) });
     cols.push({ key: 'finished_at', label: 'duration', get: (r) => fmtDuration(r.duration_s) });
-    cols.push({ key: 'node', label: 'node / worker', get: (r) => [r.node, r.worker].filter(Boolean).join(' / ') || '–' });
-    cols.push({ key: 'attempt', label: 'attempt' });
-    cols.push({ key: 'last_step', label: 'last step' });
+    cols.push({ key: 'node', label: 'node / worker', cell: (r) => idCell(r.node, r.worker) });
     return cols;
   }
 
@@ -188,7 +300,7 @@ function studyPage() {
 
   async function refreshTable() {
     const s = state.study;
-    if (!s) return;
+    if (!s || !s.space) return;
     const size = Number(document.getElementById('page-size').value);
     const q = new URLSearchParams({ offset: state.offset, limit: size, sort: state.sort, order: state.order });
     const st = document.getElementById('state-filter').value;
@@ -205,9 +317,10 @@ function studyPage() {
     tbody.replaceChildren(...page.rows.map((r) => {
       const tr = el('tr', { 'data-number': String(r.number), class: `state-${r.state}` });
       for (const c of cols) {
+        if (c.key === 'number') { tr.append(el('td', {}, el('a', { href: `/studies/${enc(name)}/trials/${r.number}`, text: String(r.number) }))); continue; }
+        if (c.cell) { tr.append(c.cell(r)); continue; }
         const v = c.get ? c.get(r) : r[c.key];
-        if (c.key === 'number') tr.append(el('td', {}, el('a', { href: `/studies/${enc(name)}/trials/${r.number}`, text: String(r.number) })));
-        else tr.append(el('td', { text: typeof v === 'string' ? v : fmt(v), title: c.key === 'state' && r.error ? r.error : null }));
+        tr.append(el('td', { text: typeof v === 'string' ? v : fmt(v), title: c.key === 'state' && r.error ? r.error : null }));
       }
       return tr;
     }));
@@ -215,7 +328,6 @@ function studyPage() {
     note('page-info', page.total ? `${page.offset + 1}–${end} of ${page.total}` : 'no trials match');
     document.getElementById('prev-page').disabled = page.offset === 0;
     document.getElementById('next-page').disabled = end >= page.total;
-    state.total = page.total;
   }
 
   function wireTable() {
@@ -232,13 +344,17 @@ function studyPage() {
     });
   }
 
-  // -- plots
-  async function refreshHistory() {
-    const h = await getJSON(`${api}/history`);
-    draw('plot-history', [
-      { x: h.numbers, y: h.values, mode: 'markers', type: 'scatter', name: 'trial', marker: { size: 6, color: '#4c78a8' } },
-      { x: h.numbers, y: h.best, mode: 'lines', type: 'scatter', name: 'best so far', line: { shape: 'hv', color: '#e45756' } },
-    ], { xaxis: { title: { text: 'trial number' } }, yaxis: { title: { text: esc(h.metric) } } });
+  // -- parameters: complete and stopped trials together, coloured by state
+  function allPoints(d) {
+    const s = d.stopped || { numbers: [], values: [], states: [], steps: [], params: {} };
+    const names = Object.keys(d.params);
+    return {
+      space: d.space, metric: d.metric, direction: d.direction,
+      numbers: [...d.numbers, ...s.numbers], values: [...d.values, ...s.values],
+      states: [...d.numbers.map(() => 'COMPLETE'), ...s.states], steps: [...d.numbers.map(() => null), ...s.steps],
+      params: Object.fromEntries(names.map((k) => [k, [...d.params[k], ...((s.params || {})[k] || [])]])),
+      shown: d.shown, total: d.total, stoppedShown: s.shown || 0, stoppedTotal: s.total || 0,
+    };
   }
 
   function axisValues(p, vals) {
@@ -250,11 +366,12 @@ function studyPage() {
     return { vals: vals.map((v) => (typeof v === 'number' ? v : null)) };
   }
 
-  // Parallel coordinates drawn as SVG lines (one trace per colour band) rather than plotly's
-  // WebGL parcoords, whose shader compiler needs eval, which the CSP does not allow.
+  // Parallel coordinates drawn as SVG lines (one trace per colour group) rather than plotly's
+  // WebGL parcoords, whose shader compiler needs eval, which the CSP does not allow. Complete
+  // trials are coloured by value (green best, red worst); stopped ones by their state.
   function drawParcoords(d) {
     const space = d.space.filter((p) => ['float', 'int', 'categorical'].includes(p.type));
-    if (!space.length || !d.values.length) { note('parcoords-note', 'no completed trials with declared parameters yet'); return; }
+    if (!space.length || !d.values.length) { note('parcoords-note', 'no trials with a value and declared parameters yet'); return; }
     const axes = space.map((p) => ({ p, ...axisValues(p, d.params[p.name]) }));
     axes.push({ p: { name: d.metric, type: 'objective' }, vals: d.values });
     const norm = axes.map((a) => {
@@ -264,26 +381,34 @@ function studyPage() {
       if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
       return { lo, hi };
     });
-    const vmin = Math.min(...d.values), vmax = Math.max(...d.values);
-    const BANDS = 6;
+    const doneVals = d.values.filter((_, i) => d.states[i] === 'COMPLETE');
+    const vmin = Math.min(...doneVals), vmax = Math.max(...doneVals);
     const colours = ['#1a9850', '#91cf60', '#d9ef8b', '#fee08b', '#fc8d59', '#d73027'];
-    const bands = Array.from({ length: BANDS }, () => ({ x: [], y: [], text: [] }));
+    const groups = {};
     d.values.forEach((v, i) => {
-      let r = vmax > vmin ? (v - vmin) / (vmax - vmin) : 0;
-      if (d.direction === 'maximize') r = 1 - r;
-      const b = bands[Math.min(BANDS - 1, Math.floor(r * BANDS))];
+      const st = d.states[i];
+      let key = st;
+      if (st === 'COMPLETE') {
+        let r = vmax > vmin ? (v - vmin) / (vmax - vmin) : 0;
+        if (d.direction === 'maximize') r = 1 - r;
+        key = `band${Math.min(colours.length - 1, Math.max(0, Math.floor(r * colours.length)))}`;
+      }
+      const g = groups[key] || (groups[key] = { x: [], y: [], text: [] });
       axes.forEach((a, j) => {
         const val = a.vals[i];
-        b.x.push(j);
-        b.y.push(val === null || val === undefined ? null : (val - norm[j].lo) / (norm[j].hi - norm[j].lo));
-        b.text.push(`trial ${d.numbers[i]}`);
+        g.x.push(j);
+        g.y.push(val === null || val === undefined ? null : (val - norm[j].lo) / (norm[j].hi - norm[j].lo));
+        g.text.push(`trial ${d.numbers[i]} (${st.toLowerCase()})`);
       });
-      b.x.push(null); b.y.push(null); b.text.push('');
+      g.x.push(null); g.y.push(null); g.text.push('');
     });
-    const traces = bands.map((b, k) => ({
-      x: b.x, y: b.y, text: b.text, type: 'scatter', mode: 'lines', hoverinfo: 'text', connectgaps: false,
-      line: { color: colours[k], width: 1 }, opacity: 0.55, showlegend: false,
-    })).filter((t) => t.x.length);
+    const order = ['PRUNED', 'PAUSED', 'FAILED', 'WAITING', 'RUNNING', ...colours.map((_, k) => `band${colours.length - 1 - k}`)];
+    const traces = order.filter((k) => groups[k]).map((k) => {
+      const band = k.startsWith('band');
+      return { ...groups[k], type: 'scatter', mode: 'lines', hoverinfo: 'text', connectgaps: false,
+        line: { color: band ? colours[Number(k.slice(4))] : STATE_STYLE[k].color, width: band ? 1.2 : 1, dash: band ? 'solid' : 'dot' },
+        opacity: band ? 0.65 : 0.5, name: band ? 'complete' : STATE_WORD[k], showlegend: !band || k === 'band0', legendgroup: band ? 'complete' : k };
+    });
     const annotations = [];
     axes.forEach((a, j) => {
       const lo = norm[j].lo, hi = norm[j].hi;
@@ -300,10 +425,11 @@ function studyPage() {
     draw('plot-parcoords', traces, {
       xaxis: { showgrid: false, zeroline: false, showticklabels: false, range: [-0.2, axes.length - 0.6] },
       yaxis: { showgrid: false, zeroline: false, showticklabels: false, range: [-0.05, 1.15] },
-      annotations, shapes, margin: { l: 20, r: 20, t: 10, b: 10 },
+      annotations, shapes, margin: { l: 20, r: 20, t: 10, b: 10 }, legend: { orientation: 'h', y: -0.02 },
     });
-    note('parcoords-note', `${d.shown} of ${d.total} completed trials; colour from best (green) to worst (red) ${d.metric}` +
-      (d.shown < d.total ? ' (the best half and an even spread of the rest)' : ''));
+    note('parcoords-note', `${d.shown} of ${d.total} complete trials, coloured from best (green) to worst (red) ${d.metric}; ` +
+      `${d.stoppedShown} of ${d.stoppedTotal} stopped, paused, running or failed trials dotted, coloured by state, at their last report` +
+      (d.shown < d.total || d.stoppedShown < d.stoppedTotal ? ' (above the cap: the best half and an even spread of the rest)' : ''));
   }
 
   function drawSlice(d) {
@@ -314,8 +440,8 @@ function studyPage() {
       const ax = i === 0 ? '' : String(i + 1);
       const xs = d.params[p.name].map((v) => (p.type === 'categorical' ? esc(String(v)) : v));
       traces.push({ x: xs, y: d.values, type: 'scatter', mode: 'markers', xaxis: `x${ax}`, yaxis: `y${ax}`,
-                    marker: { size: 5, color: d.numbers, colorscale: 'Blues', opacity: 0.8 },
-                    text: d.numbers.map((n) => `trial ${n}`), hoverinfo: 'x+y+text' });
+                    marker: { size: 6, color: d.states.map((s) => STATE_STYLE[s].color), symbol: d.states.map((s) => STATE_STYLE[s].symbol), opacity: 0.8 },
+                    text: d.numbers.map((n, k) => `trial ${n} (${d.states[k].toLowerCase()})`), hoverinfo: 'x+y+text' });
       layout[`xaxis${ax}`] = { title: { text: esc(p.name) }, type: p.type === 'categorical' ? 'category' : (p.log ? 'log' : 'linear') };
       layout[`yaxis${ax}`] = i === 0 ? { title: { text: esc(d.metric) } } : {};
     });
@@ -342,7 +468,7 @@ function studyPage() {
     const space = d.space.filter((p) => ['float', 'int', 'categorical'].includes(p.type));
     if (space.length < 2) { note('contour-note', 'a contour needs two declared parameters'); return; }
     if (!sx.options.length) {
-      space.forEach((p, i) => { sx.append(el('option', { value: p.name, text: p.name })); sy.append(el('option', { value: p.name, text: p.name })); });
+      space.forEach((p) => { sx.append(el('option', { value: p.name, text: p.name })); sy.append(el('option', { value: p.name, text: p.name })); });
       sy.selectedIndex = 1;
       sx.addEventListener('change', () => drawContour(state.params));
       sy.addEventListener('change', () => drawContour(state.params));
@@ -362,69 +488,104 @@ function studyPage() {
       { type: 'contour', x: ax.centres, y: ay.centres, z, connectgaps: true, colorscale: 'Viridis',
         reversescale: d.direction === 'maximize', colorbar: { title: { text: esc(d.metric) } }, contours: { coloring: 'heatmap' } },
       { type: 'scatter', mode: 'markers', x: pts(px, d.params[px.name]), y: pts(py, d.params[py.name]),
-        marker: { size: 4, color: 'white', line: { width: 1, color: 'black' } }, text: d.numbers.map((n) => `trial ${n}`),
-        hoverinfo: 'text', showlegend: false },
+        marker: { size: 5, color: d.states.map((s) => (s === 'COMPLETE' ? 'white' : STATE_STYLE[s].color)), symbol: d.states.map((s) => STATE_STYLE[s].symbol),
+                  line: { width: 1, color: 'black' } },
+        text: d.numbers.map((n, k) => `trial ${n} (${d.states[k].toLowerCase()})`), hoverinfo: 'text', showlegend: false },
     ], { xaxis: { title: { text: esc(px.name) }, type: ax.type }, yaxis: { title: { text: esc(py.name) }, type: ay.type } });
-    note('contour-note', `mean ${d.metric} per cell of a ${BINS}×${BINS} grid (gaps interpolated); dots are trials`);
+    note('contour-note', `mean ${d.metric} per cell of a ${BINS}×${BINS} grid (gaps interpolated), over complete trials' values and ` +
+      'the others\' last reports; white dots are complete trials, coloured ones stopped early');
   }
 
   async function refreshParams() {
-    const d = await getJSON(`${api}/params`);
+    const d = allPoints(await getJSON(`${api}/params`));
     state.params = d;
+    state.lastParams = Date.now();
     drawParcoords(d);
     drawSlice(d);
     drawContour(d);
   }
 
   async function refreshImportance() {
+    state.lastImportance = Date.now();
     const d = await getJSON(`${api}/importance`);
     const names = Object.keys(d.importance);
-    note('importance-method', d.method ? `${d.method}; ${d.n_trials} completed trials` : d.note);
+    const basis = d.basis === 'step'
+      ? `; ${d.n_trials} trials at step ${d.step} (${Object.entries(d.states || {}).map(([s, k]) => `${k} ${s.toLowerCase()}`).join(', ')}): most trials were stopped early, so all are compared where most of them got to`
+      : `; ${d.n_trials} completed trials`;
+    note('importance-method', d.method ? `${d.method}${basis}` : d.note);
     if (!names.length) return;
     draw('plot-importance', [{ type: 'bar', orientation: 'h', x: names.map((n) => d.importance[n]).reverse(),
       y: names.map(esc).reverse(), marker: { color: '#4c78a8' } }],
     { xaxis: { title: { text: 'importance' } }, margin: { l: 120, r: 20, t: 10, b: 40 } });
   }
 
-  async function refreshCurves() {
+  // -- learning curves: rung lines, and where each stopped or paused trial ended
+  function drawCurves() {
+    const c = state.curves;
+    if (!c) return;
+    const curves = [...c.byNumber.values()];
+    const traces = curves.map((cv) => {
+      const running = cv.state === 'RUNNING';
+      return { x: cv.steps, y: cv.values, type: 'scatter', mode: 'lines', name: `trial ${cv.number}`,
+        line: { width: running ? 2.5 : 1, color: running ? '#e45756' : (cv.state === 'COMPLETE' ? undefined : '#b0b0b0') },
+        opacity: running ? 1 : (cv.state === 'COMPLETE' ? 0.7 : 0.55), showlegend: false, hoverinfo: 'name+x+y' };
+    });
+    for (const st of ['PRUNED', 'PAUSED', 'FAILED']) {
+      const ends = curves.filter((cv) => cv.state === st && cv.steps.length);
+      if (!ends.length) continue;
+      traces.push({ x: ends.map((cv) => cv.steps[cv.steps.length - 1]), y: ends.map((cv) => cv.values[cv.values.length - 1]),
+        text: ends.map((cv) => `trial ${cv.number} ${STATE_WORD[st]} at step ${cv.steps[cv.steps.length - 1]}`),
+        type: 'scatter', mode: 'markers', hoverinfo: 'text+y', name: `${STATE_WORD[st]} here`,
+        marker: { symbol: STATE_STYLE[st].symbol, size: 8, color: STATE_STYLE[st].color } });
+    }
+    const maxStep = Math.max(0, ...curves.map((cv) => cv.steps[cv.steps.length - 1] || 0));
+    const shown = rungs.filter((r) => r <= maxStep);
+    const shapes = shown.map((r) => ({ type: 'line', xref: 'x', yref: 'paper', x0: r, x1: r, y0: 0, y1: 1, line: { dash: 'dot', color: '#888', width: 1 } }));
+    const annotations = shown.map((r) => ({ x: r, y: 1, xref: 'x', yref: 'paper', text: `rung ${r}`, showarrow: false, yanchor: 'bottom', font: { size: 10, color: '#666' } }));
+    draw('plot-curves', traces, { xaxis: { title: { text: 'step' } }, yaxis: { title: { text: esc(c.metric) } }, shapes, annotations,
+                                 legend: { orientation: 'h', y: -0.18 }, margin: { l: 60, r: 20, t: 24, b: 50 } });
+    const running = curves.filter((cv) => cv.state === 'RUNNING').length;
+    note('curves-info', `${curves.length} of ${Math.max(c.total, curves.length)} trials that reported (${running} running, in red)`);
+    note('curves-note', (shown.length ? `dotted lines: the ${BODY.dataset.scheduler} rungs where trials are judged; ` : '') +
+      'grey curves were stopped or paused, a marker shows the step where');
+    document.getElementById('curves-more').hidden = curves.length >= c.total;
+  }
+
+  async function loadCurves() {
     const select = document.getElementById('curve-metric');
     const s = state.study;
     if (!select.options.length) {
       const names = [...new Set([...s.report_metrics, ...s.metrics])];
       for (const m of names) select.append(el('option', { value: m, text: m }));
       if (s.report_metrics.includes(s.metrics[0])) select.value = s.metrics[0];
-      select.addEventListener('change', () => { state.curvesLimit = 100; refreshCurves(); });
-      document.getElementById('curves-more').addEventListener('click', () => { state.curvesLimit = Math.min(state.curvesLimit * 2, 20000); refreshCurves(); });
+      select.addEventListener('change', () => { state.curvesLimit = 100; safely(loadCurves); });
+      document.getElementById('curves-more').addEventListener('click', () => { state.curvesLimit = Math.min(state.curvesLimit * 2, 20000); safely(loadCurves); });
     }
     const metric = select.value;
-    const curves = [];
+    const byNumber = new Map();
     let total = 0;
     for (let offset = 0; offset < state.curvesLimit; offset += 500) {
       const limit = Math.min(500, state.curvesLimit - offset);
       const page = await getJSON(`${api}/curves?${new URLSearchParams({ metric, offset, limit })}`);
-      curves.push(...page.curves);
+      for (const cv of page.curves) byNumber.set(cv.number, cv);
       total = page.total;
       if (page.curves.length < limit) break;
     }
-    const traces = curves.map((c) => ({
-      x: c.steps, y: c.values, type: 'scatter', mode: 'lines', name: `trial ${c.number}`,
-      line: { width: c.state === 'RUNNING' ? 2.5 : 1, color: c.state === 'RUNNING' ? '#e45756' : undefined },
-      opacity: c.state === 'RUNNING' ? 1 : 0.6, showlegend: false, hoverinfo: 'name+x+y',
-    }));
-    draw('plot-curves', traces, { xaxis: { title: { text: 'step' } }, yaxis: { title: { text: esc(metric) } } });
-    const running = curves.filter((c) => c.state === 'RUNNING').length;
-    note('curves-info', `${curves.length} of ${total} trials that reported (${running} running, in red)`);
-    document.getElementById('curves-more').hidden = curves.length >= total;
+    state.curves = { metric, byNumber, total };
+    drawCurves();
   }
 
   async function refreshTimeline() {
+    state.lastTimeline = Date.now();
     const d = await getJSON(`${api}/timeline`);
     // Trials that overlapped on one node/worker go to separate lanes of it, so none hides another.
     const laneEnds = {};
     const laneOf = {};
+    const fullKey = {};
     const sorted = [...d.trials].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
     for (const t of sorted) {
-      const key = [t.node, t.worker].filter(Boolean).join(' / ') || 'unknown';
+      const key = [shortId(t.node), shortId(t.worker)].filter(Boolean).join(' / ') || 'unknown';
+      fullKey[key] = [t.node, t.worker].filter(Boolean).join(' / ') || 'unknown';
       const ends = laneEnds[key] || (laneEnds[key] = []);
       let lane = ends.findIndex((end) => end <= t.start);
       if (lane < 0) { lane = ends.length; ends.push(t.end); } else ends[lane] = t.end;
@@ -436,17 +597,17 @@ function studyPage() {
     };
     const groups = {};
     for (const t of d.trials) (groups[t.state] = groups[t.state] || []).push(t);
-    const colour = { COMPLETE: '#4c78a8', RUNNING: '#e45756', FAILED: '#b279a2', PRUNED: '#bab0ac', WAITING: '#eeca3b', PAUSED: '#72b7b2' };
     const traces = Object.entries(groups).map(([st, ts]) => ({
-      type: 'bar', orientation: 'h', name: st, marker: { color: colour[st] || '#888' },
+      type: 'bar', orientation: 'h', name: st.toLowerCase(), marker: { color: (STATE_STYLE[st] || {}).color || '#888' },
       base: ts.map((t) => t.start), x: ts.map((t) => t.duration_s * 1000),
       y: ts.map(label),
-      text: ts.map((t) => `trial ${t.number}`), hoverinfo: 'text+y', width: 0.6,
+      text: ts.map((t) => esc(`trial ${t.number} on ${fullKey[laneOf[t.number][0]]}`)), hoverinfo: 'text', width: 0.6,
     }));
     const lanes = [...new Set(sorted.map(label))].sort();
     draw('plot-timeline', traces, { barmode: 'overlay', xaxis: { type: 'date', title: { text: 'time (UTC)' } },
       yaxis: { type: 'category', categoryorder: 'array', categoryarray: lanes, title: { text: 'node / worker' }, automargin: true } });
-    note('timeline-note', d.shown < d.total ? `newest ${d.shown} of ${d.total} started trials` : `${d.total} started trials`);
+    note('timeline-note', (d.shown < d.total ? `newest ${d.shown} of ${d.total} started trials` : `${d.total} started trials`) +
+      '; node and worker ids are shortened, hover a bar for the full ones');
   }
 
   async function fillCompare() {
@@ -459,40 +620,87 @@ function studyPage() {
     try { await fn(); } catch (e) { setLive(`update failed: ${e.message}`); }
   }
 
+  // -- live: one small request per poll, applied to what the page holds
+  function applyUpdates(u) {
+    renderSummary(u.summary);
+    renderRunning(u.running);
+    let changed = u.changed.length > 0;
+    const h = state.hist;
+    for (const t of [...u.changed, ...u.running]) {
+      if (h && t.value !== null && t.value !== undefined) {
+        const old = h.points.get(t.number);
+        if (!old || old.state !== t.state || old.value !== t.value) changed = true;
+        h.points.set(t.number, { state: t.state, value: t.value, step: t.last_step, live: true });
+      }
+    }
+    const c = state.curves;
+    if (c) {
+      for (const p of u.points) {
+        let cv = c.byNumber.get(p.number);
+        if (!cv) { cv = { number: p.number, state: 'RUNNING', steps: [], values: [] }; c.byNumber.set(p.number, cv); c.total += 1; }
+        p.steps.forEach((st, i) => {
+          // a resumed attempt reports some steps again: the newer value replaces the older
+          while (cv.steps.length && cv.steps[cv.steps.length - 1] >= st) { cv.steps.pop(); cv.values.pop(); }
+          cv.steps.push(st); cv.values.push(p.values[i]);
+        });
+      }
+      for (const t of [...u.changed, ...u.running]) {
+        const cv = c.byNumber.get(t.number);
+        if (cv && cv.state !== t.state) { cv.state = t.state; changed = true; }
+      }
+    }
+    state.watch = new Set([...u.running.map((t) => t.number), ...u.waiting]);
+    state.cursor = u.cursor;
+    return changed || u.points.length > 0;
+  }
+
   async function tick() {
-    const prev = state.study;
-    const s = await refreshSummary();
-    const running = s.running > 0 || s.state === 'RUNNING';
-    const changed = !prev || s.done !== prev.done || s.total !== prev.total || s.running !== prev.running;
-    if (!prev) {
-      await Promise.all([refreshTable(), safely(refreshHistory), safely(refreshParams), safely(refreshCurves),
-                         safely(refreshTimeline), safely(fillCompare)]);
-      safely(refreshImportance);
-      state.lastImportance = Date.now();
-      return;
-    }
-    if (!running && !changed) return;
-    const jobs = [refreshTable(), safely(refreshCurves), safely(refreshTimeline)];
-    if (changed) jobs.push(safely(refreshHistory), safely(refreshParams));
+    const q = new URLSearchParams();
+    if (state.cursor) q.set('since', state.cursor);
+    if (state.watch.size) q.set('watch', [...state.watch].join(','));
+    if (state.curves) q.set('metric', state.curves.metric);
+    const u = await getJSON(`${api}/updates?${q}`);
+    const first = !state.cursor;
+    const moved = applyUpdates(u);
+    if (first) return;
+    if (!moved) return;
+    drawHistory();
+    drawCurves();
+    const now = Date.now();
+    const jobs = [refreshTable()];
+    if (u.changed.length || now - state.lastTimeline > 10000) jobs.push(safely(refreshTimeline));
+    if (u.changed.some((t) => t.state !== 'RUNNING' && t.state !== 'WAITING') && now - state.lastParams > 10000) jobs.push(safely(refreshParams));
+    if (u.changed.length && now - state.lastImportance > 30000) jobs.push(safely(refreshImportance));
     await Promise.all(jobs);
-    if (changed && Date.now() - state.lastImportance > 30000) {
-      state.lastImportance = Date.now();
-      safely(refreshImportance);
-    }
+  }
+
+  async function start() {
+    // the first screen: summary and history; then the rest, in page order
+    const [study] = await Promise.all([getJSON(api), tick(), safely(loadHistory)]);
+    state.study = Object.assign(study, state.study || {});
+    await safely(loadCurves);
+    await Promise.all([safely(refreshParams), safely(refreshImportance), safely(refreshTimeline), refreshTable(), safely(fillCompare)]);
+    state.loaded = true;
   }
 
   wireTable();
-  poll(tick, () => true);
+  let started = false;
+  poll(async () => {
+    if (!started) { started = true; await start(); return; }
+    if (state.loaded) await tick();
+  }, () => true);
 }
 
 // -------------------------------------------------------------------------------------- trial
 
 function trialPage() {
-  const name = BODY.dataset.study, number = BODY.dataset.trial;
+  const name = BODY.dataset.study, number = Number(BODY.dataset.trial);
   const url = `/api/v1/studies/${enc(name)}/trials/${enc(number)}`;
   let stop = null;
   async function refresh() {
     const t = await getJSON(url);
+    const objective = t.metrics_names[0];
+    const traces = [];
     const byKey = {};
     for (const r of t.reports) {
       for (const [m, v] of Object.entries(r.metrics)) {
@@ -504,10 +712,17 @@ function trialPage() {
         tr.x.push(r.step); tr.y.push(v);
       }
     }
+    traces.push(...Object.values(byKey));
+    if (t.best && t.best.number !== t.number && t.best.steps.length) {
+      traces.push({ x: t.best.steps, y: t.best.values, type: 'scatter', mode: 'lines', name: esc(`${objective} of the best trial, #${t.best.number}`),
+                    line: { color: '#222', dash: 'dash', width: 2 } });
+    }
     // Metrics of very different scales share the plot; log y keeps them readable when positive.
-    const allPositive = Object.values(byKey).filter((tr) => tr.visible === true).every((tr) => tr.y.every((v) => v === null || v > 0));
-    draw('plot-reports', Object.values(byKey), { xaxis: { title: { text: 'step' } }, yaxis: { type: allPositive ? 'log' : 'linear' } });
-    note('reports-note', t.reports.length < t.n_reports ? `${t.reports.length} of ${t.n_reports} reports plotted (evenly thinned)` : `${t.n_reports} reports`);
+    const allPositive = traces.filter((tr) => tr.visible !== 'legendonly').every((tr) => tr.y.every((v) => v === null || v > 0));
+    draw('plot-reports', traces, { xaxis: { title: { text: 'step' } }, yaxis: { type: allPositive ? 'log' : 'linear' },
+                                  legend: { orientation: 'h', y: -0.2 } });
+    note('reports-note', (t.reports.length < t.n_reports ? `${t.reports.length} of ${t.n_reports} reports plotted (evenly thinned)` : `${t.n_reports} reports`) +
+      (t.best && t.best.number !== t.number ? `; dashed: the study's best trial #${t.best.number} (${objective} ${fmt(t.best.value)})` : t.best ? '; this is the study\'s best trial' : ''));
     const names = [...new Set(t.reports.flatMap((r) => Object.keys(r.metrics)))];
     document.querySelector('#trial-reports thead').replaceChildren(el('tr', {}, el('th', { text: 'step' }), el('th', { text: 'attempt' }), ...names.map((n) => el('th', { text: n }))));
     document.querySelector('#trial-reports tbody').replaceChildren(...t.reports.slice(-100).reverse().map((r) =>
