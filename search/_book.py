@@ -109,14 +109,27 @@ class TrialWriter:
     """The one writer of trial state for a study: each method writes storage, then puts what
     storage answered into the book. ``on_finished`` is called with every record that has just
     become terminal (the controller tells the algorithm). Methods that take an ``attempt`` write
-    nothing and answer None when that attempt is no longer the live one."""
+    nothing and answer None when that attempt is no longer the live one.
+
+    Reports may be held back and written in batches (``report_batch`` reports or ``report_delay``
+    seconds, whichever comes first; the controller's choice, the ask/tell API writes each at once):
+    one commit per report is what bounds a controller on PostgreSQL. Every write that changes a
+    trial's state or stores what depends on its reports (a checkpoint, a heartbeat) flushes the held
+    reports first, and the controller flushes before it stores a decision or the algorithm's state:
+    the store never holds a state change without the reports that came before it, and a crash
+    loses only reports nothing stored depends on (the attempt is requeued and reports them again)."""
 
     def __init__(self, storage: Storage, study_id: int, book: TrialBook,
-                 on_finished: Callable[[TrialRecord], None]) -> None:
+                 on_finished: Callable[[TrialRecord], None], *,
+                 report_batch: int = 1, report_delay: float = 0.0) -> None:
         self.storage = storage
         self.study_id = study_id
         self.book = book
         self.on_finished = on_finished
+        self.report_batch = max(1, int(report_batch))
+        self.report_delay = float(report_delay)
+        self._held: list[tuple[int, int, int, Mapping[str, float]]] = []
+        self._held_since = 0.0
 
     def _put(self, rec: TrialRecord | None) -> TrialRecord | None:
         if rec is not None:
@@ -139,6 +152,7 @@ class TrialWriter:
     def finish(self, rec: TrialRecord, **fields: Any) -> TrialRecord | None:
         """RUNNING -> COMPLETE, PRUNED or FAILED (``state=``, and values, metrics, error, last_step,
         node as ``Storage.finish_trial`` takes them)."""
+        self.flush()
         done = self.storage.finish_trial(rec.id, rec.attempt, **fields)
         if done is None:
             log.warning("trial %d attempt %d finished after it was reaped; result dropped", rec.number, rec.attempt)
@@ -147,6 +161,7 @@ class TrialWriter:
 
     def pause(self, rec: TrialRecord, **fields: Any) -> TrialRecord | None:
         """RUNNING -> PAUSED (metrics, last_step, node as ``Storage.pause_trial`` takes them)."""
+        self.flush()
         paused = self.storage.pause_trial(rec.id, rec.attempt, **fields)
         if paused is None:
             log.warning("trial %d attempt %d paused after it was reaped; ignored", rec.number, rec.attempt)
@@ -155,28 +170,52 @@ class TrialWriter:
 
     def thaw(self, rec: TrialRecord) -> TrialRecord:
         """PAUSED -> RUNNING as the next attempt."""
+        self.flush()
         return self._put(self.storage.thaw_trial(rec.id))  # type: ignore[return-value]
 
     def exploit(self, rec: TrialRecord, **fields: Any) -> TrialRecord | None:
         """The member's attempt restarts as the next one from a parent's copied checkpoint
         (``Storage.exploit_trial``)."""
+        self.flush()
         return self._put(self.storage.exploit_trial(rec.id, rec.attempt, **fields))
 
     def requeue(self, *, reason: str, trial_ids: Sequence[int] | None = None,
                 max_retries: int | None = None) -> list[TrialRecord]:
         """RUNNING attempts -> WAITING as a next attempt (or FAILED past ``max_retries``)."""
+        self.flush()
         return [self._put(r) for r in self.storage.requeue_running(  # type: ignore[misc]
             self.study_id, reason=reason, trial_ids=trial_ids, max_retries=max_retries)]
 
     def end_paused(self, trial_ids: Sequence[int] | None = None) -> list[TrialRecord]:
         """PAUSED -> PRUNED at the step reached: the study ends before they are thawed."""
+        self.flush()
         return [self._put(r) for r in self.storage.end_paused(self.study_id, trial_ids=trial_ids)]  # type: ignore[misc]
 
     def add_reports(self, reports: Sequence[tuple[int, int, int, Mapping[str, float]]]) -> None:
-        self.storage.add_reports(reports)
+        """Record reports (trial id, attempt, step, metrics), at once or held for the next batch."""
+        if not reports:
+            return
+        if not self._held:
+            self._held_since = time.monotonic()
+        self._held.extend(reports)
+        if len(self._held) >= self.report_batch or self.report_delay <= 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the reports held back, if any."""
+        if self._held:
+            held, self._held = self._held, []
+            self.storage.add_reports(held)
+
+    def flush_due(self) -> None:
+        """Write the reports held back if the oldest has waited ``report_delay`` seconds."""
+        if self._held and time.monotonic() - self._held_since >= self.report_delay:
+            self.flush()
 
     def add_checkpoint(self, trial_id: int, attempt: int, step: int, path: str, checksum: str) -> None:
+        self.flush()
         self.storage.add_checkpoint(trial_id, attempt, step, path, checksum)
 
     def heartbeat(self, trial_ids: Sequence[int]) -> None:
+        self.flush()
         self.storage.heartbeat(list(trial_ids))

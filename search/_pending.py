@@ -125,6 +125,7 @@ class PendingDecisions:
         resume from, else PRUNED; an exploit restarts the member from its parent's checkpoint (sent
         to the backend with ``dispatch``, else left WAITING for the next run), else PRUNED. False
         when the attempt is no longer the live one."""
+        self.writer.flush()
         reports = self.storage.get_reports(rec.id)
         mine = [r for r in reports if r.attempt == pending.attempt] or reports  # the decided attempt's
         metrics = {k: v for k, v in mine[-1].metrics.items() if v is not None} if mine else {}

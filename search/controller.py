@@ -37,6 +37,11 @@ __all__ = ["Controller", "RunSummary", "Progress", "trial_seed"]
 
 log = logging.getLogger("search.controller")
 
+# Reports are written in batches of up to this many, or once the oldest has waited this long: one
+# commit per report is what bounds a controller on PostgreSQL (bench/bench_controller_scale.py).
+REPORT_BATCH = 256
+REPORT_DELAY_S = 0.2
+
 
 def trial_seed(study_seed: int, number: int) -> int:
     return (int(study_seed) * 1_000_003 + int(number)) % (2**31 - 1)
@@ -88,7 +93,8 @@ class Controller:
         self._reader = StudyReader(config.name, storage)
         self.artifacts = config.artifacts if artifacts.is_url(config.artifacts) else os.path.abspath(config.artifacts)
         self.book = TrialBook(config.metrics, config.directions)
-        self.writer = TrialWriter(storage, study.id, self.book, on_finished=self._completed)
+        self.writer = TrialWriter(storage, study.id, self.book, on_finished=self._completed,
+                                  report_batch=REPORT_BATCH, report_delay=REPORT_DELAY_S)
         self.decisions = PendingDecisions(storage, study.id, self.book, self.writer, artifacts_root=self.artifacts,
                                           study_name=config.name, dispatch=self._dispatch, retain=self._retain)
         self._dry = False  # the algorithm's last propose() returned nothing
@@ -200,13 +206,7 @@ class Controller:
     # -- events -----------------------------------------------------------------------------------
 
     def _handle(self, events: list[TrialEvent]) -> None:
-        reports: list[tuple[int, int, int, dict]] = []
-
-        def flush() -> None:
-            if reports:
-                self.writer.add_reports(reports)
-                reports.clear()
-
+        flush = self.writer.flush
         for ev in events:
             rec = self.book.live(ev.trial_id, ev.attempt)
             if rec is None:
@@ -217,7 +217,7 @@ class Controller:
                 self.book.active(rec.id)
             if ev.kind == EventKind.REPORT:
                 step = int(ev.step or 0)
-                reports.append((ev.trial_id, ev.attempt, step, dict(ev.metrics)))
+                self.writer.add_reports([(ev.trial_id, ev.attempt, step, dict(ev.metrics))])
                 if self._decide(rec, step, ev.metrics, flush):
                     self.backend.request_stop(ev.trial_id)
             elif ev.kind == EventKind.CHECKPOINT:
@@ -233,7 +233,7 @@ class Controller:
             elif ev.kind == EventKind.LOST:
                 flush()
                 self._lost(rec, ev.error or "worker lost")
-        flush()
+        self.writer.flush_due()
 
     def _decide(self, rec: TrialRecord, step: int, metrics, flush: Callable[[], None]) -> bool:
         """Ask the algorithm, then the scheduler, what happens next to ``rec`` after its report
@@ -323,6 +323,7 @@ class Controller:
             if cfg.on_timeout == "retry" or self.decisions.of(rec) is not None:
                 self._lost(rec, reason)
                 continue
+            self.writer.flush()
             reports = self.storage.get_reports(rec.id)
             metrics = {k: v for k, v in reports[-1].metrics.items() if v is not None} if reports else {}
             self.book.release(rec.id)
@@ -359,6 +360,7 @@ class Controller:
     def _save_algorithm_state(self) -> None:
         state = self._algorithm_state()
         if state:
+            self.writer.flush()  # the state may count reports: they are stored first
             self.storage.set_algorithm_state(self.study.id, state)
 
     def _retain(self, trial_id: int) -> None:
@@ -417,8 +419,11 @@ class Controller:
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            self.backend.shutdown()
-            self._stop_running()
+            try:
+                self.writer.flush()
+            finally:
+                self.backend.shutdown()
+                self._stop_running()
         self.storage.set_study_state(self.study.id, "INTERRUPTED" if interrupted or out_of_time else "COMPLETE")
         self._progress(final=True)
         return RunSummary(

@@ -266,3 +266,38 @@ def test_an_algorithm_cannot_change_the_controllers_records(sqlite_url, tmp_path
     assert summary.complete == 4 and Meddler.tried > 0
     assert [t.params["x"] for t in st.get_trials(st.get_study("meddled").id)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     st.close()
+
+
+def test_reports_are_written_in_batches_and_every_one_is_stored(sqlite_url, tmp_path):
+    """The controller holds reports back and writes them in batches (one commit per report bounds
+    it on PostgreSQL): fewer writes than reports, yet every report is stored, in step order, and
+    the ones a stop decision rests on are stored before the trial ends PRUNED."""
+    from search.algorithms import make_algorithm as make
+    from search.backends.simulated import SimulatedBackend
+
+    config = parse_study({
+        "name": "batched", "objective": {"metric": "loss", "direction": "minimize"},
+        "trial": {"entrypoint": "search_test_objectives:curve", "params": {"steps": 27}},
+        "space": {"q": {"type": "float", "low": 0.0, "high": 1.0}},
+        "algorithm": {"name": "random", "seed": 3}, "budget": {"trials": 12, "parallel": 6},
+        "scheduler": {"name": "asha", "grace_period": 3, "reduction_factor": 3, "max_resource": 27},
+        "backend": {"name": "simulated"}, "artifacts": str(tmp_path / "artifacts"),
+    })
+    st = open_storage(sqlite_url)
+    rec = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=dict(config.raw))
+    backend = SimulatedBackend()
+    backend.start(parallel=config.parallel, cpus=1, gpus=0)
+    ctl = Controller(config, st, backend, make("random", config.space, config.metrics, config.directions, seed=3), rec)
+    writes = []
+    add_reports = st.add_reports
+    st.add_reports = lambda reports: (writes.append(len(reports)), add_reports(reports))[1]
+    summary = ctl.run()
+    trials = st.get_trials(rec.id)
+    assert summary.pruned > 0 and summary.complete + summary.pruned == 12
+    stored = 0
+    for t in trials:
+        steps = [r.step for r in st.get_reports(t.id)]
+        assert steps == list(range(1, t.last_step + 1)), (t.number, steps)
+        stored += len(steps)
+    assert sum(writes) == stored
+    assert len(writes) < stored / 2, writes
