@@ -157,7 +157,11 @@ def run(study: StudyConfig | Mapping[str, Any] | str, *, storage: str | None = N
             raise StudyExists(f"study {config.name!r} already exists; run `search resume {config.name}` "
                               "or change name:")
         # The backend starts (and checks its resources) before anything is written.
-        backend_obj = _start_backend(config, backend)
+        try:
+            backend_obj = _start_backend(config, backend)
+        except BaseException:
+            st.discard_if_unused()  # a refused run leaves no new, empty database file behind
+            raise
         try:
             record = st.create_study(config.name, metrics=config.metrics, directions=config.directions, spec=raw)
             enqueue_configured(config, st, record)

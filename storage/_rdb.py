@@ -141,6 +141,10 @@ class Storage:
                  retry_seconds: float = 120.0) -> None:
         self.url = url
         self.retry_seconds = retry_seconds
+        db = make_url(url).database if url.startswith("sqlite") else None
+        # A SQLite file this open creates: ``discard_if_unused`` removes it again when the run that
+        # opened it fails before writing a study (nothing written means no file either).
+        self._new_file = os.path.abspath(db) if db and db != ":memory:" and not os.path.exists(db) else None
         if not create:
             db = make_url(url).database if url.startswith("sqlite") else None
             if db and db != ":memory:" and not os.path.exists(db):
@@ -247,6 +251,26 @@ class Storage:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def discard_if_unused(self) -> None:
+        """Close, and delete the SQLite file this storage created if it still holds no study (a
+        run refused before its study was written leaves no schema-only database behind)."""
+        self.close()
+        if self._new_file is None or not os.path.exists(self._new_file):
+            return
+        try:
+            with self._session() as s:
+                if s.scalar(select(func.count()).select_from(StudyRow)):
+                    return
+        except SQLAlchemyError:
+            return
+        finally:
+            self.engine.dispose()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.remove(self._new_file + suffix)
+            except FileNotFoundError:
+                pass
 
     def __enter__(self) -> "Storage":
         return self

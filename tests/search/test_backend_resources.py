@@ -59,10 +59,21 @@ def test_cli_gpus_1000_in_process_exits_2_with_one_line(tmp_path):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: resources.gpus=1000") and "0 CUDA GPUs" in lines[0]
+    # Nothing written: not even an empty database file.
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("search.db")]
+
+
+def test_a_refused_run_keeps_a_database_that_already_held_studies(tmp_path):
     from storage import open_storage
 
+    url = f"sqlite:///{tmp_path / 'search.db'}"
     with open_storage(url) as st:
-        assert st.list_studies() == []  # the study was never created
+        st.create_study("kept", metrics=("loss",), directions=("minimize",), spec={})
+    path = _study_file(tmp_path, resources={"gpus": 1000}, backend={"name": "inprocess"})
+    out = _search(["run", path, "--storage", url], tmp_path, CUDA_VISIBLE_DEVICES="")
+    assert out.returncode == 2, out.stderr
+    with open_storage(url) as st:
+        assert [s.name for s in st.list_studies()] == ["kept"]
 
 
 def test_probe_tells_refused_not_grpc_and_grpc_apart():
