@@ -24,6 +24,7 @@ __all__ = ["TrainConfig", "Task", "EpochLoss", "RunningLoss", "fit"]
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "wsd")
 PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL = ("ddp", "fsdp")
 
 
 # ---- params
@@ -98,6 +99,9 @@ class TrainConfig:
     checkpoint_every: int = 1  # 0: only the final one
     checkpoint_final: bool = True
     device: str = "auto"
+    # a trial on several workers (resources.workers): ddp replicates the model on every rank,
+    # fsdp shards parameters, gradients and optimiser state over the ranks (ZeRO-3)
+    parallel: str = "ddp"
     # None: the trial's seeds
     seed: int | None = None
     data_seed: int | None = None
@@ -139,6 +143,7 @@ class TrainConfig:
         cfg["decay_fraction"] = float_param(cfg, "decay_fraction", 0.0, 1.0)
         cfg["min_lr_ratio"] = float_param(cfg, "min_lr_ratio", 0.0, 1.0)
         check_bool(cfg, "compile")
+        check_choice(cfg, "parallel", PARALLEL)
         return cfg
 
     def seeds(self, reporter: Reporter) -> tuple[int, int]:
@@ -279,19 +284,116 @@ def non_finite(value: float, what: str, step: int, lr: float) -> FloatingPointEr
     )
 
 
-def load_into(model, optimizer, state: Mapping[str, Any], trainer: str) -> None:
+def _misfit(exc: Exception, trainer: str) -> ValueError:
+    first = str(exc).strip().splitlines() or [type(exc).__name__]
+    detail = first[1].strip() if len(first) > 1 else first[0]
+    return ValueError(
+        f"checkpoint does not fit this {trainer} model ({detail[:300]}); resume only from a checkpoint "
+        f"of a trial with the same architecture params"
+    )
+
+
+def load_into(model, optimizer, state: Mapping[str, Any], trainer: str, sharded: bool = False) -> None:
     """Restore model and optimizer from a checkpoint, with a one-line reason when the checkpoint
-    belongs to a different architecture (a PBT exploit across shapes)."""
+    belongs to a different architecture (a PBT exploit across shapes). Either side may be sharded:
+    a checkpoint with ``sharded`` state (FSDP's, see ``save_sharded``) loads on any worker count,
+    and a whole one (one worker's, DDP's) into an FSDP model (``sharded``) as well."""
+    if "sharded" in state:
+        load_sharded(model, optimizer, state["sharded"], trainer)
+        return
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        try:
+            set_state_dict(model, optimizer, model_state_dict=state["model"],
+                           optim_state_dict=_named_optim_state(state["optimizer"], model, optimizer),
+                           options=StateDictOptions(full_state_dict=True))
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise _misfit(exc, trainer) from None
+        return
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise ValueError(
-            f"checkpoint does not fit this {trainer} model ({detail}); resume only from a checkpoint "
-            f"of a trial with the same architecture params"
-        ) from None
+        raise _misfit(exc, trainer) from None
     optimizer.load_state_dict(state["optimizer"])
+
+
+def _named_optim_state(state: Mapping[str, Any], model, optimizer) -> dict[str, Any]:
+    """A plain ``optimizer.state_dict()`` (parameters numbered in group order) keyed by parameter
+    name instead, as ``torch.distributed.checkpoint.state_dict`` wants it. The numbering follows
+    ``make_optimizer``'s groups, which are the same for the same architecture on any worker count."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups, states = [], {}
+    for saved, live in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        fqns = [names[id(p)] for p in live["params"]]
+        for number, fqn in zip(saved["params"], fqns, strict=True):
+            if number in state["state"]:
+                states[fqn] = state["state"][number]
+        groups.append({**saved, "params": fqns})
+    return {"state": states, "param_groups": groups}
+
+
+# A sharded checkpoint: torch.distributed.checkpoint (DCP) writes each rank's shards and the
+# metadata that maps them to whole tensors; the files travel to rank 0 and into the checkpoint
+# file, which stays one file with one checksum (what the controller records, copies for a PBT
+# exploit and deletes). Loading reads them back with DCP, which reshards to the loading model:
+# any worker count, FSDP or not.
+DCP_FORMAT = "torch.distributed.checkpoint"
+
+
+def save_sharded(model, optimizer) -> dict[str, Any] | None:
+    """Every rank's shards of model and optimizer state, saved with DCP: the ``sharded`` entry of
+    a checkpoint on rank 0, None on the others. A collective: every rank calls it."""
+    import os
+    import tempfile
+
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optim_state = get_state_dict(model, optimizer)
+    with tempfile.TemporaryDirectory(prefix="search-dcp-") as tmp:
+        dcp.save({"model": model_state, "optimizer": optim_state},
+                 storage_writer=dcp.FileSystemWriter(tmp, sync_files=False))
+        mine = {}
+        for name in sorted(os.listdir(tmp)):
+            with open(os.path.join(tmp, name), "rb") as f:
+                mine[name] = f.read()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    parts: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object(mine, parts, dst=0)
+    if parts is None:
+        return None
+    files: dict[str, bytes] = {}
+    for part in parts:
+        files.update(part)
+    return {"format": DCP_FORMAT, "world_size": world, "files": files}
+
+
+def load_sharded(model, optimizer, sharded: Mapping[str, Any], trainer: str) -> None:
+    """Load a ``save_sharded`` entry into ``model`` and ``optimizer``, sharded (FSDP) or not, on
+    any worker count (a collective when torch.distributed is set up: every rank calls it)."""
+    import os
+    import tempfile
+
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    if sharded.get("format") != DCP_FORMAT:
+        raise ValueError(f"checkpoint holds sharded state in an unknown format {sharded.get('format')!r}")
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optim_state}
+    with tempfile.TemporaryDirectory(prefix="search-dcp-") as tmp:
+        for name, blob in sharded["files"].items():
+            with open(os.path.join(tmp, os.path.basename(name)), "wb") as f:
+                f.write(blob)
+        try:
+            dcp.load(state, storage_reader=dcp.FileSystemReader(tmp),
+                     no_dist=not (dist.is_available() and dist.is_initialized()))
+        except Exception as exc:  # noqa: BLE001 - DCP wraps a shape or key mismatch in its own type
+            raise _misfit(exc, trainer) from None
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 # ---- what a trainer hands the loop
@@ -392,15 +494,19 @@ class Task:
 # ---- the loop
 
 class _Shard:
-    """This rank's part of a trial on several workers (DDP over torch.distributed): every rank
-    draws the same batches (they depend only on the seed and the step) and trains on its slice of
-    each, so the update equals one worker's on the whole batch, up to float summation order."""
+    """This rank's part of a trial on several workers over torch.distributed (gloo on CPU, NCCL on
+    GPUs, as Ray Train set it up). ``ddp`` keeps a whole replica of the model on every rank and
+    averages gradients; ``fsdp`` (FSDP2's ``fully_shard``, ZeRO-3) keeps 1/world of every
+    parameter, gradient and optimiser state per rank, gathering each unit's weights just before it
+    runs. Either way every rank draws the same batches (they depend only on the seed and the step)
+    and trains on its slice of each, so the update equals one worker's on the whole batch, up to
+    float summation order."""
 
-    def __init__(self, rank: int, world: int) -> None:
-        self.rank, self.world = rank, world
+    def __init__(self, rank: int, world: int, parallel: str = "ddp") -> None:
+        self.rank, self.world, self.parallel = rank, world, parallel
 
     @classmethod
-    def of(cls, reporter: Reporter) -> "_Shard | None":
+    def of(cls, reporter: Reporter, parallel: str = "ddp") -> "_Shard | None":
         import torch.distributed as dist
 
         world = reporter.spec.workers
@@ -409,12 +515,26 @@ class _Shard:
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError(f"resources.workers={world} but torch.distributed is not set up in this worker; "
                                "multi-worker trials run on the ray backend (Ray Train)")
-        return cls(dist.get_rank(), dist.get_world_size())
+        return cls(dist.get_rank(), dist.get_world_size(), parallel)
 
-    def wrap(self, model):
+    @property
+    def sharded(self) -> bool:
+        return self.parallel == "fsdp"
+
+    def wrap(self, model, device):
+        """The module to train with: DDP's wrapper, or ``model`` itself sharded in place."""
+        if self.sharded:
+            from torch.distributed.fsdp import fully_shard
+
+            from trials.models import fsdp_units
+
+            for unit in fsdp_units(model):
+                fully_shard(unit)
+            fully_shard(model)
+            return model
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model)
+        return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     def part(self, batch):
         """(this rank's rows of ``batch``, their share of the batch)."""
@@ -434,6 +554,7 @@ class _Shard:
         dist.all_reduce(total)
         return total
 
+
 def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Reporter) -> dict[str, float]:
     """Train ``task`` for ``task.steps`` steps; report every ``eval_every`` steps and at the last,
     checkpoint every ``checkpoint_every`` steps and (with ``checkpoint_final``) at the last, stop
@@ -442,12 +563,16 @@ def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Repor
     import torch
 
     model, device, meter = task.model, task.device, task.meter
+    shard = _Shard.of(reporter, cfg.parallel)
+    sharded = shard is not None and shard.sharded
+    if shard is not None and device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives (and DCP's) run on the current device
+    # Checkpoints keep the eager, unwrapped module's weights (FSDP shards ``model`` in place, so
+    # the optimiser is made after the wrap, over the sharded parameters).
+    fwd = model if shard is None else shard.wrap(model, device)
+    fwd = torch.compile(fwd) if cfg.compile else fwd
     opt = make_optimizer(model, cfg)
     schedule = schedule_from(cfg, task.steps * task.updates_per_step)
-    shard = _Shard.of(reporter)
-    # Checkpoints keep the eager, unwrapped module's weights.
-    fwd = model if shard is None else shard.wrap(model)
-    fwd = torch.compile(fwd) if cfg.compile else fwd
 
     def evaluate() -> dict[str, float]:
         model.eval()
@@ -457,8 +582,11 @@ def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Repor
 
     def checkpoint(step: int, metrics: dict[str, float]) -> None:
         data = {} if task.sampler is None else {"data": task.sampler.state_dict()}
+        # Sharded weights go through DCP (every rank takes part); whole ones rank 0 writes as they are.
+        weights = ({"sharded": save_sharded(model, opt)} if sharded
+                   else {"model": model.state_dict(), "optimizer": opt.state_dict()})
         reporter.save_checkpoint({
-            "model": model.state_dict(), "optimizer": opt.state_dict(), task.step_key: step, "rng": rng_state(),
+            **weights, task.step_key: step, "rng": rng_state(),
             **data, **meter.state_dict(), "metrics": metrics, **task.info, "config": dict(params),
         }, step)
 
@@ -466,7 +594,7 @@ def fit(task: Task, cfg: TrainConfig, params: Mapping[str, Any], reporter: Repor
     start = 0
     state = reporter.load_checkpoint()
     if state is not None:
-        load_into(model, opt, state, cfg.TRAINER)
+        load_into(model, opt, state, cfg.TRAINER, sharded=sharded)
         set_rng_state(state["rng"])
         if task.sampler is not None:
             task.sampler.load_state_dict(state["data"])

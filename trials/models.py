@@ -18,7 +18,7 @@ from torch import nn
 
 __all__ = [
     "LM_OPS", "build_mlp", "build_cnn", "normalize_cnn_layers", "ByteLM", "normalize_layers", "count_params",
-    "lm_flops_per_token", "forward_macs", "lm_param_counts", "lm_heads",
+    "lm_flops_per_token", "forward_macs", "lm_param_counts", "lm_heads", "fsdp_units",
 ]
 
 LM_OPS = ("attention", "linear", "conv")
@@ -340,3 +340,11 @@ class ByteLM(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
+
+
+def fsdp_units(model: nn.Module) -> list[nn.Module]:
+    """The submodules FSDP shards as units of their own (each one's weights gathered just before it
+    runs and freed after, so a rank holds one block whole at a time): a ``ByteLM``'s blocks. Other
+    models are one unit, the root."""
+    blocks = getattr(model, "blocks", None)
+    return list(blocks) if isinstance(blocks, nn.ModuleList) else []
