@@ -197,10 +197,23 @@ def _reached(study, trials, api) -> dict[int, str]:
             for n, (step, v) in out.items()}
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def cmd_trials(args) -> int:
     with _read_api(args) as api:
         study = api.get_study(args.name)
-        trials = api.get_trials(args.name, [args.state.upper()] if args.state else ())
+        trials = api.get_trials(args.name, [args.state.upper()] if args.state else (), limit=args.limit,
+                                newest=args.newest)
+        if args.newest:
+            trials.reverse()  # the newest N, shown in number order
         reached = {} if args.json else _reached(study, trials, api)
     if args.json:
         _print_json([_trial_json(t) for t in trials])
@@ -478,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", choices=TRIAL_STATES, type=str.lower,
                    help="only trials in this state; a pruned, paused or running trial shows the last value "
                         "it reported, marked as such")
+    p.add_argument("--limit", type=_positive, metavar="N", help="at most N trials (the first N by number)")
+    p.add_argument("--newest", action="store_true", help="with --limit: the newest N trials instead of the first")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_trials)
 
