@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import bindparam, create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -27,6 +27,34 @@ from storage.records import (TERMINAL_STATES, CheckpointRecord, DecisionRecord, 
                              ReportRecord, StudyRecord, TrialRecord, TrialState)
 
 _T = TrialRow.__table__
+_R = ReportRow.__table__
+
+# The per-trial hot path's statements, built once: SQLAlchemy then reuses their cache key and
+# compiled form, where building ``.values(...)`` per call cost more than the database did.
+_NEXT_NUMBER = select(func.coalesce(func.max(_T.c.number), -1) + 1).where(_T.c.study_id == bindparam("b_study"))
+_LOCK_STUDY = select(StudyRow.id).where(StudyRow.id == bindparam("b_study")).with_for_update()
+_INSERT_TRIAL = insert(_T).returning(*_T.c)
+_INSERT_REPORTS = insert(_R)
+_REPORTED = update(_T).where(_T.c.id == bindparam("b_id")).values(last_step=bindparam("b_step"),
+                                                                  heartbeat_at=bindparam("b_now"))
+_LEAVE: dict[tuple[str, ...], Any] = {}
+
+
+def _leave_statement(columns: tuple[str, ...]):
+    """UPDATE of the live attempt out of RUNNING setting ``columns`` (bound as ``b_<column>``),
+    its metrics, its step (kept when none is given) and its node (kept when none is given)."""
+    stmt = _LEAVE.get(columns)
+    if stmt is None:
+        stmt = (update(_T)
+                .where(_T.c.id == bindparam("b_id"), _T.c.attempt == bindparam("b_attempt"),
+                       _T.c.state == TrialState.RUNNING)
+                .values(metrics=bindparam("b_metrics", type_=_T.c.metrics.type),
+                        last_step=func.coalesce(bindparam("b_last_step", type_=_T.c.last_step.type), _T.c.last_step),
+                        node=func.coalesce(bindparam("b_node", type_=_T.c.node.type), _T.c.node),
+                        **{c: bindparam(f"b_{c}", type_=_T.c[c].type) for c in columns})
+                .returning(*_T.c))
+        _LEAVE[columns] = stmt
+    return stmt
 log = logging.getLogger("search.storage")
 
 __all__ = ["Storage", "StorageError", "StudyNotFound", "StudyExists", "SchemaOutdated", "safe_url"]
@@ -366,15 +394,13 @@ class Storage:
                     if self._row_locks:
                         # Serialise number allocation per study on servers with row locks; SQLite
                         # serialises writers itself and a rare clash retries below.
-                        conn.execute(select(StudyRow.id).where(StudyRow.id == study_id).with_for_update())
-                    number = conn.scalar(
-                        select(func.coalesce(func.max(_T.c.number), -1) + 1).where(_T.c.study_id == study_id)
-                    )
-                    row = conn.execute(insert(_T).values(
+                        conn.execute(_LOCK_STUDY, {"b_study": study_id})
+                    number = conn.scalar(_NEXT_NUMBER, {"b_study": study_id})
+                    row = conn.execute(_INSERT_TRIAL, dict(
                         study_id=study_id, number=number, state=state, params=dict(params), metrics={},
                         attempt=0, worker=worker, created_at=now, started_at=now if running else None,
                         heartbeat_at=now if running else None,
-                    ).returning(*_T.c)).one()
+                    )).one()
                 return self._trial(row)
             except IntegrityError:
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
@@ -411,16 +437,12 @@ class Storage:
                        last_step: int | None, node: str | None, **values: Any) -> TrialRecord | None:
         """Move the live ``attempt`` out of RUNNING with these column values, its final metrics,
         step and node. None (nothing written) when that attempt is no longer the live one."""
+        stmt = _leave_statement(tuple(sorted(values)))
+        params = {"b_id": trial_id, "b_attempt": attempt, "b_metrics": _finite(metrics or {}),
+                  # No step or node from the worker: keep the ones its reports recorded.
+                  "b_last_step": last_step, "b_node": node or None, **{f"b_{k}": v for k, v in values.items()}}
         with self.engine.begin() as conn:
-            row = conn.execute(
-                update(_T)
-                .where(_T.c.id == trial_id, _T.c.attempt == attempt, _T.c.state == TrialState.RUNNING)
-                .values(metrics=_finite(metrics or {}),
-                        # No step from the worker: keep the one its reports recorded.
-                        last_step=_T.c.last_step if last_step is None else last_step,
-                        **({"node": node} if node else {}), **values)
-                .returning(*_T.c)
-            ).one_or_none()
+            row = conn.execute(stmt, params).one_or_none()
         return None if row is None else self._trial(row)
 
     @_retrying
@@ -582,9 +604,8 @@ class Storage:
             last[t] = max(last.get(t, st), st)
         now = _now()
         with self.engine.begin() as conn:
-            conn.execute(insert(ReportRow.__table__), rows)
-            for t, st in last.items():
-                conn.execute(update(_T).where(_T.c.id == t).values(last_step=st, heartbeat_at=now))
+            conn.execute(_INSERT_REPORTS, rows)
+            conn.execute(_REPORTED, [{"b_id": t, "b_step": st, "b_now": now} for t, st in last.items()])
 
     @_retrying
     def get_reports(self, trial_id: int) -> list[ReportRecord]:
