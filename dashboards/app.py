@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from storage.read_api import (FILTER_HELP, MAX_CURVES_PAGE, MAX_HISTORY_POINTS, MAX_PAGE, MAX_WATCH,
@@ -291,7 +291,7 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
 
     async def html_or_404(template: str, name: str, **ctx: Any) -> HTMLResponse:
         try:
-            study = await run_in_threadpool(reader.study, name)
+            study = await run_in_threadpool(reader.study_header, name)
         except StudyNotFound:
             return page("error.html", 404, title="not found", message=f"no study named {name!r}")
         return page(template, study=study, **ctx)
@@ -350,13 +350,21 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
     async def favicon():
         return Response(status_code=204)
 
+    static_bytes: dict[str, bytes] = {}
+
     @app.get("/static/{filename}")
     async def static(filename: str):
         entry = STATIC_FILES.get(filename)
         if entry is None:
             return Response("no such file", status_code=404, media_type="text/plain")
         path_fn, media = entry
-        return FileResponse(path_fn(), media_type=media, headers={"cache-control": "public, max-age=3600"})
+        # Read once and sent in one piece: plotly.min.js is 3.5 MB, which FileResponse streams in
+        # 64 KiB chunks, each a hop to a worker thread. The files are the installed package's.
+        body = static_bytes.get(filename)
+        if body is None:
+            with open(path_fn(), "rb") as f:
+                body = static_bytes[filename] = f.read()
+        return Response(body, media_type=media, headers={"cache-control": "public, max-age=3600"})
 
     # -- JSON API -----------------------------------------------------------------------------
 

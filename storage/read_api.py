@@ -462,32 +462,47 @@ class ReadAPI:
                 best[sid] = (lo, hi)
         return counts, best
 
-    def _activity(self, study_ids: Sequence[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
-        """{study id: (its last activity, the newest heartbeat of its RUNNING trials)} for the given
-        studies: only those without finished_at need it, so a finished study costs nothing here."""
-        from sqlalchemy import case, func, select
+    def _activity(self, rows: Sequence[Any]) -> dict[int, tuple[datetime | None, datetime | None]]:
+        """{study id: (its last activity, the newest heartbeat of its RUNNING trials)} for the
+        given study rows: only those without finished_at need it, so a finished study costs
+        nothing here. A RUNNING study whose running trials heartbeat (its controller is alive)
+        is active now: its newest heartbeat stands for its last activity, from the (study_id,
+        state) index alone. The others (interrupted, or stale) need the latest start, finish,
+        heartbeat or checkpoint of all their trials: one pass over them."""
+        from sqlalchemy import func, select
 
         from storage._schema import CheckpointRow, TrialRow
 
-        if not study_ids:
+        rows = [r for r in rows if r.finished_at is None]
+        if not rows:
             return {}
         t, c = TrialRow.__table__, CheckpointRow.__table__
-        ids = list(study_ids)
-        q_times = (select(t.c.study_id, func.max(t.c.created_at), func.max(t.c.started_at), func.max(t.c.finished_at),
-                          func.max(t.c.heartbeat_at), func.max(case((t.c.state == TrialState.RUNNING, t.c.heartbeat_at))))
-                   .where(t.c.study_id.in_(ids)).group_by(t.c.study_id))
-        q_ckpt = (select(t.c.study_id, func.max(c.c.created_at)).join(t, t.c.id == c.c.trial_id)
-                  .where(t.c.study_id.in_(ids)).group_by(t.c.study_id))
-        times: dict[int, list[Any]] = {}
+        now = _now()
         beats: dict[int, Any] = {}
         with self.engine.connect() as conn:
-            for sid, *stamps, beat in conn.execute(q_times):
-                times[sid] = list(stamps)
+            for sid, beat in conn.execute(select(t.c.study_id, func.max(t.c.heartbeat_at))
+                                          .where(t.c.study_id.in_([r.id for r in rows]), t.c.state == TrialState.RUNNING)
+                                          .group_by(t.c.study_id)):
                 beats[sid] = beat
+            out = {r.id: (beats[r.id], beats[r.id]) for r in rows
+                   if r.state == "RUNNING" and beats.get(r.id) is not None
+                   and (now - beats[r.id]).total_seconds() <= STALE_AFTER_S}
+            ids = [r.id for r in rows if r.id not in out]
+            if not ids:
+                return out
+            q_times = (select(t.c.study_id, func.max(t.c.created_at), func.max(t.c.started_at), func.max(t.c.finished_at),
+                              func.max(t.c.heartbeat_at))
+                       .where(t.c.study_id.in_(ids)).group_by(t.c.study_id))
+            q_ckpt = (select(t.c.study_id, func.max(c.c.created_at)).join(t, t.c.id == c.c.trial_id)
+                      .where(t.c.study_id.in_(ids)).group_by(t.c.study_id))
+            times: dict[int, list[Any]] = {}
+            for sid, *stamps in conn.execute(q_times):
+                times[sid] = list(stamps)
             for sid, stamp in conn.execute(q_ckpt):
                 times.setdefault(sid, []).append(stamp)
-        return {sid: (max((x for x in stamps if x is not None), default=None), beats.get(sid))
-                for sid, stamps in times.items()}
+        out.update({sid: (max((x for x in stamps if x is not None), default=None), beats.get(sid))
+                    for sid, stamps in times.items()})
+        return out
 
     def _summary(self, row, counts, best, activity) -> dict[str, Any]:
         lo, hi = best.get(row.id, (None, None))
@@ -592,24 +607,37 @@ class ReadAPI:
 
         rows = self._rows(select(StudyRow.__table__).order_by(StudyRow.__table__.c.id))
         counts, best = self._aggregates(None)
-        activity = self._activity([r.id for r in rows if r.finished_at is None])
+        activity = self._activity(rows)
         return [self._summary(r, counts, best, activity) for r in rows]
 
     def study(self, name: str) -> dict[str, Any]:
-        """One study's summary plus its space, the metric names seen in trials and reports (from a
-        sample of trials), and which optional views have data (pareto, scaling)."""
+        """One study's summary plus what ``study_header`` answers."""
+        row = self._study_row(name)
+        counts, best = self._aggregates(row.id)
+        out = self._summary(row, counts, best, self._activity([row]))
+        out.update(self._header(row))
+        return out
+
+    def study_header(self, name: str) -> dict[str, Any]:
+        """What a page's header needs, without the counts (no pass over the trials): the study's
+        name, state, objectives, space, fixed params and entrypoint, the metric names seen in
+        trials and reports (from a sample of trials), which optional views have data (pareto,
+        scaling, lineage) and its scheduler's rungs."""
+        row = self._study_row(name)
+        return {"id": row.id, "name": row.name, "state": row.state, "metrics": list(row.metrics),
+                "directions": list(row.directions), **self._header(row)}
+
+    def _header(self, row) -> dict[str, Any]:
         from sqlalchemy import select
 
         from storage._schema import ExploitRow, ReportRow, TrialRow
 
-        row = self._study_row(name)
-        counts, best = self._aggregates(row.id)
-        out = self._summary(row, counts, best, self._activity([row.id] if row.finished_at is None else []))
         spec = dict(row.spec or {})
-        out["space"] = declared_space(spec)
-        out["fixed_params"] = json_safe(dict((spec.get("trial") or {}).get("params") or {}))
-        out["entrypoint"] = (spec.get("trial") or {}).get("entrypoint")
+        out: dict[str, Any] = {"space": declared_space(spec),
+                               "fixed_params": json_safe(dict((spec.get("trial") or {}).get("params") or {})),
+                               "entrypoint": (spec.get("trial") or {}).get("entrypoint")}
         t, r = TrialRow.__table__, ReportRow.__table__
+        # walks the (study_id, number) index and stops at the 50th complete trial
         sample = self._rows(select(t.c.id, t.c.metrics).where(t.c.study_id == row.id, t.c.state == TrialState.COMPLETE)
                             .order_by(t.c.number).limit(50))
         metric_names: dict[str, None] = {}
@@ -619,12 +647,14 @@ class ReadAPI:
             select(t.c.id).where(t.c.study_id == row.id).order_by(t.c.number.desc()).limit(50))]
         report_names: dict[str, None] = {}
         if ids:
-            for (m,) in self._rows(select(r.c.metrics).where(r.c.trial_id.in_(ids)).order_by(r.c.id.desc()).limit(200)):
+            # each sampled trial's last report: one (trial_id, step) lookup each, not all their reports
+            for (m,) in self._rows(select(r.c.metrics).join(t, (t.c.id == r.c.trial_id) & (r.c.step == t.c.last_step))
+                                   .where(r.c.trial_id.in_(ids)).limit(200)):
                 report_names.update(dict.fromkeys((m or {}).keys()))
         out["trial_metrics"] = list(metric_names)
         out["report_metrics"] = list(report_names)
         keys = set(metric_names) | set(out["fixed_params"]) | {p["name"] for p in out["space"]}
-        out["has_pareto"] = len(out["metrics"]) >= 2
+        out["has_pareto"] = len(row.metrics) >= 2
         out["has_scaling"] = "params" in keys and ("tokens" in keys or "flops" in keys)
         e = ExploitRow.__table__
         out["has_lineage"] = bool(self._rows(select(e.c.id).where(e.c.study_id == row.id).limit(1)))
@@ -707,7 +737,11 @@ class ReadAPI:
                 t.c.node, t.c.last_step, t.c.started_at, t.c.finished_at, t.c.heartbeat_at]
         with self.engine.connect() as conn:
             total = conn.scalar(select(func.count()).select_from(t).where(where))
-            rows = list(conn.execute(select(*cols).where(where).order_by(*order).limit(limit).offset(offset)))
+            # The page's ids first, then their rows: the sort then carries (key, id), not every
+            # row's params, values and error text, which is what made deep pages of large studies slow.
+            ids = [i for (i,) in conn.execute(select(t.c.id).where(where).order_by(*order).limit(limit).offset(offset))]
+            by_id = {r.id: r for r in conn.execute(select(*cols).where(t.c.id.in_(ids)))} if ids else {}
+            rows = [by_id[i] for i in ids if i in by_id]
         now = _now()
         out = []
         for r in rows:
@@ -1098,7 +1132,7 @@ class ReadAPI:
                         p[0].append(step)
                         p[1].append(_num(v))
         counts, best = self._aggregates(row.id)
-        summary = self._summary(row, counts, best, self._activity([row.id] if row.finished_at is None else []))
+        summary = self._summary(row, counts, best, self._activity([row]))
         now = _now()
 
         def trial(x, with_latest: bool) -> dict[str, Any]:

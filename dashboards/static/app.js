@@ -675,9 +675,9 @@ function studyPage() {
   }
 
   async function start() {
-    // the first screen: summary and history; then the rest, in page order
-    const [study] = await Promise.all([getJSON(api), tick(), safely(loadHistory)]);
-    state.study = Object.assign(study, state.study || {});
+    // the first screen (summary cards and history) from two requests; then the rest, in page order
+    await Promise.all([tick(), safely(loadHistory)]);
+    state.study = Object.assign(await getJSON(api), state.study || {});
     await safely(loadCurves);
     await Promise.all([safely(refreshParams), safely(refreshImportance), safely(refreshTimeline), refreshTable(), safely(fillCompare)]);
     state.loaded = true;

@@ -15,8 +15,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from dashboard_names import (CHROMIUM, CHROMIUM_ARGS, P_IMG, P_SCRIPT, P_SVG, PARETO, PBT,  # noqa: E402
-                             POLL_SECONDS, SCALING, STEPPER, XSS)
+from dashboard_names import (ASHA, CHROMIUM, CHROMIUM_ARGS, P_IMG, P_SCRIPT, P_SVG, PARETO, PBT,  # noqa: E402
+                             POLL_SECONDS, SCALING, STEPPER, XSS, asha_study)
 
 
 def _study(name: str, entrypoint: str, objective, space, trials: int, artifacts: str, **trial_params):
@@ -33,7 +33,8 @@ def _study(name: str, entrypoint: str, objective, space, trials: int, artifacts:
 def dash_url(tmp_path_factory):
     """A SQLite database holding finished studies: a stepper study that reports learning curves
     and checkpoints, a two-objective study, a study with scaling-law metrics, a PBT study with
-    exploits, and a study full of script payloads (see ``_write_xss_study``)."""
+    exploits, an ASHA study of 1 complete and 7 pruned trials, and a study full of script payloads
+    (see ``_write_xss_study``)."""
     import search
 
     folder = tmp_path_factory.mktemp("dash")
@@ -58,8 +59,10 @@ def dash_url(tmp_path_factory):
                 "algorithm": {"name": "pbt", "seed": 3, "interval": 4, "quantile": 0.25},
                 "budget": {"trials": 6, "parallel": 6}, "backend": {"name": "simulated"}, "artifacts": art},
                storage=url)
+    search.run(asha_study(ASHA, art), storage=url, backend="inprocess")
     _write_xss_study(url)
     return url
+
 
 
 def _write_xss_study(url: str) -> None:

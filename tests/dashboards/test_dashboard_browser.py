@@ -3,7 +3,7 @@ without a reload. Screenshots go to each test's tmp dir."""
 from __future__ import annotations
 
 import pytest
-from dashboard_names import P_IMG, P_SCRIPT, P_SVG, PARETO, PBT, POLL_SECONDS, SCALING, STEPPER, XSS
+from dashboard_names import ASHA, P_IMG, P_SCRIPT, P_SVG, PARETO, PBT, POLL_SECONDS, SCALING, STEPPER, XSS
 
 from analysis.pareto import pareto_view
 from storage import open_storage
@@ -28,7 +28,7 @@ def assert_plot(page, plot_id):
 def test_studies_page_lists_every_study(dash_server, dash_url, watch, tmp_path):
     page = open_page(watch, dash_server.url + "/", "#studies tbody tr")
     rows = page.locator("#studies tbody tr")
-    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.study)")) == sorted([STEPPER, PARETO, SCALING, PBT, XSS])
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.study)")) == sorted([STEPPER, PARETO, SCALING, PBT, ASHA, XSS])
     with ReadAPI(dash_url) as api:
         best = {s["name"]: s for s in api.studies()}
     cells = page.locator(f'#studies tr[data-study="{STEPPER}"] td').all_inner_texts()

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 
 import pytest
-from dashboard_names import PARETO, PBT, SCALING, STEPPER, XSS
+from dashboard_names import ASHA, PARETO, PBT, SCALING, STEPPER, XSS
 
 from analysis.importance import importance_view
 from analysis.pareto import pareto_view
@@ -31,7 +31,7 @@ def stepper_trials(dash_url):
 
 def test_studies_counts_and_best_match_storage(api, dash_url):
     rows = {s["name"]: s for s in api.studies()}
-    assert set(rows) == {STEPPER, PARETO, SCALING, PBT, XSS}
+    assert set(rows) == {STEPPER, PARETO, SCALING, PBT, ASHA, XSS}
     with open_storage(dash_url, create=False) as st:
         for name in (STEPPER, PARETO, SCALING):
             row = rows[name]
@@ -230,3 +230,146 @@ def test_lineage_lists_every_exploit_and_member(api, dash_url):
     assert [m["number"] for m in d["members"]] == [t.number for t in trials]
     assert all(m["last_step"] == 20 for m in d["members"])
     assert api.lineage(STEPPER)["exploits"] == []
+
+
+# -- every trial in the plots, downsampling, live updates, importance over stopped trials -------------
+
+
+def _last_loss(st, trial):
+    reports = st.get_reports(trial.id)
+    return [r for r in reports if r.step == trial.last_step][-1].metrics["loss"]
+
+
+def test_history_holds_pruned_trials_at_their_last_report(api, dash_url):
+    h = api.history(ASHA)
+    with open_storage(dash_url, create=False) as st:
+        trials = st.get_trials(st.get_study(ASHA).id)
+        last = {t.number: (_last_loss(st, t), t.last_step) for t in trials if t.state == "PRUNED"}
+    assert h["numbers"] == [t.number for t in trials if t.state == "COMPLETE"] == [0]
+    assert h["stopped"]["numbers"] == sorted(last) == list(range(1, 8))
+    assert h["stopped"]["states"] == ["PRUNED"] * 7
+    assert h["stopped"]["values"] == pytest.approx([last[n][0] for n in sorted(last)])
+    assert h["stopped"]["steps"] == [last[n][1] for n in sorted(last)]
+    assert h["best_line"] == {"numbers": [0], "values": [h["values"][0]]} and h["best_value"] == h["values"][0]
+    assert (h["total"], h["total_stopped"]) == (1, 7)
+
+
+def test_history_downsamples_to_the_envelope_and_keeps_the_exact_best_line(api, stepper_trials):
+    done = sorted((t.number, t.value) for t in stepper_trials if t.state == "COMPLETE")
+    h = api.history(STEPPER, max_points=16)
+    assert h["total"] == len(done) == 25 and h["shown"] == len(h["numbers"]) <= 16
+    values = [v for _, v in done]
+    assert min(values) in h["values"] and max(values) in h["values"]
+    # each of 8 bins of the number axis keeps its lowest and highest value
+    width = (done[-1][0] - done[0][0] + 1) / 8
+    for b in range(8):
+        in_bin = [(n, v) for n, v in done if int((n - done[0][0]) / width) == b]
+        kept = [v for n, v in zip(h["numbers"], h["values"]) if int((n - done[0][0]) / width) == b]
+        assert sorted(kept) == sorted({min(v for _, v in in_bin), max(v for _, v in in_bin)}) or len(in_bin) == len(kept) == 1
+    line, cur = [], None
+    for n, v in done:
+        if cur is None or v < cur:
+            cur = v
+            line.append((n, v))
+    assert list(zip(h["best_line"]["numbers"], h["best_line"]["values"])) == line
+    full = api.history(STEPPER)
+    assert full["numbers"] == [n for n, _ in done] and full["shown"] == 25
+    with pytest.raises(ValueError, match="max_points"):
+        api.history(STEPPER, max_points=3)
+
+
+def test_params_include_stopped_trials_with_their_state(api):
+    d = api.param_points(ASHA)
+    assert d["numbers"] == [0] and d["stopped"]["numbers"] == list(range(1, 8))
+    assert d["stopped"]["params"]["width"] == [8 * (i + 1) for i in range(1, 8)]
+    assert d["stopped"]["states"] == ["PRUNED"] * 7 and d["stopped"]["total"] == 7
+
+
+def test_importance_counts_pruned_trials_at_a_common_step(api, dash_url):
+    from dashboards._importance import study_importance
+
+    # the CLI's view counts complete trials only: one, so nothing
+    assert importance_view(api, ASHA)["importance"] == {}
+    at = api.values_at_step(ASHA)
+    with open_storage(dash_url, create=False) as st:
+        trials = {t.number: t for t in st.get_trials(st.get_study(ASHA).id)}
+        reached = sorted((t.last_step for t in trials.values()), reverse=True)
+        assert at["step"] == reached[len(reached) // 2 - 1]  # the largest step half of the 8 reached
+        for n, v in zip(at["numbers"], at["values"]):
+            upto = [r for r in st.get_reports(trials[n].id) if r.step <= at["step"]]
+            assert v == pytest.approx(upto[-1].metrics["loss"])
+    assert at["numbers"] == list(range(8))
+    d = study_importance(api, ASHA)
+    assert d["basis"] == "step" and d["n_trials"] == 8 and d["states"] == {"COMPLETE": 1, "PRUNED": 7}
+    assert set(d["importance"]) == {"x", "width"} and sum(d["importance"].values()) == pytest.approx(1.0)
+    # a study whose trials all completed keeps the final values
+    assert study_importance(api, STEPPER)["basis"] == "final"
+
+
+def test_study_names_the_scheduler_rungs(api):
+    s = api.study(ASHA)
+    assert s["scheduler"] == "asha" and s["rungs"] == [1, 3, 9]
+    assert api.study(STEPPER)["rungs"] == [] and api.study(STEPPER)["scheduler"] is None
+
+
+def test_updates_answer_what_changed_after_the_cursor(tmp_path):
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    with open_storage(url) as st:
+        study = st.create_study("live", metrics=["loss"], directions=["minimize"], spec={"name": "live"})
+        a = st.create_trial(study.id, {"x": 0.1}, worker="w" * 56)
+        st.add_reports([(a.id, 0, 1, {"loss": 0.9})])
+        with ReadAPI(url) as api:
+            first = api.updates("live")
+            assert first["changed"] == [] and first["points"] == []
+            assert [t["number"] for t in first["running"]] == [0]
+            assert first["running"][0]["latest"] == {"step": 1, "metrics": {"loss": 0.9}}
+            assert first["summary"]["running"] == 1
+            b = st.create_trial(study.id, {"x": 0.2})
+            st.add_reports([(a.id, 0, 2, {"loss": 0.7}), (b.id, 0, 1, {"loss": 0.8})])
+            st.finish_trial(a.id, 0, state="PRUNED", metrics={"loss": 0.7}, last_step=2)
+            nxt = api.updates("live", first["cursor"], watch=[0])
+            assert {t["number"]: (t["state"], t["value"]) for t in nxt["changed"]} == {0: ("PRUNED", 0.7), 1: ("RUNNING", 0.8)}
+            assert {p["number"]: (p["steps"], p["values"]) for p in nxt["points"]} == {0: ([2], [0.7]), 1: ([1], [0.8])}
+            assert [t["number"] for t in nxt["running"]] == [1]
+            # nothing new: nothing answered but the running trial
+            again = api.updates("live", nxt["cursor"], watch=[1])
+            assert again["points"] == [] and [t["number"] for t in again["changed"]] == [1]
+            with pytest.raises(ValueError, match="cursor"):
+                api.updates("live", "12;drop")
+            with pytest.raises(ValueError, match="watch"):
+                api.updates("live", nxt["cursor"], watch=list(range(2000)))
+
+
+def test_trial_shows_attempts_ancestry_and_the_best_curve(api, dash_url):
+    with open_storage(dash_url, create=False) as st:
+        study = st.get_study(PBT)
+        exploits = st.get_exploits(study.id)
+        best = st.best_trial(study.id, "minimize")
+    member = exploits[-1].number
+    t = api.trial(PBT, member)
+    assert t["ancestry"][0]["parent"] == exploits[-1].parent_number and t["ancestry"][0]["step"] == exploits[-1].step
+    for newer, older in zip(t["ancestry"], t["ancestry"][1:]):
+        assert older["number"] == newer["parent"]
+    assert len(t["attempt_history"]) == t["attempts"]
+    assert sum(a["ended"] == "EXPLOIT" for a in t["attempt_history"]) == sum(e.number == member for e in exploits)
+    assert sum(a["reports"] for a in t["attempt_history"]) == t["n_reports"]
+    assert t["best"]["number"] == best.number and t["best"]["value"] == pytest.approx(best.value)
+    parent = api.trial(PBT, exploits[-1].parent_number, with_best=False)
+    assert "best" not in parent and member in [c["number"] for c in parent["children"]]
+
+
+def test_reproduce_file_is_a_valid_study_of_exactly_that_trial(api, dash_url):
+    import yaml
+
+    from dashboards._commands import trial_commands
+    from search.config import parse_study
+
+    for name, number in ((ASHA, 3), (PBT, 1)):
+        t = api.trial(name, number, with_best=False)
+        rec = api.get_study(name)
+        cmds = trial_commands(rec.spec, name, rec.state, t, api.url_safe)
+        cfg = parse_study(yaml.safe_load(cmds["reproduce_yaml"]))
+        assert cfg.trials == 1 and not cfg.scheduler and [dict(c) for c in cfg.enqueue] == [t["params"]]
+        assert cmds["reproduce"].startswith(f"search run {cmds['reproduce_file']} --storage ")
+        assert cmds["resume"] is None  # finished trials of a finished study: nothing to resume
+    assert "final ones from step 0" in (cmds["reproduce_note"] or "")
