@@ -375,9 +375,11 @@ def load_sharded(model, optimizer, sharded: Mapping[str, Any], trainer: str) -> 
     any worker count (a collective when torch.distributed is set up: every rank calls it)."""
     import os
     import tempfile
+    import warnings
 
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     if sharded.get("format") != DCP_FORMAT:
@@ -388,10 +390,16 @@ def load_sharded(model, optimizer, sharded: Mapping[str, Any], trainer: str) -> 
         for name, blob in sharded["files"].items():
             with open(os.path.join(tmp, os.path.basename(name)), "wb") as f:
                 f.write(blob)
+        single = not (dist.is_available() and dist.is_initialized())
         try:
-            dcp.load(state, storage_reader=dcp.FileSystemReader(tmp),
-                     no_dist=not (dist.is_available() and dist.is_initialized()))
-        except Exception as exc:  # noqa: BLE001 - DCP wraps a shape or key mismatch in its own type
+            with warnings.catch_warnings():
+                # DCP warns that it loads in one process whenever it does: here that is the point.
+                warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+                dcp.load(state, storage_reader=dcp.FileSystemReader(tmp), no_dist=single)
+        except CheckpointException as exc:  # a BaseException holding each rank's error
+            causes = [error for error, _ in exc.failures.values()]
+            raise _misfit(causes[0] if causes else RuntimeError(str(exc)), trainer) from None
+        except (RuntimeError, ValueError, KeyError) as exc:
             raise _misfit(exc, trainer) from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 

@@ -4,7 +4,9 @@ the trial's ``cpus``/``gpus``. Every rank runs the objective; rank 0's reports, 
 ``done`` are the trial's, and a stop request reaches every rank (they agree at each report, see
 ``trials.api.Reporter.should_stop``). Ray Train does not retry: a worker that dies fails the fit,
 the attempt is ``lost``, and the controller retries the whole trial from its newest checkpoint
-(``max_failures`` counts it once).
+(``max_failures`` counts it once). The built-in trainers shard the model with FSDP given
+``parallel: fsdp``; their checkpoints then hold every rank's shards (``torch.distributed.checkpoint``,
+gathered into rank 0's file), so any later attempt may run on another worker count.
 """
 from __future__ import annotations
 

@@ -14,8 +14,6 @@ import pickle
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 WORLD = 2
 STEPS, CUT = 6, 3  # the interrupted runs stop after step CUT and resume from its checkpoint
 LM = {
@@ -39,6 +37,10 @@ def _corpus(folder) -> str:
     return path
 
 
+CLASSIFIER = {"model": "mlp", "data": "digits", "epochs": 2, "batch_size": 64, "hidden": 16, "lr": 0.01,
+              "precision": "fp32"}
+
+
 def _placement():
     """(process group backend, the trainer's device param): NCCL with a GPU per rank where the
     machine has enough, else gloo on CPU (one GPU cannot hold two NCCL ranks)."""
@@ -47,10 +49,10 @@ def _placement():
     return ("nccl", "auto") if torch.cuda.device_count() >= WORLD else ("gloo", "cpu")
 
 
-def _spec(config, checkpoint_dir, rank=0, workers=1, resume=None):
+def _spec(config, checkpoint_dir, rank=0, workers=1, resume=None, entrypoint="builtin:lm"):
     from trials import TrialSpec
 
-    return TrialSpec("t", 1, 0, 0 if resume is None else 1, "builtin:lm", config, 0, ("val_loss",),
+    return TrialSpec("t", 1, 0, 0 if resume is None else 1, entrypoint, config, 0, ("val_loss",),
                      str(checkpoint_dir), resume_from=resume, workers=workers, rank=rank)
 
 
@@ -102,6 +104,9 @@ def _rank_main(rank, init_file, root, one_dir, corpus):
     run("fsdp_resumed", "fsdp", resume=_ckpt(os.path.join(root, "fsdp_cut"), CUT))
     run("fsdp_from_one", "fsdp", resume=_ckpt(one_dir, CUT))  # 1 -> 2 workers, whole -> sharded
     run("ddp_from_fsdp", "ddp", resume=_ckpt(os.path.join(root, "fsdp_cut"), CUT))  # sharded -> whole
+    config = {**CLASSIFIER, "device": device, "parallel": "fsdp"}  # the classifier: one FSDP unit
+    out["classifier_fsdp"] = _run(_spec(config, os.path.join(root, "classifier_fsdp"), rank, WORLD,
+                                        entrypoint="builtin:classifier"))
     dist.destroy_process_group()
     if rank == 0:
         with open(os.path.join(root, "results.pkl"), "wb") as f:
@@ -119,7 +124,9 @@ def runs(tmp_path_factory):
     try:
         corpus = _corpus(root)
         config = {**LM, "corpus": corpus, "device": _placement()[1]}
-        out = {"one": _run(_spec(config, root / "one"))}
+        out = {"one": _run(_spec(config, root / "one")),
+               "classifier": _run(_spec({**CLASSIFIER, "device": _placement()[1]}, root / "classifier",
+                                        entrypoint="builtin:classifier"))}
         mp.spawn(_rank_main, args=(str(root / "init"), str(root), str(root / "one"), corpus), nprocs=WORLD, join=True)
         with open(root / "results.pkl", "rb") as f:
             out.update(pickle.load(f))
@@ -133,12 +140,13 @@ def runs(tmp_path_factory):
 
 
 def _assert_close(got, want, rel=1e-4):
-    assert [s for s, _ in got] == [s for s, _ in want]
+    assert got and [s for s, _ in got] == [s for s, _ in want]
     for (step, g), (_, w) in zip(got, want):
         for key in ("train_loss", "val_loss", "val_accuracy"):
             assert g[key] == pytest.approx(w[key], rel=rel, abs=1e-6), (step, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_the_lm_on_two_workers_follows_the_one_worker_curve(runs, parallel):
     """Each rank trains on half of the same batch (DDP: a replica each; FSDP: half the weights
@@ -150,6 +158,13 @@ def test_the_lm_on_two_workers_follows_the_one_worker_curve(runs, parallel):
     assert r["one"][-1][1]["train_loss"] < r["one"][0][1]["train_loss"] - 0.1
 
 
+@pytest.mark.slow
+def test_the_classifier_on_fsdp_follows_the_one_worker_curve(runs):
+    _, r = runs
+    _assert_close(r["classifier_fsdp"], r["classifier"])
+
+
+@pytest.mark.slow
 def test_an_fsdp_checkpoint_holds_dcp_shards_of_both_ranks(runs):
     import torch
 
@@ -163,6 +178,7 @@ def test_an_fsdp_checkpoint_holds_dcp_shards_of_both_ranks(runs):
     assert state["step"] == CUT and {"rng", "data", "loss_sum", "config"} <= set(state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_an_interrupted_two_worker_trial_resumes_exactly(runs, parallel):
     _, r = runs
@@ -172,6 +188,7 @@ def test_an_interrupted_two_worker_trial_resumes_exactly(runs, parallel):
     assert cut + resumed == r[parallel]  # bit for bit: same batches, same weights, same reductions
 
 
+@pytest.mark.slow
 def test_a_two_worker_checkpoint_resumes_on_one_worker(runs):
     """FSDP's shards (DCP) are resharded into one whole model: the one-worker curve goes on."""
     _, r = runs
@@ -179,6 +196,32 @@ def test_a_two_worker_checkpoint_resumes_on_one_worker(runs):
     _assert_close(r["ddp_from_fsdp"], r["one"][CUT:])  # and into a DDP replica on each of two ranks
 
 
+@pytest.mark.slow
 def test_a_one_worker_checkpoint_resumes_sharded_on_two_workers(runs):
     _, r = runs
     _assert_close(r["fsdp_from_one"], r["one"][CUT:])
+
+
+def test_parallel_is_a_checked_trainer_param():
+    from trials.builtin.classifier import ClassifierConfig
+    from trials.builtin.lm import LMConfig
+
+    assert LMConfig.parse({}).parallel == "ddp" and LMConfig.parse({"parallel": "fsdp"}).parallel == "fsdp"
+    with pytest.raises(ValueError, match=r"param 'parallel' must be one of \['ddp', 'fsdp'\], got 'zero'"):
+        ClassifierConfig.parse({"parallel": "zero"})
+
+
+@pytest.mark.slow
+def test_a_sharded_checkpoint_of_another_architecture_is_refused_in_one_line(runs):
+    import torch
+
+    from trials._train import load_into, make_optimizer
+    from trials.builtin.lm import LMConfig
+    from trials.models import ByteLM
+
+    root, _ = runs
+    state = torch.load(_ckpt(root / "fsdp_cut", CUT), weights_only=False)
+    cfg = LMConfig.parse({**LM, "layers": [{"op": "attention", "width": 32, "heads": 2, "ffn": 32}]})
+    model = ByteLM(cfg.layers, cfg.context)
+    with pytest.raises(ValueError, match=r"checkpoint does not fit this builtin:lm model \(Size mismatch .*tok\.weight"):
+        load_into(model, make_optimizer(model, cfg), state, cfg.TRAINER)
