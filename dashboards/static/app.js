@@ -161,7 +161,7 @@ const STATE_STYLE = {
   WAITING: { color: '#eeca3b', symbol: 'square-open' },
   FAILED: { color: '#b279a2', symbol: 'x-thin-open' },
 };
-const STATE_WORD = { PRUNED: 'pruned (stopped early)', PAUSED: 'paused', RUNNING: 'running', WAITING: 'waiting', FAILED: 'failed' };
+const STATE_WORD = { PRUNED: 'pruned', PAUSED: 'paused', RUNNING: 'running', WAITING: 'waiting', FAILED: 'failed' };
 
 function studyPage() {
   const name = BODY.dataset.study;
@@ -172,11 +172,13 @@ function studyPage() {
                   lastParams: 0, lastImportance: 0, lastTimeline: 0, paramsDirty: false };
 
   // -- summary cards and the running table (from the updates answer)
+  // paused and waiting only when there are some; the objectives when there are several
   const summaryFields = (s) => [
     ['best', fmt(s.best)], ['done', s.budget ? `${s.done} / ${s.budget}` : String(s.done)],
-    ['running', String(s.running)], ['pruned', String(s.counts.PRUNED)], ['paused', String(s.paused)],
-    ['waiting', String(s.waiting)], ['failed', String(s.failed)], ['state', stateText(s)],
-    ['algorithm', s.algorithm || '–'], ['objectives', s.metrics.map((m, i) => `${m} (${s.directions[i]})`).join(', ')],
+    ['running', String(s.running)], ['pruned', String(s.counts.PRUNED)],
+    ...(s.paused ? [['paused', String(s.paused)]] : []), ...(s.waiting ? [['waiting', String(s.waiting)]] : []),
+    ['failed', String(s.failed)], ['state', stateText(s)], ['algorithm', s.algorithm || '–'],
+    ...(s.metrics.length > 1 ? [['objectives', s.metrics.map((m, i) => `${m} (${s.directions[i].slice(0, 3)})`).join(', ')]] : []),
     ['started', fmtTime(s.started_at)], ['duration', fmtDuration(s.duration_s)],
   ];
 
@@ -225,7 +227,9 @@ function studyPage() {
       traces.push({ x: line.x, y: line.y, type: 'scatter', mode: 'lines', name: 'best so far', hoverinfo: 'y',
                     line: { shape: 'hv', color: '#e45756', width: 2 } });
     }
-    draw('plot-history', traces, { xaxis: { title: { text: 'trial number' } }, yaxis: { title: { text: esc(h.metric) } },
+    const top = Math.max(0, ...h.points.keys());
+    draw('plot-history', traces, { xaxis: { title: { text: 'trial number' }, zeroline: false, dtick: top < 20 ? 1 : undefined },
+                                  yaxis: { title: { text: esc(h.metric) } },
                                   legend: { orientation: 'h', y: 1.12 }, margin: { l: 60, r: 20, t: 30, b: 45 } });
     const div = document.getElementById('plot-history');
     if (!div.dataset.wired) {

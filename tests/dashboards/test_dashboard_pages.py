@@ -63,7 +63,7 @@ def test_first_screen_is_the_best_value_and_a_history_of_every_trial(dash_server
         s = api.study(ASHA)
     assert s["counts"]["COMPLETE"] == 1 and s["counts"]["PRUNED"] == 7
     traces = dict(plot_data(page, "plot-history"))
-    assert traces["complete"] == 1 and traces["pruned (stopped early) (last report)"] == 7
+    assert traces["complete"] == 1 and traces["pruned (last report)"] == 7
     assert traces["best so far"] >= 1
     # the pruned trials are drawn as points, each its own marker
     n_points = page.evaluate("""() => [...document.querySelectorAll('#plot-history .scatterlayer .trace')]
@@ -95,13 +95,13 @@ def test_curves_mark_the_rungs_and_where_trials_stopped(dash_server, screen, sho
     page = screen.page
     page.goto(f"{dash_server.url}/studies/{ASHA}")
     wait_plot(page, "plot-curves")
-    page.wait_for_function("() => (document.getElementById('plot-curves').data || []).some(t => t.name === 'pruned (stopped early) here')")
+    page.wait_for_function("() => (document.getElementById('plot-curves').data || []).some(t => t.name === 'pruned here')")
     traces = dict(plot_data(page, "plot-curves"))
-    assert traces["pruned (stopped early) here"] == 7
+    assert traces["pruned here"] == 7
     rungs = page.evaluate("() => document.getElementById('plot-curves').layout.shapes.map(s => s.x0)")
     assert rungs == [1, 3, 9]
     parcoords = dict(plot_data(page, "plot-parcoords"))
-    assert "pruned (stopped early)" in parcoords  # pruned trials drawn, in their own colour
+    assert "pruned" in parcoords  # pruned trials drawn, in their own colour
     page.locator("#curves-section").scroll_into_view_if_needed()
     shot(page, "study-curves")
     assert not screen.errors
@@ -149,6 +149,7 @@ def test_a_running_study_updates_without_a_reload(tmp_path, screen, shot):
             # what is running now, with its latest report, as it arrives
             page.wait_for_function("() => { const c = document.querySelector('#running tbody tr td:nth-child(4)');"
                                    " return c && c.textContent.startsWith('loss='); }", timeout=60_000)
+            page.evaluate("() => window.scrollTo(0, 260)")
             shot(page, "study-live")
             # trials finish while the page is open: the history gains their points, no reload
             page.wait_for_function(
@@ -191,6 +192,7 @@ def test_trial_page_curve_against_the_best_and_how_to_rerun_it(dash_server, dash
     parents = page.locator("#trial-ancestry li").evaluate_all("ls => ls.map(l => Number(l.dataset.parent))")
     assert parents[0] == exploits[-1].parent_number
     assert page.locator('#trial-attempt-history td:text-is("EXPLOIT")').count() >= 1
+    page.locator("#trial-attempt-history").scroll_into_view_if_needed()
     shot(page, "trial-pbt")
     assert not screen.errors
 
