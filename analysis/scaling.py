@@ -40,7 +40,7 @@ _LADDER = "scaling"
 # (alpha = 47, A = 2e175 from a ladder with one token budget) describes the optimiser, not the runs.
 MAX_EXPONENT = 1.5
 MAX_COEFFICIENT = 1e12
-_VARIES = {"chinchilla": ("N", "D"), "kaplan-n": ("N",), "kaplan-d": ("D",), "kaplan-c": ("C",)}
+_VARIES = {"chinchilla": ("N", "D"), "chinchilla-tied": ("N", "D"), "kaplan-n": ("N",), "kaplan-d": ("D",), "kaplan-c": ("C",)}
 _AXIS = {"N": "N (params)", "D": "D (tokens)", "C": "C (FLOPs)"}
 
 
@@ -72,7 +72,7 @@ def maximised_loss_reason(study: StudyRecord, loss_col: str, loss_from: str | No
 
 
 def fit_warnings(form: str, n: Any, d: Any, c: Any, params: dict[str, float]) -> list[str]:
-    """What a fitted law of ``form`` (chinchilla, kaplan-n, kaplan-d, kaplan-c) cannot mean, given
+    """What a fitted law of ``form`` (chinchilla, chinchilla-tied, kaplan-n, kaplan-d, kaplan-c) cannot mean, given
     the runs' N, D, C arrays: a quantity of the law that no run varies, an exponent above
     ``MAX_EXPONENT`` or a Chinchilla coefficient above ``MAX_COEFFICIENT`` (a degenerate fit)."""
     import numpy as np
@@ -86,7 +86,7 @@ def fit_warnings(form: str, n: Any, d: Any, c: Any, params: dict[str, float]) ->
     absurd = [f"{k}={v:.3g}" for k, v in params.items()
               if (k.startswith("alpha") or k == "beta") and math.isfinite(v) and not 0.0 <= v <= MAX_EXPONENT]
     absurd += [f"{k}={v:.3g}" for k, v in params.items()
-               if form == "chinchilla" and k in ("A", "B") and math.isfinite(v) and abs(v) > MAX_COEFFICIENT]
+               if form in ("chinchilla", "chinchilla-tied") and k in ("A", "B") and math.isfinite(v) and abs(v) > MAX_COEFFICIENT]
     absurd += [f"{k}={v!r}" for k, v in params.items() if not math.isfinite(v)]
     if absurd:
         out.append(f"degenerate fit ({', '.join(absurd)}): scaling laws have exponents of 0.05 to 0.5; these runs "
