@@ -253,6 +253,24 @@ def _json_bytes(obj: Any) -> bytes:
         return json.dumps(json_safe(obj), separators=(",", ":")).encode()
 
 
+MAX_PARETO_POINTS = 4000
+
+
+def _thin_pareto(d: dict[str, Any], max_points: int = MAX_PARETO_POINTS) -> dict[str, Any]:
+    """A Pareto answer with every non-dominated trial and, above ``max_points`` trials, an even
+    spread of the dominated ones (a scatter of 100,000 points draws as a blot and a slow page);
+    ``shown`` and ``total`` say so."""
+    n = len(d.get("numbers", []))
+    if n <= max_points:
+        return {**d, "shown": n, "total": n}
+    front = [i for i in range(n) if d["front"][i]]
+    rest = [i for i in range(n) if not d["front"][i]]
+    room = max(0, max_points - len(front))
+    keep = sorted(front + [rest[int(k * len(rest) / room)] for k in range(room)] if room < len(rest) else front + rest)
+    per_trial = ("numbers", "values", "params", "front")
+    return {**d, **{k: [d[k][i] for i in keep] for k in per_trial if k in d}, "shown": len(keep), "total": n}
+
+
 def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, token: str | None = None,
                allowed_hosts: Iterable[str] = LOOPBACK_HOSTS, poll_seconds: float = 3.0, port: int | None = None):
     """The dashboard as an ASGI app over ``api`` (or a read API opened on ``storage_url``).
@@ -441,7 +459,7 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
     async def api_pareto(name: str):
         from analysis.pareto import pareto_view
 
-        return await answer(pareto_view, reader, name)
+        return await answer(lambda: _thin_pareto(pareto_view(reader, name)))
 
     @app.get("/api/v1/studies/{name}/lineage")
     async def api_lineage(name: str):

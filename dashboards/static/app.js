@@ -659,6 +659,10 @@ function studyPage() {
   }
 
   async function tick() {
+    // a finished study is asked every tenth tick only: it changes when a study is resumed
+    const idle = state.cursor && state.study && state.study.state !== 'RUNNING' && !state.watch.size;
+    state.idleTicks = idle ? (state.idleTicks || 0) + 1 : 0;
+    if (idle && state.idleTicks % 10) return;
     const q = new URLSearchParams();
     if (state.cursor) q.set('since', state.cursor);
     if (state.watch.size) q.set('watch', [...state.watch].join(','));
@@ -827,7 +831,8 @@ async function paretoPage() {
   sy.addEventListener('change', render);
   render();
   const nFront = d.front.filter(Boolean).length;
-  note('pareto-note', `${nFront} non-dominated of ${d.values.length} completed trials, over all ${d.metrics.length} objectives` +
+  note('pareto-note', `${nFront} non-dominated of ${d.total} completed trials, over all ${d.metrics.length} objectives` +
+    (d.shown < d.total ? ` (every non-dominated trial and an even spread of ${d.shown - nFront} dominated ones drawn)` : '') +
     (d.metrics.length > 2 ? '; the plot shows two of them' : ''));
   document.querySelector('#pareto-table thead').replaceChildren(el('tr', {}, el('th', { text: '#' }), ...d.metrics.map((m) => el('th', { text: m }))));
   const rows = d.values.map((_, k) => k).filter((k) => d.front[k]).sort((a, b) => d.numbers[a] - d.numbers[b]);

@@ -373,3 +373,18 @@ def test_reproduce_file_is_a_valid_study_of_exactly_that_trial(api, dash_url):
         assert cmds["reproduce"].startswith(f"search run {cmds['reproduce_file']} --storage ")
         assert cmds["resume"] is None  # finished trials of a finished study: nothing to resume
     assert "final ones from step 0" in (cmds["reproduce_note"] or "")
+
+
+def test_pareto_answer_keeps_the_front_and_thins_the_dominated(api):
+    from dashboards.app import _thin_pareto
+
+    d = pareto_view(api, PARETO)
+    assert _thin_pareto(d)["shown"] == _thin_pareto(d)["total"] == len(d["numbers"])
+    n_front = sum(d["front"])
+    thin = _thin_pareto(d, max_points=n_front + 2)
+    assert thin["total"] == len(d["numbers"]) and thin["shown"] == n_front + 2 < len(d["numbers"])
+    kept = dict(zip(thin["numbers"], zip(thin["values"], thin["front"])))
+    for number, values, on in zip(d["numbers"], d["values"], d["front"]):
+        if on:
+            assert kept[number] == (values, True)
+    assert thin["metrics"] == d["metrics"] and thin["numbers"] == sorted(thin["numbers"])
