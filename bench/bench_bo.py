@@ -562,7 +562,7 @@ def _collect(rows: list[dict], names: list[str], methods: list[str]):
         if r["problem"] not in runs or r["method"] not in methods:
             continue
         runs[r["problem"]].setdefault(r["method"], {})[r["seed"]] = best_of(r["values"])
-        seconds[r["method"]] = seconds.get(r["method"], 0.0) + r["seconds"]
+        seconds[r["method"]] = seconds.get(r["method"], 0.0) + r.get("cpu_seconds", r["seconds"])
         if r["method"] == "random":
             random_evals[r["problem"]].extend(r["values"])
     return runs, random_evals, seconds
@@ -571,7 +571,7 @@ def _collect(rows: list[dict], names: list[str], methods: list[str]):
 def report(rows: list[dict], names: list[str], methods: list[str], rounds: int, batch: int,
            plot: str | None = None, lat: dict | None = None) -> dict[str, Any]:
     runs, random_evals, seconds = _collect(rows, names, methods)
-    names = [n for n in names if runs[n].get("random")]
+    names = [n for n in names if runs[n].get("random") and any(m != "random" for m in runs[n])]
     if not names:
         raise SystemExit("nothing to report: the cache has no random-search runs for these problems")
     methods = [m for m in methods if any(m in runs[n] for n in names)]
@@ -636,7 +636,7 @@ def report(rows: list[dict], names: list[str], methods: list[str], rounds: int, 
                   if m in res["per_problem"][n] and "bo" in res["per_problem"][n]
                   and res["per_problem"][n][m] > res["per_problem"][n]["bo"] + 5]
         print(f"   {m:7s}: {', '.join(better) if better else '-'}")
-    print("optimiser seconds per run (mean, objective time included): "
+    print("CPU seconds per run of 128 evaluations (mean; objective and HEBO's worker included): "
           + ", ".join(f"{m} {seconds[m] / max(sum(seeds_of[m].values()), 1):.1f}" for m in methods if m in seconds))
     if lat:
         for n, v in lat.items():
@@ -668,17 +668,18 @@ def _plot(res, boot, names, methods, path):
         return
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1, 3]})
     ms = [m for m in methods if m in boot["method"]]
+    peers = [m for m in ms if m in boot["diff"]]
     for i, key in enumerate(("score", "mean_per_problem")):
-        vals = [res[key][m] for m in ms]
-        lo = [res[key][m] - boot["method"][m][key][0] for m in ms]
-        hi = [boot["method"][m][key][1] - res[key][m] for m in ms]
-        a1.errorbar(np.arange(len(ms)) + (i - 0.5) * 0.25, vals, yerr=[lo, hi], fmt="o",
-                    label="Bayesmark score" if i == 0 else "mean normalised score", capsize=3)
-    a1.set_xticks(range(len(ms)), [LABELS[m] for m in ms], rotation=45, ha="right")
+        d = [boot["diff"][m][key] for m in peers]
+        a1.errorbar(np.arange(len(peers)) + (i - 0.5) * 0.25, [x[0] for x in d],
+                    yerr=[[x[0] - x[1] for x in d], [x[2] - x[0] for x in d]], fmt="o", capsize=3,
+                    label="Bayesmark score" if i == 0 else "mean normalised score")
+    a1.set_xticks(range(len(peers)), [f"{LABELS[m]}\n({len(boot['diff'][m]['problems'])} problems)"
+                                      for m in peers], rotation=45, ha="right", fontsize=8)
     a1.axhline(0, color="grey", lw=0.5)
-    a1.set_ylabel("score (100 = best known, 0 = random search)")
+    a1.set_ylabel("bo minus peer (points; > 0: bo ahead)")
     a1.legend(fontsize=8)
-    a1.set_title("aggregates, 95% bootstrap over seeds")
+    a1.set_title("bo - peer, paired runs, 95% bootstrap over seeds", fontsize=9)
     width = 0.8 / len(ms)
     for j, m in enumerate(ms):
         y = [max(res["per_problem"][n].get(m, math.nan), -100) for n in names]
@@ -695,6 +696,12 @@ def _plot(res, boot, names, methods, path):
 
 
 # -- main ------------------------------------------------------------------------------------
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (HEBO's worker)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _seeds(spec: str) -> list[int]:
     out: list[int] = []
     for part in spec.split(","):
@@ -778,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in methods:
                 if (name, m, seed) in done or m in skipped:
                     continue
-                t0, c0 = time.perf_counter(), time.process_time()
+                t0, c0 = time.perf_counter(), _cpu()
                 try:
                     values = METHODS[m](PROBLEMS[name], seed, rounds, batch)
                 except Unavailable as e:
@@ -788,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"problem": name, "method": m, "seed": seed, "rounds": rounds, "batch": batch,
                        "tag": args.tag, "bo_options": BO_OPTIONS if m == "bo" else None,
                        "values": [None if math.isnan(v) else v for v in values],
-                       "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                       "seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0,
                        "loadavg": os.getloadavg()[0], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 with cache.open("a") as f:
                     f.write(json.dumps(row) + "\n")
