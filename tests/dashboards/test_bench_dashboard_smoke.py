@@ -62,7 +62,7 @@ def test_bulk_copies_read_back_alike(tmp_path):
 def test_bench_runs_end_to_end(tmp_path):
     pytest.importorskip("optuna_dashboard")
     cmd = [sys.executable, str(ROOT / "bench" / "bench_dashboard.py"), "--trials", "60", "--reports", "3",
-           "--repeat", "1", "--storage", "sqlite", "--no-browser", "--cache-dir", str(tmp_path),
+           "--repeat", "0", "--storage", "sqlite", "--no-browser", "--cache-dir", str(tmp_path),
            "--cli", "best", "--cli-repeat", "1", "--their-timeout", "60"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
