@@ -15,13 +15,16 @@ Methods, every one fitted to the same points (Huber delta 1e-3 on log loss, grid
   interval is the bootstrap percentile band of the law).
 - gadre: the over-training-aware form of Gadre et al. 2024, one exponent for N and D
   (alpha = beta), i.e. L = E + (a M^eta + b M^-eta) C^-eta at tokens-per-parameter M.
-- size-boot: the plain form with model-size bootstrap and a prediction interval
-  (bootstrap laws x residual scatter), full-data fit as the prediction.
-- bagged / gadre-bagged: the mean over the size-bootstrap fits (model averaging).
+- size-boot: the plain form as a `ScalingLawRegressor`: model-size bootstrap and a prediction
+  interval (bootstrap laws x residual scatter x backtested extrapolation error), the full-data
+  fit as the prediction. resid-PI: the same without the backtested extrapolation error.
+- bagged: the mean over the size-bootstrap fits (model averaging).
 - shared-E / gadre-shared-E: one law per subset with a shared irreducible loss: Gemstones hot and
   cool_end fitted together; Porian's configurations on one data set (rw, owt2) fitted together.
 - porian-count: (Gemstones) N counted as Porian et al. do -- non-embedding parameters plus the
-  output head (N - V*width, V = 50,304); 'kaplan-count' is non-embedding only (N - 2*V*width).
+  output head (N - V*width, V = 50,304); kaplan-count is non-embedding only (N - 2*V*width).
+- auto: `ScalingLawRegressor()`'s default: the free form, or the tied one when the free fit's E
+  collapses below 5% of the smallest loss; size bootstrap and backtested prediction interval.
 
 Reported per set and method: mean and max absolute error in % of the observed loss on the
 held-out runs, the difference of the mean from the plain fit's with a paired bootstrap 95%
@@ -29,7 +32,10 @@ interval over held-out model sizes, and the share of held-out runs inside the 80
 intervals. Prints the table, writes docs/images/scaling-extrapolation.png (matplotlib) and one
 JSON line.
 
-    nice -n 10 python bench/bench_scaling_extrapolation.py [--bootstrap 100] [--quick]
+    OMP_NUM_THREADS=1 nice -n 10 python bench/bench_scaling_extrapolation.py [--bootstrap 50]
+        [--methods plain,auto] [--sets chinchilla,gemstones-cool] [--no-plot]
+
+matplotlib draws the plot when installed (it is a test dependency); without it the plot is skipped.
 """
 from __future__ import annotations
 
@@ -257,7 +263,7 @@ def plot(sets: list[dict[str, Any]], results: dict[str, dict[str, Any]], path: s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bootstrap", type=int, default=100)
+    ap.add_argument("--bootstrap", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(METHODS))
     ap.add_argument("--sets", default=None, help="comma-separated set names (default: all)")
