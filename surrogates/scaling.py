@@ -21,6 +21,11 @@ variance)``: a law is a handful of named constants whose intervals are the resul
   fitted law (NaN bounds without bootstrap), not a variance; ``StepLawFit.predict`` returns the
   predicted ``lr`` and ``batch_size`` and ``lr_interval`` their interval;
 - ``to_dict`` gives everything a report needs (form, formula, fitting loss, optimiser, points kept).
+
+The exception is ``ScalingLawRegressor``, the law as a predictor of larger models: it keeps the
+surrogates' contract (``fit(X, y, groups=None) -> self`` with X = (N, D), ``predict(X) -> (mean,
+variance)``, fitted attributes ending in ``_``) and adds ``predict_interval``, a prediction
+interval for one new run (see docs/benchmarks/scaling-extrapolation.md for how it extrapolates).
 """
 
 from __future__ import annotations
@@ -1240,6 +1245,9 @@ class ScalingLawRegressor:
     (mean, variance)``; ``predict_interval(X, level)`` gives a prediction interval. Compared with
     `fit_chinchilla` (one point fit, a row bootstrap of the law):
 
+    - ``form="auto"`` (default) fits the free form and switches to ``"tied"`` when the free fit's
+      E falls below ``AUTO_MIN_E_SHARE`` of the smallest loss (the runs do not pin the floor);
+      ``form_`` says which was used.
     - ``form="tied"`` fits one exponent for N and D (alpha = beta), the reparametrisation of
       Gadre et al. 2024 that makes the law a power law in compute at a fixed tokens-per-parameter
       ratio M = D/N: L = E + (A' M^(a/2) + B' M^(-a/2)) C^(-a/2). One parameter fewer pins the
@@ -1253,10 +1261,16 @@ class ScalingLawRegressor:
     - with ``average=True`` the prediction is the mean over the bootstrap fits (bagging), not the
       full-data fit; the interval is the bootstrap spread widened by the fit's residual scatter
       (log-space, as a prediction interval for one new run must be).
+    - the interval also widens with the distance extrapolated: with ``extrapolation="backtest"``
+      the law is refitted on the smaller half and two thirds of the model sizes, and the growth of
+      its log error per e-fold of N past the largest fitted size (``extrapolation_slope_``) adds
+      ``slope * ln(N / largest fitted N)`` in quadrature to the residual scatter.
 
     Fitted attributes: ``params_`` (group label -> {E, A, B, alpha, beta} of the full-data fit),
     ``bootstrap_params_`` (array n_bootstrap x n_groups x 5), ``residual_sd_`` (robust SD of the
-    full fit's log residuals), ``groups_``, ``objective_``, ``converged_``, ``n_points_``.
+    full fit's log residuals), ``form_``, ``extrapolation_slope_``, ``backtest_errors_`` (rows of
+    log-ratio past the inner fit's largest N and log error), ``groups_``, ``objective_``,
+    ``converged_``, ``n_points_``.
     """
 
     def __init__(self, *, form: str = "auto", shared: tuple[str, ...] = ("E",), n_bootstrap: int = 100,
