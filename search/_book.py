@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from search.algorithms.base import History
@@ -39,8 +39,24 @@ class TrialBook:
         # time.monotonic() seconds: what the time limits are measured from
         self.clock: dict[int, tuple[float, float]] = {}
         self.best: TrialRecord | None = None
+        # Kept up to date by put(), so the controller's per-event questions (how many finished,
+        # which are paused, which number has this id) cost O(1), not a pass over the study.
+        self._counts: Counter[str] = Counter()
+        self._paused: dict[int, int] = {}
+        self._numbers: dict[int, int] = {}  # trial id -> number
+        self._history: History | None = None
 
     def put(self, rec: TrialRecord) -> None:
+        old = self.trials.get(rec.number)
+        if old is not None:
+            self._counts[old.state] -= 1
+        self._counts[rec.state] += 1
+        if rec.state == TrialState.PAUSED:
+            self._paused[rec.number] = int(rec.last_step or 0)
+        else:
+            self._paused.pop(rec.number, None)
+        self._numbers[rec.id] = rec.number
+        self._history = None
         self.trials[rec.number] = rec
         if rec.state == TrialState.COMPLETE and rec.values is not None:
             sign = -1.0 if self.directions[0] == "maximize" else 1.0
@@ -50,11 +66,16 @@ class TrialBook:
     def load(self, records: Iterable[TrialRecord]) -> None:
         """Replace what the book knows of the trials with ``records`` (the storage's view)."""
         self.trials = {}
+        self._counts.clear()
+        self._paused.clear()
+        self._numbers.clear()
+        self._history = None
         for rec in records:
             self.put(rec)
 
     def by_id(self, trial_id: int) -> TrialRecord | None:
-        return next((t for t in self.trials.values() if t.id == trial_id), None)
+        number = self._numbers.get(trial_id)
+        return None if number is None else self.trials.get(number)
 
     def live(self, trial_id: int, attempt: int) -> TrialRecord | None:
         """The record of ``attempt`` of the trial if that attempt is the one in flight."""
@@ -88,10 +109,12 @@ class TrialBook:
         return ids
 
     def history(self) -> History:
-        return History(tuple(self.trials.values()), self.metrics, self.directions)
+        if self._history is None:
+            self._history = History(tuple(self.trials.values()), self.metrics, self.directions)
+        return self._history
 
     def count(self, *states: str) -> int:
-        return sum(1 for t in self.trials.values() if t.state in states)
+        return sum(self._counts[s] for s in states)
 
     def finished(self) -> int:
         return self.count(*TERMINAL_STATES)
@@ -102,7 +125,7 @@ class TrialBook:
 
     def paused(self) -> dict[int, int]:
         """The paused trials, number -> step reached: what ``Scheduler.thaw`` chooses from."""
-        return {t.number: int(t.last_step or 0) for t in self.trials.values() if t.state == TrialState.PAUSED}
+        return dict(sorted(self._paused.items()))  # in number order, as the trials are
 
 
 class TrialWriter:
