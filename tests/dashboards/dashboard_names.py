@@ -26,7 +26,7 @@ P_SVG = '"><svg onload="window.__xss=1;alert(2)">'
 ASHA_XS = [0.5, 0.0, 1.0, 0.05, 0.95, 0.1, 0.9, 0.15]
 
 
-def asha_study(name: str, artifacts: str, *, xs=ASHA_XS, steps: int = 9, sleep: float = 0.1) -> dict:
+def asha_study(name: str, artifacts: str, *, xs=ASHA_XS, steps: int = 9, sleep: float = 0.2) -> dict:
     """An ASHA study of the stepper objective over enqueued configurations, run one at a time:
     with the best first, every later one is stopped at a rung (``sleep`` seconds a step give the
     stop decision time to arrive before the trial reaches its last step)."""

@@ -298,9 +298,11 @@ def test_importance_counts_pruned_trials_at_a_common_step(api, dash_url):
         for n, v in zip(at["numbers"], at["values"]):
             upto = [r for r in st.get_reports(trials[n].id) if r.step <= at["step"]]
             assert v == pytest.approx(upto[-1].metrics["loss"])
-    assert at["numbers"] == list(range(8))
+        expected = [n for n, t in sorted(trials.items()) if t.last_step >= at["step"]]
+    assert at["numbers"] == expected and len(expected) >= 4  # at least half of the 8
     d = study_importance(api, ASHA)
-    assert d["basis"] == "step" and d["n_trials"] == 8 and d["states"] == {"COMPLETE": 1, "PRUNED": 7}
+    assert d["basis"] == "step" and d["n_trials"] == len(expected)
+    assert d["states"] == {"COMPLETE": 1, "PRUNED": len(expected) - 1}
     assert set(d["importance"]) == {"x", "width"} and sum(d["importance"].values()) == pytest.approx(1.0)
     # a study whose trials all completed keeps the final values
     assert study_importance(api, STEPPER)["basis"] == "final"
@@ -388,3 +390,32 @@ def test_pareto_answer_keeps_the_front_and_thins_the_dominated(api):
         if on:
             assert kept[number] == (values, True)
     assert thin["metrics"] == d["metrics"] and thin["numbers"] == sorted(thin["numbers"])
+
+
+@pytest.mark.postgres
+def test_every_trial_views_agree_on_postgres(pg_url, tmp_path):
+    """The ASHA study run again on PostgreSQL: history, parameters, the common step, live updates
+    and the trial view answer there as on SQLite (JSON extraction, window functions, the cursor)."""
+    import search
+    from dashboard_names import asha_study
+
+    from dashboards._importance import study_importance
+
+    search.run(asha_study(ASHA, str(tmp_path / "art")), storage=pg_url, backend="inprocess")
+    with ReadAPI(pg_url) as pg:
+        with open_storage(pg_url, create=False) as st:
+            trials = st.get_trials(st.get_study(ASHA).id)
+            last = {t.number: _last_loss(st, t) for t in trials if t.state != "COMPLETE"}
+        h = pg.history(ASHA)
+        assert h["numbers"] == [t.number for t in trials if t.state == "COMPLETE"]
+        assert dict(zip(h["stopped"]["numbers"], h["stopped"]["values"])) == pytest.approx(last)
+        assert pg.param_points(ASHA)["stopped"]["numbers"] == sorted(last)
+        at = pg.values_at_step(ASHA)
+        assert at["numbers"] == [t.number for t in trials if t.last_step >= at["step"]] and len(at["numbers"]) >= 4
+        assert study_importance(pg, ASHA)["importance"]
+        first = pg.updates(ASHA)
+        assert pg.updates(ASHA, first["cursor"], watch=[1])["changed"][0]["number"] == 1
+        t = pg.trial(ASHA, 3)
+        assert t["best"]["number"] == 0 and len(t["attempt_history"]) == t["attempts"]
+        page = pg.trials_page(ASHA, sort="params.x", descending=True, limit=3)
+        assert [r["params"]["x"] for r in page["rows"]] == sorted((t.params["x"] for t in trials), reverse=True)[:3]
