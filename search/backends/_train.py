@@ -11,6 +11,8 @@ gathered into rank 0's file), so any later attempt may run on another worker cou
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 import os
 import tempfile
 import threading
@@ -20,6 +22,8 @@ from typing import Callable
 from trials.api import TrialEvent, TrialSpec
 
 __all__ = ["run_on_workers", "TrainAttempt"]
+
+log = logging.getLogger(__name__)
 
 # Ray Train's first API runs the loop as a trainer actor plus worker actors; the trainer actor
 # is given no CPU so a trial needs exactly workers x cpus.
@@ -89,6 +93,34 @@ def _worker_died(error: BaseException | None) -> bool:
     return any(k in text for k in ("ActorDiedError", "RayActorError", "ActorUnavailableError", "died"))
 
 
+_registry_lock = threading.RLock()
+_serial = itertools.count()
+
+
+def _guard_tune_registry() -> None:
+    """Ray Tune's job-wide trainable registry is not thread-safe: two fits starting at once in this
+    process (trials in parallel) make one fail with "dictionary changed size during iteration"
+    while the other registers. Its writes take one lock here (once; a Ray without that registry
+    is left alone)."""
+    try:
+        from ray.tune.registry import _global_registry as registry
+    except ImportError:
+        return
+    if getattr(registry, "_search_locked", False):
+        return
+    for name in ("register", "flush_values", "unregister"):
+        method = getattr(registry, name, None)
+        if method is None:
+            continue
+
+        def locked(*args, _method=method, **kwargs):
+            with _registry_lock:
+                return _method(*args, **kwargs)
+
+        setattr(registry, name, locked)
+    registry._search_locked = True
+
+
 @dataclasses.dataclass
 class TrainAttempt:
     """A running multi-worker attempt, for ``request_stop``."""
@@ -108,11 +140,16 @@ def run_on_workers(spec: TrialSpec, put: Callable[[TrialEvent], None], closed: t
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    _guard_tune_registry()
     channel = _channel()
     started(TrainAttempt(spec.attempt, channel))
     per_worker = {"CPU": float(spec.cpus), **({"GPU": float(spec.gpus)} if spec.gpus else {})}
     storage = tempfile.mkdtemp(prefix="search-train-")
-    trainer = TorchTrainer(
+    # Ray Tune registers a trainer's trainable under its class name, job-wide, and builds the trial
+    # from that name: two attempts fitting at once as plain TorchTrainers would share the name and
+    # one could start the other's loop. A class of its own per attempt keeps them apart.
+    own = type(f"TorchTrainer_{spec.number}_{spec.attempt}_{next(_serial)}", (TorchTrainer,), {})
+    trainer = own(
         _worker_loop, train_loop_config={"spec": spec, "channel": channel},
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpus > 0,
                                      resources_per_worker=per_worker, trainer_resources={"CPU": 0}),
@@ -126,6 +163,7 @@ def run_on_workers(spec: TrialSpec, put: Callable[[TrialEvent], None], closed: t
             trainer.fit()
         except BaseException as exc:  # noqa: BLE001 - reported below as a lost attempt
             failure["error"] = exc
+            log.debug("trial %d attempt %d: Ray Train's fit failed", spec.number, spec.attempt, exc_info=True)
 
     runner = threading.Thread(target=fit, name=f"train-{spec.number}", daemon=True)
     runner.start()
