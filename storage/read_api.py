@@ -31,6 +31,7 @@ Thread-safety: a ``ReadAPI`` may be shared by threads (one pooled connection per
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime, timezone
@@ -827,7 +828,7 @@ class ReadAPI:
                     unused.remove(x)
                     item["ended"] = "EXPLOIT"
                     item["detail"] = (f"restarted from trial {x.parent_number}'s checkpoint at step {x.parent_step} "
-                                      f"with {json_safe(dict(x.params_after or {}))}")
+                                      f"with {json.dumps(json_safe(dict(x.params_after or {})))}")
                 else:
                     item["ended"] = "INTERRUPTED"
                     item["detail"] = ("cut short (worker lost, controller stopped or paused); the next attempt "
