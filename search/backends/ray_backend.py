@@ -469,6 +469,8 @@ class RayBackend(Backend):
                     self._placed.add(slot)
                     return actor
                 except ray.exceptions.RayError:
+                    with contextlib.suppress(Exception):  # unavailable is not always dead: free its CPUs
+                        ray.kill(actor, no_restart=True)
                     actor = self._actors[slot] = self._new_actor()
                     ready = actor.node_id.remote()
         return None
@@ -505,6 +507,7 @@ class RayBackend(Backend):
                         del self._running[spec.trial_id]
 
     def _slot_loop(self, slot: int) -> None:
+        import ray
         from ray.exceptions import RayError
 
         while not self._closed.is_set():
@@ -525,6 +528,11 @@ class RayBackend(Backend):
                         finished = True
             except RayError as exc:
                 self._actors.pop(slot, None)
+                # Not always dead: an ActorUnavailableError (its node unreachable for a while) may
+                # leave it alive, holding its CPUs with nobody to call it; the slot's next actor
+                # could then wait for resources that never free up. Killed, it frees them.
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
                 if not finished and not self._closed.is_set():
                     reason = str(exc).strip().splitlines()[0][:300]
                     self._events.put(TrialEvent("lost", spec.trial_id, spec.attempt,
