@@ -19,6 +19,9 @@ study stores) into a 2-D float array. Three encodings:
   normalised WL subtree kernel (up to hash collisions): Euclidean distance in the embedding
   decreases exactly as the graphs' WL similarity grows, so no reference set or MDS fit is needed and
   new architectures embed consistently.
+- ``onehot+path``: both side by side. The one-hot blocks say where each choice sits (which edge,
+  which layer); the path features say what follows what, wherever it sits. BOSHNAS's default:
+  on layer lists the bag of tokens and pairs alone cannot tell the last layer from the first.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import numpy as np
 
 __all__ = ["ArchEncoder", "ENCODINGS", "nb201_edge_ops", "arch_graph", "wl_features"]
 
-ENCODINGS = ("onehot", "path", "wl")
+ENCODINGS = ("onehot", "path", "wl", "onehot+path")
 _NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 _NB201_ALL_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 _LAYER_FIELDS = {"lm-layers": ("op", "width", "heads", "ffn_mult", "kernel"), "cnn": ("width", "kernel", "skip")}
@@ -113,7 +116,7 @@ class ArchEncoder:
     Parameters
     ----------
     schema: the space's ``schema()`` (``kind`` plus its options).
-    method: ``onehot``, ``path`` or ``wl``.
+    method: ``onehot``, ``path``, ``wl`` or ``onehot+path``.
     wl_iterations, wl_dim: WL rounds and hashed dimension of the ``wl`` embedding.
     """
 
@@ -128,10 +131,14 @@ class ArchEncoder:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {method!r}")
         if kind not in ("nas-bench-201", *_LAYER_FIELDS):
             raise ValueError(f"schema kind must be nas-bench-201, cnn or lm-layers, got {kind!r}")
-        self._vocab = self._build_vocab()
+        self._parts = ([ArchEncoder(schema, m, wl_iterations=wl_iterations, wl_dim=wl_dim) for m in method.split("+")]
+                       if "+" in method else [])
+        self._vocab = {} if self._parts else self._build_vocab()
 
     @property
     def n_features(self) -> int:
+        if self._parts:
+            return sum(p.n_features for p in self._parts)
         return self.wl_dim if self.method == "wl" else len(self._vocab)
 
     def _field_choices(self) -> dict[str, list[Any]]:
@@ -219,4 +226,6 @@ class ArchEncoder:
     def transform(self, values: Sequence[Any]) -> np.ndarray:
         if len(values) == 0:
             return np.zeros((0, self.n_features))
+        if self._parts:
+            return np.hstack([p.transform(values) for p in self._parts])
         return np.stack([self._one(v) for v in values])

@@ -39,15 +39,33 @@ class DeepEnsemble:
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def _net(self, d: int):
-        import torch.nn as nn
-        layers: list[Any] = []
+    def _init(self, d: int, gen):
+        """Stacked parameters of every member: per layer a (members, fan_in, fan_out) weight and a
+        (members, 1, fan_out) bias, drawn as ``torch.nn.Linear`` draws them (uniform within
+        1/sqrt(fan_in)); the last layer outputs a mean and a raw noise scale."""
+        import torch
+
+        params = []
         width = d
-        for h in self.hidden:
-            layers += [nn.Linear(width, h), nn.SiLU()]
+        for h in (*self.hidden, 2):
+            bound = 1.0 / width ** 0.5
+            w = (torch.rand((self.n_members, width, h), generator=gen, dtype=torch.float64) * 2 - 1) * bound
+            b = (torch.rand((self.n_members, 1, h), generator=gen, dtype=torch.float64) * 2 - 1) * bound
+            params += [w.requires_grad_(), b.requires_grad_()]
             width = h
-        layers.append(nn.Linear(width, 2))
-        return nn.Sequential(*layers).double()
+        return params
+
+    @staticmethod
+    def _forward(params, X):
+        """(members, n, 2) outputs; ``X`` is (n, d) (shared) or (members, n, d)."""
+        import torch.nn.functional as F
+
+        h = X
+        for i in range(0, len(params), 2):
+            h = (h @ params[i] if h.dim() == 3 else (h.unsqueeze(0) @ params[i])) + params[i + 1]
+            if i + 2 < len(params):
+                h = F.silu(h)
+        return h
 
     def fit(self, X: Any, y: Any) -> "DeepEnsemble":
         import torch
@@ -65,27 +83,29 @@ class DeepEnsemble:
         Xt = torch.from_numpy((X - self.x_mean_) / self.x_std_)
         yt = torch.from_numpy((y - self.y_mean_) / self.y_std_)
         bs = min(self.batch_size, n)
-        members = []
-        for _ in range(self.n_members):
-            seed = int(rng.integers(2**31 - 1))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                net = self._net(d)
-                opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-                for _ in range(self.epochs):
-                    perm = torch.randperm(n)
-                    for start in range(0, n, bs):
-                        idx = perm[start:start + bs]
-                        out = net(Xt[idx])
-                        mu, var = out[:, 0], F.softplus(out[:, 1]) + 1e-6
-                        nll = 0.5 * (torch.log(var) + (yt[idx] - mu) ** 2 / var)
-                        loss = (nll * var.detach() ** 0.5).mean()
-                        opt.zero_grad()
-                        loss.backward()
-                        opt.step()
-            net.eval()
-            members.append(net)
-        self.members_ = members
+        # All members train at once as one stacked network: Adam(W) acts elementwise, so this is
+        # the members' independent trainings (own initialisation, own minibatch order), with one
+        # optimiser step's Python overhead instead of one per member.
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
+        params = self._init(d, gen)
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        for _ in range(self.epochs):
+            if bs == n:
+                batches = [None]
+            else:
+                perm = torch.argsort(torch.rand((self.n_members, n), generator=gen), dim=1)
+                batches = [perm[:, start:start + bs] for start in range(0, n, bs)]
+            for idx in batches:
+                xb, yb = (Xt, yt.unsqueeze(0)) if idx is None else (Xt[idx], yt[idx])
+                out = self._forward(params, xb)
+                mu, var = out[..., 0], F.softplus(out[..., 1]) + 1e-6
+                nll = 0.5 * (torch.log(var) + (yb - mu) ** 2 / var)
+                # beta-NLL, beta = 0.5; the sum over members keeps each member's gradient its own mean's.
+                loss = (nll * var.detach() ** 0.5).mean(-1).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.members_ = [p.detach() for p in params]
         self.n_features_in_ = d
         return self
 
@@ -97,9 +117,9 @@ class DeepEnsemble:
         X = check_X(X, self.n_features_in_)
         Xt = torch.from_numpy((X - self.x_mean_) / self.x_std_)
         with torch.no_grad():
-            outs = [m(Xt) for m in self.members_]
-        mus = np.stack([o[:, 0].numpy() for o in outs])
-        vars_ = np.stack([(F.softplus(o[:, 1]) + 1e-6).numpy() for o in outs])
+            out = self._forward(self.members_, Xt)
+        mus = out[..., 0].numpy()
+        vars_ = (F.softplus(out[..., 1]) + 1e-6).numpy()
         mean = mus.mean(0) * self.y_std_ + self.y_mean_
         epistemic = mus.var(0) * self.y_std_ ** 2
         aleatoric = vars_.mean(0) * self.y_std_ ** 2

@@ -169,12 +169,84 @@ def test_regevo_children_are_one_mutation_from_a_population_member():
 
 def test_boshnas_beats_random_on_a_learnable_objective():
     space = space_of("nb201")
-    bosh = simulate(make("boshnas", "nb201", seed=1), space, trials=24, batch=4)
+    # The defaults (FAST_BOSHNAS's 2 members trained 15 epochs over 24 candidates are too weak a
+    # surrogate to be held to this).
+    bosh = simulate(make_algorithm("boshnas", space, ["m0"], ["minimize"], seed=1), space, trials=24, batch=4)
     rand = simulate(make("random", "nb201", seed=1), space, trials=24, batch=4)
-    # loss_of counts 3x3 convs: the optimum is -6; the surrogate should find cells far above random's.
+    # loss_of counts 3x3 convs: the optimum is -6 (1 cell in 15,625); the surrogate should find it.
     best_b = min(t.values[0] for t in bosh)
     best_r = min(t.values[0] for t in rand)
-    assert best_b <= -5 and best_b < best_r
+    assert best_b == -6 and best_b < best_r
+
+
+# A small table: the 512 three-layer CNNs of a narrow space, with a deterministic loss whose optimum
+# needs interactions between neighbouring layers (the kernels alternate; the last two layers, not the
+# first, have residual connections). 2 of the 512 are optimal: random sampling without replacement
+# needs 150 evaluations (the exact median) to hit one.
+BOSHNAS_DEFAULTS = {"n_init": 5, "encoding": "onehot", "kappa": 1.0, "kappa_aleatoric": 0.5, "parents": 5,
+                    "mutants": 200, "random_candidates": 20, "members": 5, "epochs": 100, "zero_cost": None,
+                    "zero_cost_pool": 200, "acquisition": "ucb"}
+SMALL_CNN = {"arch": {"type": "cnn", "depth": [3, 3], "widths": [8, 16], "kernels": [3, 5]}}
+
+
+def small_cnn_loss(layers: list[dict]) -> float:
+    wide = sum(layer["width"] == 16 for layer in layers)
+    alternating = sum(a["kernel"] != b["kernel"] for a, b in zip(layers, layers[1:]))
+    skips = 2.0 * (layers[1]["skip"] and layers[2]["skip"]) - 0.5 * layers[0]["skip"]
+    return -(wide + 1.5 * alternating + skips)
+
+
+def exact_random_median(n: int, k: int) -> int:
+    """Draws without replacement from n items, k of them good, until the first good one: the
+    smallest m with P(hit within m) >= 1/2."""
+    miss = 1.0
+    for m in range(1, n - k + 2):
+        miss *= (n - k - m + 1) / (n - m + 1)
+        if miss <= 0.5:
+            return m
+    return n - k + 1
+
+
+def evaluations_to_optimum(algo, best: float, cap: int = 60, batch: int = 4) -> int:
+    history: list[TrialRecord] = []
+    while len(history) < cap:
+        for p in algo.propose(History(tuple(history), ("m0",), ("minimize",)), batch):
+            v = small_cnn_loss(p.params["arch"])
+            history.append(record(len(history), dict(p.params), values=(v,)))
+            if v <= best:
+                return len(history)
+    return cap + 1
+
+
+def test_boshnas_defaults_need_5x_fewer_evaluations_than_random_on_a_small_table():
+    space = parse_study(study(SMALL_CNN)).space
+    losses = sorted(small_cnn_loss(a) for a in next(iter(space)).grid(0))
+    best, k = losses[0], losses.count(losses[0])
+    assert (len(losses), k) == (512, 2)
+    random_median = exact_random_median(len(losses), k)
+    assert random_median == 150
+    # The defaults chosen on four benchmark tables at once (docs/benchmarks/nas.md), pinned so a
+    # change to them is deliberate and re-measured.
+    assert make_algorithm("boshnas", space, ["m0"], ["minimize"], seed=0).options == BOSHNAS_DEFAULTS
+    hits = [evaluations_to_optimum(make_algorithm("boshnas", space, ["m0"], ["minimize"], seed=s), best)
+            for s in range(5)]
+    assert 5 * np.median(hits) <= random_median, hits
+    # Random sampling with the same budget is far from it, so the bound above is not vacuous.
+    rand = [evaluations_to_optimum(make_algorithm("random", space, ["m0"], ["minimize"], seed=s), best)
+            for s in range(5)]
+    assert 5 * np.median(rand) > random_median, rand
+
+
+@pytest.mark.parametrize("space_name", ["nb201", "cnn", "lm-kernels"])
+def test_onehot_plus_path_encoding_is_both_side_by_side(space_name):
+    from surrogates.arch_encoding import ArchEncoder
+
+    param = next(iter(space_of(space_name)))
+    archs = [param.sample(np.random.default_rng(i)) for i in range(6)]
+    both = ArchEncoder(param.schema(), "onehot+path")
+    parts = [ArchEncoder(param.schema(), m).transform(archs) for m in ("onehot", "path")]
+    assert both.n_features == sum(p.shape[1] for p in parts)
+    assert np.array_equal(both.transform(archs), np.hstack(parts))
 
 
 @pytest.mark.slow
@@ -275,6 +347,7 @@ def test_arch_spec_errors_are_one_line(spec, message):
     ({"name": "regevo", "sample": 30}, "'sample' of regevo must be <= population"),
     ({"name": "regevo", "tournament": 3}, "takes no option 'tournament'"),
     ({"name": "boshnas", "encoding": "bag"}, "'encoding' of boshnas must be one of onehot, path, wl"),
+    ({"name": "boshnas", "acquisition": "ei"}, "'acquisition' of boshnas must be one of ucb, thompson"),
     ({"name": "boshnas", "zero_cost": "snip"}, "'zero_cost' of 'boshnas' must be one of"),
     ({"name": "boshnas", "n_init": 0}, "'n_init' of 'boshnas' must be an integer >= 1"),
 ])
