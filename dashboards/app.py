@@ -441,9 +441,9 @@ def create_app(storage_url: str | None = None, *, api: ReadAPI | None = None, to
 
     @app.get("/api/v1/studies/{name}/importance")
     async def api_importance(name: str, request: Request):
-        from dashboards._importance import study_importance
+        from analysis.importance import importance_view
 
-        return await answer(lambda: study_importance(reader, name, query_int(request, "objective", 0)))
+        return await answer(lambda: importance_view(reader, name, query_int(request, "objective", 0)))
 
     @app.get("/api/v1/studies/{name}/curves")
     async def api_curves(name: str, request: Request, metric: str = ""):

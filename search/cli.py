@@ -272,7 +272,8 @@ def cmd_importance(args) -> int:
     if args.json:
         _print_json(result)
         return EXIT_OK
-    print(f"{result['metric']}: {result['n_trials']} completed trials; {result.get('method') or result.get('note')}")
+    which = (f"trials at step {result['step']}" if result.get("basis") == "step" else "completed trials")
+    print(f"{result['metric']}: {result['n_trials']} {which}; {result.get('method') or result.get('note')}")
     for name, value in sorted(result["importance"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<24} {value:.3f}")
     return EXIT_OK

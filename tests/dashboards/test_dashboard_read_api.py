@@ -285,11 +285,9 @@ def test_params_include_stopped_trials_with_their_state(api):
     assert d["stopped"]["states"] == ["PRUNED"] * 7 and d["stopped"]["total"] == 7
 
 
-def test_importance_counts_pruned_trials_at_a_common_step(api, dash_url):
-    from dashboards._importance import study_importance
+def test_importance_counts_pruned_trials_at_a_common_step(api, dash_url, capsys):
+    from analysis.importance import importance_view as study_importance
 
-    # the CLI's view counts complete trials only: one, so nothing
-    assert importance_view(api, ASHA)["importance"] == {}
     at = api.values_at_step(ASHA)
     with open_storage(dash_url, create=False) as st:
         trials = {t.number: t for t in st.get_trials(st.get_study(ASHA).id)}
@@ -304,6 +302,14 @@ def test_importance_counts_pruned_trials_at_a_common_step(api, dash_url):
     assert d["basis"] == "step" and d["n_trials"] == len(expected)
     assert d["states"] == {"COMPLETE": 1, "PRUNED": len(expected) - 1}
     assert set(d["importance"]) == {"x", "width"} and sum(d["importance"].values()) == pytest.approx(1.0)
+    # `search importance` gives the same answer as the dashboard
+    import json
+
+    from search.cli import main
+
+    capsys.readouterr()
+    assert main(["importance", ASHA, "--storage", dash_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(d))
     # a study whose trials all completed keeps the final values
     assert study_importance(api, STEPPER)["basis"] == "final"
 
@@ -399,7 +405,7 @@ def test_every_trial_views_agree_on_postgres(pg_url, tmp_path):
     import search
     from dashboard_names import asha_study
 
-    from dashboards._importance import study_importance
+    from analysis.importance import importance_view as study_importance
 
     search.run(asha_study(ASHA, str(tmp_path / "art")), storage=pg_url, backend="inprocess")
     with ReadAPI(pg_url) as pg:
