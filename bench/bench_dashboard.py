@@ -797,6 +797,7 @@ CLI_VERBS = {
     "trials": ["trials", STUDY],
     "trials --state running": ["trials", STUDY, "--state", "running"],
     "trials --state complete": ["trials", STUDY, "--state", "complete"],
+    "trials --limit 50 --newest": ["trials", STUDY, "--limit", "50", "--newest"],
     "best": ["best", STUDY],
     "importance": ["importance", STUDY],
     "export csv": ["export", STUDY, "--format", "csv", "-o", "{tmp}/trials.csv"],
