@@ -95,17 +95,16 @@ CHROMIUM = "/usr/bin/chromium"
 # The trial number whose page is recorded on the tiny study (swapped for the big study's).
 REC_TRIAL, REC_TRIALS, REC_REPORTS = 123, 200, 6
 
-# What each page requests on load, as of this commit: used with --no-browser (or when Playwright or
+# What each page requests on load, as recorded on 2026-12-06 (dashboard of commit eca589f): used with --no-browser (or when Playwright or
 # Chromium is missing), else replaced by what the pages are seen to request. {study} is the study
 # name (optuna-dashboard: {id}, its study id), {trial} a trial number.
 SCREENS: dict[str, dict[str, list[str]]] = {
     "ours": {
         "studies": ["/", "/static/style.css", "/static/plotly.min.js", "/static/app.js", "/api/v1/studies"],
         "study_first": ["/studies/{study}", "/static/style.css", "/static/plotly.min.js", "/static/app.js",
-                        "/api/v1/studies/{study}", "/api/v1/studies/{study}/updates?",
-                        "/api/v1/studies/{study}/history"],
+                        "/api/v1/studies/{study}/updates?", "/api/v1/studies/{study}/history"],
         "study": ["/studies/{study}", "/static/style.css", "/static/plotly.min.js", "/static/app.js",
-                  "/api/v1/studies/{study}", "/api/v1/studies/{study}/updates?", "/api/v1/studies/{study}/history",
+                  "/api/v1/studies/{study}/updates?", "/api/v1/studies/{study}/history", "/api/v1/studies/{study}",
                   "/api/v1/studies/{study}/curves?metric=val_loss&offset=0&limit=100",
                   "/api/v1/studies/{study}/params", "/api/v1/studies/{study}/importance",
                   "/api/v1/studies/{study}/timeline",
@@ -115,9 +114,10 @@ SCREENS: dict[str, dict[str, list[str]]] = {
     },
     "theirs": {
         "studies": ["/dashboard", "/static/bundle.js", "/api/meta", "/api/studies"],
-        "study_first": ["/dashboard/studies/{id}", "/static/bundle.js", "/api/meta", "/api/studies/{id}?after=0"],
-        "study": ["/dashboard/studies/{id}", "/static/bundle.js", "/api/meta", "/api/studies/{id}?after=0",
-                  "/api/studies/{id}/param_importances"],
+        "study_first": ["/dashboard/studies/{id}", "/static/bundle.js", "/api/studies/{id}/param_importances",
+                        "/api/meta", "/api/studies/{id}?after=0"],
+        "study": ["/dashboard/studies/{id}", "/static/bundle.js", "/api/studies/{id}/param_importances",
+                  "/api/meta", "/api/studies/{id}?after=0"],
         "trial": ["/dashboard/studies/{id}/trials?numbers={trial}", "/static/bundle.js", "/api/meta",
                   "/api/studies/{id}?after=0"],
     },
