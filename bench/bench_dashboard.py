@@ -20,7 +20,10 @@ PostgreSQL ones at the end).
 Both dashboards run in their own process (``python -m search dashboard``; ``optuna-dashboard
 --server wsgiref``, its default without gunicorn) and every request is timed from this client,
 body read in full: each figure is an upper bound on server time (it includes the loopback HTTP
-round trip). A screen is its requests one after another (a browser overlaps them, so it draws
+round trip). The server process's own CPU time (from /proc) is read around every request too:
+under shared load it says what the code costs better than the wall clock (on PostgreSQL the queries
+run in the database's processes, so it is the dashboard's share only). A screen is its requests one
+after another (a browser overlaps them, so it draws
 sooner). Rows are timed once cold (straight after the server started) and then ``--repeat``
 times; the table shows the cold time and the median of the repeats. A request of optuna-dashboard
 that takes longer than ``--their-timeout`` seconds (120) is recorded as a timeout, its server is
@@ -31,8 +34,8 @@ both dashboards, each page is loaded once in headless Chromium (Playwright, /usr
 the requests it makes until it has been quiet for 2.5 s are kept, in order, with the tiny study's
 trial number swapped for the big one's ("all on load"). The study page's first screen is its HTML,
 static files and the API requests issued before the first API answer came back: the first batch
-the page draws from (ours: summary, updates and history; optuna-dashboard: its study detail,
-every trial with every intermediate value, which all its charts are drawn from).
+the page draws from (ours: updates and history; optuna-dashboard: its study detail, every trial
+with every intermediate value, which all its charts are drawn from, and its importance).
 ``--no-browser`` uses the lists in ``SCREENS`` instead (kept here, in one place).
 
 Also timed: the CLI's read verbs (a fresh ``python -m search`` process each, output to /dev/null)
@@ -862,7 +865,7 @@ def _fmt_ms(res: dict[str, Any] | None, key: str) -> str:
     v = res.get(key)
     if v is None:
         return "timeout" if (res.get("why") or "").startswith("timeout") else "error"
-    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+    return f"{v:.0f}" if v >= 9.95 else f"{v:.1f}"
 
 
 def _ratio(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> tuple[str, float | None]:
