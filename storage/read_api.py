@@ -327,8 +327,11 @@ class ReadAPI:
         if self.backend == "postgresql":
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
+            # jit=off: the planner charges the dashboard's correlated subqueries per row, so at
+            # 100,000 trials it JIT-compiles them, which costs more than it saves (history: 620-735
+            # ms with JIT, 325-330 ms without, bench/bench_dashboard.py).
             kwargs["connect_args"] = {"connect_timeout": 10,
-                                      "options": "-c default_transaction_read_only=on"}
+                                      "options": "-c default_transaction_read_only=on -c jit=off"}
         try:
             engine = create_engine(parsed, **kwargs)
         except Exception as exc:  # noqa: BLE001 - driver missing or bad URL, reported without the password
