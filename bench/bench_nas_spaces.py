@@ -19,7 +19,7 @@ lookup and many seeds are cheap):
   trained 80 steps (AdamW 3e-3, batch 16, context 32, seed 0) on bytes of a few fixed Python
   standard-library sources: validation loss on another, minimised.
 
-The tables are built once (about 25 minutes on one busy core) and cached under ``--cache``
+The tables are built once (about 20 minutes on one busy core) and cached under ``--cache``
 (default ``/tmp/search-nas-spaces``; not committed). Target per space: the top ``p`` share of the
 table (p = 0.5% everywhere: 78, 78, 9 and 9 architectures; ties at the threshold count as top).
 Random sampling without replacement reaches one at the exact hypergeometric median: the smallest
@@ -339,7 +339,7 @@ def plot(results: dict, path: str) -> None:
 
     spaces = list(results)
     methods = list(next(iter(results.values()))["methods"])
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
     width = 0.8 / (len(methods) + 1)
     for j, m in enumerate(methods):
         meds = [results[s]["methods"][m]["median"] for s in spaces]
@@ -357,7 +357,7 @@ def plot(results: dict, path: str) -> None:
     ax.set_xticklabels([f"{s}\n(top {results[s]['K']} of {results[s]['N']})" for s in spaces])
     ax.set_ylabel("evaluations to a top-0.5% architecture")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
