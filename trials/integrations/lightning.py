@@ -1,12 +1,8 @@
 """``SearchCallback`` for a Lightning ``Trainer``: a Lightning training script as a trial.
 
-    import lightning.pytorch as pl
-    import search
-    from search.integrations.lightning import SearchCallback
-
-    def objective(config):
-        trainer = pl.Trainer(max_epochs=10, callbacks=[SearchCallback(monitor="val_loss")])
-        trainer.fit(MyModule(lr=config["lr"]), datamodule=MyData())
+User code imports it as ``search.integrations.lightning.SearchCallback`` (a lazy re-export of this
+module) and passes ``SearchCallback(monitor="val_loss")`` in the ``Trainer``'s ``callbacks``; a whole
+objective is in ``examples/lightning_pbt.py``.
 
 At the end of each validation (not the sanity check) the callback stores a Lightning checkpoint,
 the dict ``Trainer.save_checkpoint`` writes, through the trial's ``save_checkpoint`` (every

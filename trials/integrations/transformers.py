@@ -1,14 +1,9 @@
 """``SearchCallback`` for a Hugging Face ``Trainer``: a Transformers training script as a trial.
 
-    from transformers import Trainer, TrainingArguments
-    from search.integrations.transformers import SearchCallback
-
-    def objective(config):
-        args = TrainingArguments(output_dir="out", learning_rate=config["lr"], eval_strategy="steps",
-                                 eval_steps=50, max_steps=500, report_to=[])
-        callback = SearchCallback()
-        trainer = Trainer(model=..., args=args, train_dataset=..., eval_dataset=..., callbacks=[callback])
-        trainer.train(resume_from_checkpoint=callback.resume_from_checkpoint())
+User code imports it as ``search.integrations.transformers.SearchCallback`` (a lazy re-export of
+this module), passes it in the ``Trainer``'s ``callbacks`` and resumes with
+``trainer.train(resume_from_checkpoint=callback.resume_from_checkpoint())``; a whole objective is in
+``examples/hf_gpt2.py``.
 
 Each evaluation during training asks the Trainer to save a checkpoint (every ``checkpoint_every``
 evaluations, and whenever the trial is asked to stop); the callback stores each checkpoint folder
