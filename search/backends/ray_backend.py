@@ -395,8 +395,6 @@ def _ship_by_value(fn) -> None:
     ``__main__`` or a notebook does: Ray's workers need not be able to import that module (a
     worker that cannot unpickle a task's argument leaves the task pending, and the study waits).
     Modules of installed packages (site-packages) still travel by reference."""
-    import sys
-
     from ray import cloudpickle
 
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
