@@ -229,12 +229,16 @@ class Storage:
 
         head = _head_revision()
 
-        def check(conn) -> bool:
+        def check(conn, locked: bool = True) -> bool:
             """True when the schema is at head; raises when it may not be made or upgraded here."""
             current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
             if current == head:
                 return True
             if current is None and inspect(conn).has_table("studies"):
+                if not locked:
+                    # Without the lock the two reads are not one snapshot on SQLite: another
+                    # process may have committed the new schema between them. Decide under the lock.
+                    return False
                 raise SchemaOutdated(
                     f"storage {safe_url(self.url)} has search tables but no {VERSION_TABLE} table; "
                     "it was not made by this program"
@@ -250,7 +254,7 @@ class Storage:
 
         try:
             with self.engine.connect() as conn:
-                if check(conn):
+                if check(conn, locked=False):
                     return
             # Creating or upgrading: one process at a time (several `search run` may start at once
             # on a new database), the check repeated under the lock, so the others find it done.
