@@ -249,7 +249,16 @@ def _our_trial_rows(plan: dict[str, Any], study_id: int, text_times: bool) -> It
         yield (t["number"] + 1, study_id, t["number"], t["state"], json.dumps(t["params"]),
                None if value is None else json.dumps([value]), value, json.dumps(trial_metrics(t)), t["error"],
                t["attempt"], t["attempt"], t["worker"], t["node"], t["steps"] or None, conv(t["created"]),
-               conv(t["start"]), conv(t["end"]), conv(t["beat"]))
+               conv(t["start"]), conv(t["end"]), conv(t["beat"]), t["last"])
+
+
+def _our_param_rows(plan: dict[str, Any], study_id: int) -> Iterator[tuple]:
+    """``trial_params`` as ``storage`` writes it for each new trial."""
+    from storage._rdb import param_rows
+
+    for t in plan["trials"]:
+        for r in param_rows(t["number"] + 1, study_id, t["number"], t["params"]):
+            yield r["trial_id"], r["name"], r["study_id"], r["number"], r["value_num"], r["value_text"]
 
 
 def _our_report_rows(plan: dict[str, Any]) -> Iterator[tuple]:
@@ -262,7 +271,8 @@ def _our_report_rows(plan: dict[str, Any]) -> Iterator[tuple]:
 
 
 _OUR_TRIAL_COLS = ('id, study_id, number, state, params, "values", value, metrics, error, attempt, failures, '
-                   "worker, node, last_step, created_at, started_at, finished_at, heartbeat_at")
+                   "worker, node, last_step, created_at, started_at, finished_at, heartbeat_at, last_value")
+_OUR_PARAM_COLS = "trial_id, name, study_id, number, value_num, value_text"
 
 
 def build_ours(url: str, plan: dict[str, Any], n_trials: int) -> None:
@@ -277,12 +287,14 @@ def build_ours(url: str, plan: dict[str, Any], n_trials: int) -> None:
         conn = sqlite3.connect(path)
         conn.execute("PRAGMA synchronous=OFF")
         with conn:
-            conn.executemany(f"INSERT INTO trials ({_OUR_TRIAL_COLS}) VALUES ({', '.join('?' * 18)})",
+            conn.executemany(f"INSERT INTO trials ({_OUR_TRIAL_COLS}) VALUES ({', '.join('?' * 19)})",
                              _our_trial_rows(plan, study.id, True))
+            conn.executemany(f"INSERT INTO trial_params ({_OUR_PARAM_COLS}) VALUES ({', '.join('?' * 6)})",
+                             _our_param_rows(plan, study.id))
             conn.executemany("INSERT INTO reports (id, trial_id, attempt, step, metrics) VALUES (?, ?, ?, ?, ?)",
                              _our_report_rows(plan))
-        conn.execute("ANALYZE")
         conn.close()
+        _analyze(url)
         return
     import psycopg
 
@@ -291,13 +303,29 @@ def build_ours(url: str, plan: dict[str, Any], n_trials: int) -> None:
             with cur.copy(f"COPY trials ({_OUR_TRIAL_COLS}) FROM STDIN") as cp:
                 for row in _our_trial_rows(plan, study.id, False):
                     cp.write_row(row)
+            with cur.copy(f"COPY trial_params ({_OUR_PARAM_COLS}) FROM STDIN") as cp:
+                for row in _our_param_rows(plan, study.id):
+                    cp.write_row(row)
             with cur.copy("COPY reports (id, trial_id, attempt, step, metrics) FROM STDIN") as cp:
                 for row in _our_report_rows(plan):
                     cp.write_row(row)
             for table in ("trials", "reports"):
                 cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         conn.commit()
-        conn.autocommit = True
+    _analyze(url)
+
+
+def _analyze(url: str) -> None:
+    """Planner statistics after a bulk load or an upgrade (SQLite: ANALYZE; PostgreSQL: VACUUM
+    ANALYZE, which also sets the visibility map that index-only scans need)."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.split("///", 1)[1])
+        conn.execute("ANALYZE")
+        conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(_libpq(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
 
 
@@ -438,8 +466,23 @@ class Cached:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
 
     def ensure(self, build: Callable[[str], None]) -> tuple[bool, float]:
-        """(reused, seconds spent building)."""
-        if not self.args.rebuild and self._stored_marker() == self.marker:
+        """(reused, seconds spent building). One of ours made at an older schema revision, from
+        the same plan, is upgraded in place (``open_storage(upgrade=True)``, as
+        ``search db upgrade`` does), which also times the migration at this size."""
+        stored = None if self.args.rebuild else self._stored_marker()
+        if stored == self.marker:
+            return True, 0.0
+        if (self.system == "ours" and stored is not None and "schema" in stored
+                and {**stored, "schema": self.marker["schema"]} == self.marker):
+            from storage import open_storage
+
+            t0 = time.perf_counter()
+            with open_storage(self.url, upgrade=True):
+                pass
+            _analyze(self.url)
+            print(f"ours: upgraded from schema {stored['schema']} to {self.marker['schema']} in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            self._write_marker()
             return True, 0.0
         t0 = time.perf_counter()
         self.drop()
@@ -449,12 +492,15 @@ class Cached:
             with _pg_admin(self.args.pg_url) as conn:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
         build(self.url)
+        self._write_marker()
+        return False, time.perf_counter() - t0
+
+    def _write_marker(self) -> None:
         if self.backend == "sqlite":
             self.path.with_suffix(".json").write_text(json.dumps(self.marker))
         else:
             with _pg_admin(self.args.pg_url) as conn:
                 conn.execute(f"COMMENT ON DATABASE \"{self.dbname}\" IS '{json.dumps(self.marker)}'")
-        return False, time.perf_counter() - t0
 
     def size_mib(self) -> float:
         if self.backend == "sqlite":

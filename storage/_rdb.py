@@ -8,6 +8,7 @@ and checkpoints, requeue, heartbeat, algorithm state); everything else is a read
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -16,18 +17,20 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import Float, String, bindparam, case, create_engine, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from storage._schema import (NAME_MAX, AlgorithmStateRow, CheckpointRow, ExploitRow, PendingDecisionRow,
-                             ReportRow, StudyRow, TrialRow)
+                             ReportRow, StudyRow, TrialParamRow, TrialRow)
 from storage.records import (TERMINAL_STATES, CheckpointRecord, DecisionRecord, ExploitRecord,
                              ReportRecord, StudyRecord, TrialRecord, TrialState)
 
 _T = TrialRow.__table__
 _R = ReportRow.__table__
+_S = StudyRow.__table__
+_P = TrialParamRow.__table__
 
 # The per-trial hot path's statements, built once: SQLAlchemy then reuses their cache key and
 # compiled form, where building ``.values(...)`` per call cost more than the database did.
@@ -35,9 +38,38 @@ _NEXT_NUMBER = select(func.coalesce(func.max(_T.c.number), -1) + 1).where(_T.c.s
 _LOCK_STUDY = select(StudyRow.id).where(StudyRow.id == bindparam("b_study")).with_for_update()
 _INSERT_TRIAL = insert(_T).returning(*_T.c)
 _INSERT_REPORTS = insert(_R)
-_REPORTED = update(_T).where(_T.c.id == bindparam("b_id")).values(last_step=bindparam("b_step"),
-                                                                  heartbeat_at=bindparam("b_now"))
+_INSERT_PARAMS = insert(_P)
+_REPORTED: dict[int, Any] = {}
+
+
+def _reported_statement(n_metrics: int):
+    """UPDATE of a trial that reported: its step, heartbeat and ``last_value``, the study's first
+    metric picked in SQL from the report's ``n_metrics`` metrics (bound as ``b_n<i>`` name and
+    ``b_v<i>`` value) by a primary-key lookup of the study, so the hot path needs no extra query;
+    a report without a finite value of that metric keeps the previous one."""
+    stmt = _REPORTED.get(n_metrics)
+    if stmt is None:
+        values: dict[str, Any] = {"last_step": bindparam("b_step"), "heartbeat_at": bindparam("b_now")}
+        if n_metrics:
+            first = (select(_S.c.metrics[0].as_string()).where(_S.c.id == _T.c.study_id).scalar_subquery())
+            picked = case(*[(bindparam(f"b_n{i}", type_=String), bindparam(f"b_v{i}", type_=Float))
+                            for i in range(n_metrics)], value=first)
+            values["last_value"] = func.coalesce(picked, _T.c.last_value)
+        stmt = update(_T).where(_T.c.id == bindparam("b_id")).values(**values)
+        _REPORTED[n_metrics] = stmt
+    return stmt
 _LEAVE: dict[tuple[str, ...], Any] = {}
+
+
+def param_rows(trial_id: int, study_id: int, number: int, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``trial_params`` rows of a trial's ``params``: a finite number (not a boolean) in
+    ``value_num``; a string as it is, any other value as JSON, in ``value_text``."""
+    out = []
+    for name, v in params.items():
+        num = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+        out.append({"trial_id": trial_id, "study_id": study_id, "number": number, "name": str(name),
+                    "value_num": num, "value_text": v if isinstance(v, str) else json.dumps(v)})
+    return out
 
 
 def _leave_statement(columns: tuple[str, ...]):
@@ -151,14 +183,23 @@ def _alembic_config(connection):
     return cfg
 
 
+# The newest migration's revision, so that opening a database already at it needs no Alembic
+# (importing it and reading the migration scripts cost a read verb 0.3 s of its 1 s start-up).
+# tests/storage/test_schema_upgrade.py checks it against the scripts.
+HEAD_REVISION = "0004"
+
+
 def _head_revision() -> str:
-    from alembic.script import ScriptDirectory
+    return HEAD_REVISION
 
-    from alembic.config import Config
 
-    cfg = Config()
-    cfg.set_main_option("script_location", MIGRATIONS_DIR)
-    return ScriptDirectory.from_config(cfg).get_current_head()
+def _current_revision(conn) -> str | None:
+    """The schema revision recorded in ``conn``'s database, None when it has no version table:
+    what Alembic's ``MigrationContext.get_current_revision`` answers, read with one SELECT."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    found = sorted(v for (v,) in conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+    return ",".join(found) or None
 
 
 class Storage:
@@ -224,14 +265,11 @@ class Storage:
         return engine
 
     def _prepare(self, *, create: bool, upgrade: bool) -> None:
-        from alembic import command
-        from alembic.runtime.migration import MigrationContext
-
-        head = _head_revision()
+        head = HEAD_REVISION
 
         def check(conn, locked: bool = True) -> bool:
             """True when the schema is at head; raises when it may not be made or upgraded here."""
-            current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+            current = _current_revision(conn)
             if current == head:
                 return True
             if current is None and inspect(conn).has_table("studies"):
@@ -264,6 +302,8 @@ class Storage:
                 elif conn.dialect.name == "postgresql":
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7317152)")  # "search" schema lock
                 if not check(conn):
+                    from alembic import command
+
                     command.upgrade(_alembic_config(conn), "head")
         except StorageError:
             raise
@@ -276,10 +316,8 @@ class Storage:
             raise StorageError(f"storage {safe_url(self.url)}: {exc.__class__.__name__}: {exc}") from None
 
     def schema_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
-
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+            return _current_revision(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -405,6 +443,8 @@ class Storage:
                         attempt=0, worker=worker, created_at=now, started_at=now if running else None,
                         heartbeat_at=now if running else None,
                     )).one()
+                    if params:
+                        conn.execute(_INSERT_PARAMS, param_rows(row.id, study_id, number, params))
                 return self._trial(row)
             except IntegrityError:
                 time.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
@@ -505,6 +545,9 @@ class Storage:
             ).one_or_none()
             if row is None:
                 return None
+            conn.execute(_P.delete().where(_P.c.trial_id == trial_id))
+            if params:
+                conn.execute(_INSERT_PARAMS, param_rows(trial_id, row.study_id, row.number, params))
             conn.execute(insert(CheckpointRow.__table__).values(
                 trial_id=trial_id, attempt=attempt + 1, step=int(parent_step), path=path, checksum=checksum,
                 created_at=now))
@@ -599,17 +642,30 @@ class Storage:
 
     @_retrying
     def add_reports(self, reports: Sequence[tuple[int, int, int, Mapping[str, float]]]) -> None:
-        """Batch insert of (trial_id, attempt, step, metrics)."""
+        """Batch insert of (trial_id, attempt, step, metrics); each trial that reported gets its
+        newest step, a heartbeat and, from a report with a finite value of the study's first metric,
+        its ``last_value``."""
         if not reports:
             return
         rows = [{"trial_id": t, "attempt": a, "step": int(st), "metrics": _finite(m)} for t, a, st, m in reports]
-        last: dict[int, int] = {}
-        for t, _a, st, _m in reports:
-            last[t] = max(last.get(t, st), st)
+        # each trial's newest report in the batch (the later one on equal steps) sets its step and last value
+        last: dict[int, tuple[int, dict[str, float | None]]] = {}
+        for row in rows:
+            t = row["trial_id"]
+            if t not in last or row["step"] >= last[t][0]:
+                last[t] = (row["step"], row["metrics"])
         now = _now()
+        by_size: dict[int, list[dict[str, Any]]] = {}
+        for t, (st, m) in last.items():
+            named = [(k, v) for k, v in m.items() if v is not None]
+            params: dict[str, Any] = {"b_id": t, "b_step": st, "b_now": now}
+            for i, (k, v) in enumerate(named):
+                params[f"b_n{i}"], params[f"b_v{i}"] = k, v
+            by_size.setdefault(len(named), []).append(params)
         with self.engine.begin() as conn:
             conn.execute(_INSERT_REPORTS, rows)
-            conn.execute(_REPORTED, [{"b_id": t, "b_step": st, "b_now": now} for t, st in last.items()])
+            for size, params_list in by_size.items():
+                conn.execute(_reported_statement(size), params_list)
 
     @_retrying
     def get_reports(self, trial_id: int) -> list[ReportRecord]:

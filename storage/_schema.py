@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, desc)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAME_MAX = 128
@@ -31,7 +31,9 @@ class TrialRow(Base):
     __tablename__ = "trials"
     __table_args__ = (
         UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
-        Index("ix_trials_study_state", "study_id", "state"),
+        # number last: a state's trials come in number order from the index (the running and
+        # waiting ones of a 100,000-trial study without a pass over the others)
+        Index("ix_trials_study_state_number", "study_id", "state", "number"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -50,10 +52,36 @@ class TrialRow(Base):
     worker: Mapped[str | None] = mapped_column(String(256), nullable=True)
     node: Mapped[str | None] = mapped_column(String(256), nullable=True)
     last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The study's first metric in the trial's newest report that carried a finite one, kept by
+    # ``add_reports``: where a pruned, paused or running trial stands, read from the row instead
+    # of the trial's reports or a JSON document (the dashboard plots it for every trial).
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class TrialParamRow(Base):
+    """One parameter of one trial: a copy of ``trials.params``, which stays the record, written by
+    ``storage`` wherever it writes those (a new trial, a PBT exploit). The trial table sorts and
+    filters by a parameter through it: ``value_num`` (a number, not a boolean) is indexed in trial
+    number order within each study and name; ``value_text`` (a string as it is, any other value as
+    JSON) serves equality and 'contains' and is not indexed, as a value may be longer than an
+    index entry allows."""
+
+    __tablename__ = "trial_params"
+    # Both orders of the value with ties by trial number, as the table shows them: one index
+    # walked backwards would give the ties in descending number.
+    __table_args__ = (Index("ix_trial_params_num", "study_id", "name", "value_num", "number"),
+                      Index("ix_trial_params_num_desc", "study_id", "name", desc("value_num"), "number"))
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    study_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    value_num: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value_text: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ReportRow(Base):

@@ -69,6 +69,9 @@ _PLAIN_COLUMNS = {"number": "int", "state": "str", "value": "float", "attempt": 
 _SORT_COLUMNS = ("number", "state", "value", "attempt", "last_step", "worker", "node",
                  "started_at", "finished_at")
 _NOT_NULL = ("number", "state", "attempt")
+# The trials columns a TrialRecord is made of, in its field order.
+_RECORD_COLUMNS = ("id", "study_id", "number", "state", "params", "values", "metrics", "error", "attempt", "failures",
+                   "worker", "node", "last_step", "created_at", "started_at", "finished_at", "heartbeat_at")
 
 
 def _iso(d: datetime | None) -> str | None:
@@ -393,6 +396,18 @@ class ReadAPI:
         with self.engine.connect() as conn:
             return conn.execute(stmt).all()  # one fetchall: iterating fetches row by row, 2x slower
 
+    @staticmethod
+    def _plain(conn, stmt) -> list[tuple]:
+        """``stmt``'s rows as the driver's own tuples, for the scans over every trial of a study:
+        SQLAlchemy's Row objects and their unpacking cost more than the database did (2x at
+        100,000 trials). Only for columns the driver already answers as Python numbers and
+        strings (no dates, no JSON documents), since no result processing happens."""
+        result = conn.execute(stmt)
+        try:
+            return result.cursor.fetchall()
+        finally:
+            result.close()
+
     def _study_row(self, name: str):
         from sqlalchemy import select
 
@@ -527,7 +542,6 @@ class ReadAPI:
         with ``newest``; with ``limit``, only the first ``limit`` of that order."""
         from sqlalchemy import select
 
-        from storage._rdb import Storage
         from storage._schema import TrialRow
 
         bad = [s for s in states if s not in TrialState.ALL]
@@ -535,12 +549,32 @@ class ReadAPI:
             raise ValueError(f"state must be one of {', '.join(TrialState.ALL)}, got {bad[0]!r}")
         row = self._study_row(name)
         t = TrialRow.__table__
-        q = select(t).where(t.c.study_id == row.id).order_by(t.c.number.desc() if newest else t.c.number)
+        q = select(*(t.c[c] for c in _RECORD_COLUMNS)).where(t.c.study_id == row.id)
+        q = q.order_by(t.c.number.desc() if newest else t.c.number)
         if states:
             q = q.where(t.c.state.in_(list(states)))
         if limit is not None:
             q = q.limit(limit)
-        return [Storage._trial(SimpleNamespace(**r._mapping)) for r in self._rows(q)]
+        with self.engine.connect() as conn:
+            rows = self._plain(conn, q)
+        # The driver's tuples decoded here, once: JSON text (SQLite; psycopg decodes it itself)
+        # and SQLite's timestamp text by ``fromisoformat`` (C), where SQLAlchemy's processors and
+        # Row objects cost more than the rest of building 100,000 records.
+        loads, stamp = json.loads, datetime.fromisoformat
+        out = []
+        for (tid, sid, number, state, params, values, metrics, error, attempt, failures, worker, node, last_step,
+             created, started, finished, beat) in rows:
+            if type(params) is str:
+                params, values, metrics = loads(params), None if values is None else loads(values), loads(metrics)
+            if type(created) is str:
+                created, started, finished, beat = (None if x is None else stamp(x)
+                                                    for x in (created, started, finished, beat))
+            out.append(TrialRecord(
+                id=tid, study_id=sid, number=number, state=state, params=params,
+                values=None if values is None else tuple(values), metrics=metrics or {}, error=error,
+                attempt=attempt, failures=failures, worker=worker, node=node, last_step=last_step,
+                created_at=created, started_at=started, finished_at=finished, heartbeat_at=beat))
+        return out
 
     def last_reported(self, name: str, metric: str, numbers: Sequence[int]) -> dict[int, tuple[int, float]]:
         """{trial number: (step, value)} of the last report of ``metric`` by each of the trials
@@ -674,19 +708,29 @@ class ReadAPI:
         return expr.as_float() if typ == "float" else expr.as_string()
 
     def _where(self, study_id: int, clauses: Iterable[tuple[str, str, str, Any]]):
-        from sqlalchemy import and_, not_
+        """The WHERE of a filtered trial table. A parameter's clause is a semi-join on
+        ``trial_params`` (a number compared on its index, text compared as text), so no trial's
+        params document is parsed; a metric's clause extracts it from the JSON."""
+        from sqlalchemy import and_, not_, select
 
-        from storage._schema import TrialRow
+        from storage._schema import TrialParamRow, TrialRow
 
-        t = TrialRow.__table__
+        t, p = TrialRow.__table__, TrialParamRow.__table__
         conds = [t.c.study_id == study_id]
         for kind, field, op, value in clauses:
-            if kind == "column":
-                col = t.c[field]
-            elif kind == "param":
-                col = self._json_field(t.c.params, field, "str" if isinstance(value, str) else "float")
-            else:
-                col = self._json_field(t.c.metrics, field, "float")
+            if kind == "param":
+                col = p.c.value_text if isinstance(value, str) else p.c.value_num
+                if op == "~":
+                    escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    test = col.like(f"%{escaped}%", escape="\\")
+                else:
+                    test = {"=": col == value, "!=": col == value, "<": col < value, "<=": col <= value,
+                            ">": col > value, ">=": col >= value}[op]
+                having = select(p.c.trial_id).where(p.c.study_id == study_id, p.c.name == field, test)
+                # != holds for trials without the parameter too, as for a column's NULL
+                conds.append(t.c.id.not_in(having) if op == "!=" else t.c.id.in_(having))
+                continue
+            col = t.c[field] if kind == "column" else self._json_field(t.c.metrics, field, "float")
             if op == "~":
                 escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 conds.append(col.like(f"%{escaped}%", escape="\\"))
@@ -695,6 +739,30 @@ class ReadAPI:
                     ">": col > value, ">=": col >= value}[op]
             conds.append(cond if op != "!=" else not_(col == value) | col.is_(None))
         return and_(*conds)
+
+    def _param_page(self, conn, study_id: int, name: str, offset: int, limit: int, descending: bool) -> list[int]:
+        """Trial ids of one page of a study's whole table sorted by the number parameter ``name``,
+        ties by trial number, trials without it last: a walk of the (study_id, name, value_num,
+        number) index (or its descending twin), not a sort of every trial."""
+        from sqlalchemy import func, select
+
+        from storage._schema import TrialParamRow, TrialRow
+
+        t, p = TrialRow.__table__, TrialParamRow.__table__
+        has = (p.c.study_id == study_id, p.c.name == name, p.c.value_num.is_not(None))
+        n_has = conn.scalar(select(func.count()).select_from(p).where(*has))
+        ids = []
+        if offset < n_has:
+            key = p.c.value_num.desc() if descending else p.c.value_num
+            ids = [i for (i,) in conn.execute(select(p.c.trial_id).where(*has).order_by(key, p.c.number)
+                                              .limit(limit).offset(offset))]
+        if len(ids) < limit:
+            lacking = ~select(p.c.trial_id).where(p.c.trial_id == t.c.id, p.c.name == name,
+                                                  p.c.value_num.is_not(None)).exists()
+            ids += [i for (i,) in conn.execute(select(t.c.id).where(t.c.study_id == study_id, lacking)
+                                               .order_by(t.c.number).limit(limit - len(ids))
+                                               .offset(max(0, offset - n_has)))]
+        return ids
 
     def trials_page(self, name: str, *, offset: int = 0, limit: int = 50, sort: str = "number",
                     descending: bool = False, states: Sequence[str] = (), filter: str = "") -> dict[str, Any]:
@@ -706,7 +774,7 @@ class ReadAPI:
         """
         from sqlalchemy import func, select
 
-        from storage._schema import TrialRow
+        from storage._schema import TrialParamRow, TrialRow
 
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be in [1, {MAX_PAGE}], got {limit}")
@@ -717,15 +785,19 @@ class ReadAPI:
             raise ValueError(f"state must be one of {', '.join(TrialState.ALL)}, got {bad[0]!r}")
         row = self._study_row(name)
         space = declared_space(dict(row.spec or {}))
-        t = TrialRow.__table__
-        where = self._where(row.id, parse_filter(filter, space))
+        t, tp = TrialRow.__table__, TrialParamRow.__table__
+        clauses = parse_filter(filter, space)
+        where = self._where(row.id, clauses)
         if states:
             where = where & t.c.state.in_(list(states))
         kinds = {p["name"]: p["type"] for p in space}
+        source = t
         if sort in _SORT_COLUMNS:
             key = t.c[sort]
         elif sort.startswith("params.") and sort[7:] in kinds:
-            key = self._json_field(t.c.params, sort[7:], "str" if kinds[sort[7:]] == "categorical" else "float")
+            by = tp.alias("sort_param")
+            source = t.outerjoin(by, (by.c.trial_id == t.c.id) & (by.c.name == sort[7:]))
+            key = by.c.value_text if kinds[sort[7:]] == "categorical" else by.c.value_num
         elif sort.startswith("metrics.") and len(sort) > 8 and _text(sort, "sort"):
             key = self._json_field(t.c.metrics, sort[8:], "float")
         elif re.fullmatch(r"values\.\d{1,6}", sort) and int(sort[7:]) < len(row.directions):
@@ -742,7 +814,11 @@ class ReadAPI:
             total = conn.scalar(select(func.count()).select_from(t).where(where))
             # The page's ids first, then their rows: the sort then carries (key, id), not every
             # row's params, values and error text, which is what made deep pages of large studies slow.
-            ids = [i for (i,) in conn.execute(select(t.c.id).where(where).order_by(*order).limit(limit).offset(offset))]
+            if source is not t and key.name == "value_num" and not clauses and not states:
+                ids = self._param_page(conn, row.id, sort[7:], offset, limit, descending)
+            else:
+                ids = [i for (i,) in conn.execute(select(t.c.id).select_from(source).where(where).order_by(*order)
+                                                  .limit(limit).offset(offset))]
             by_id = {r.id: r for r in conn.execute(select(*cols).where(t.c.id.in_(ids)))} if ids else {}
             rows = [by_id[i] for i in ids if i in by_id]
         now = _now()
@@ -888,15 +964,20 @@ class ReadAPI:
 
     # -- plots --------------------------------------------------------------------------------
 
-    def _last_value(self, metric: str):
-        """SQL for a trial's last reported value of ``metric``: the metrics its attempt ended with
-        (a stopped, paused or failed trial keeps its last report there), else, for one still
-        running, its report at ``last_step`` (one indexed lookup on (trial_id, step))."""
+    def _last_value(self, row, objective: int = 0):
+        """SQL for a trial's last reported value of objective ``objective``'s metric. For the first
+        objective that is the ``last_value`` column, kept by every report (a trial that never
+        reported falls back to the metrics its attempt ended with). For another objective, the
+        metrics its attempt ended with, else its report at ``last_step`` (one indexed lookup on
+        (trial_id, step))."""
         from sqlalchemy import func, select
 
         from storage._schema import ReportRow, TrialRow
 
         t, r = TrialRow.__table__, ReportRow.__table__
+        metric = _text(row.metrics[objective], "metric")
+        if objective == 0:
+            return func.coalesce(t.c.last_value, t.c.metrics[metric].as_float())
         from_report = (select(r.c.metrics[metric].as_float())
                        .where(r.c.trial_id == t.c.id, r.c.step == t.c.last_step)
                        .order_by(r.c.id.desc()).limit(1).scalar_subquery())
@@ -905,30 +986,32 @@ class ReadAPI:
     def _scored(self, row, objective: int = 0) -> tuple[list[tuple[int, float]], list[tuple[int, str, float, int | None]]]:
         """(every COMPLETE trial's (number, value) of objective ``objective``, every other trial's
         (number, state, last reported value of that objective's metric, step reached)) by trial
-        number, trials without a finite value left out. One pass over the study's trials."""
-        from sqlalchemy import case, select
+        number, trials without a finite value left out. Two reads of plain columns: the COMPLETE
+        trials by the (study_id, state) index, then the others."""
+        from sqlalchemy import select
 
         from storage._schema import TrialRow
 
         t = TrialRow.__table__
-        metric = _text(row.metrics[objective], "metric")
+        last = self._last_value(row, objective)
         own = t.c.value if objective == 0 else t.c["values"]
-        last = case((t.c.state == TrialState.COMPLETE, None), else_=self._last_value(metric))
-        q = (select(t.c.number, t.c.state, own, last, t.c.last_step).where(t.c.study_id == row.id)
-             .order_by(t.c.number))
-        rows = self._rows(q)
         done = TrialState.COMPLETE
-        # Comprehensions, not a loop of appends: this runs over every trial of the study.
+        with self.engine.connect() as conn:
+            q_own = select(t.c.number, own).where(t.c.study_id == row.id, t.c.state == done, own.is_not(None))
+            scored = (self._plain(conn, q_own.order_by(t.c.number)) if objective == 0
+                      else conn.execute(q_own.order_by(t.c.number)).all())  # a JSON list: decoded by SQLAlchemy
+            others = self._plain(conn, select(t.c.number, t.c.state, last, t.c.last_step)
+                                 .where(t.c.study_id == row.id, t.c.state != done, last.is_not(None))
+                                 .order_by(t.c.number))
         # ``v - v == 0`` holds for a finite number only (inf - inf and nan - nan are nan).
         if objective == 0:
-            complete = [(n, float(v)) for n, s, v, _l, _st in rows
-                        if s == done and isinstance(v, (float, int)) and v - v == 0]
+            complete = [(n, float(v)) for n, v in scored if v - v == 0]
         else:
             picked = [(n, vals[objective] if isinstance(vals, list) and len(vals) > objective else None)
-                      for n, s, vals, _l, _st in rows if s == done]
+                      for n, vals in scored]
             complete = [(n, float(v)) for n, v in picked
                         if isinstance(v, (float, int)) and not isinstance(v, bool) and v - v == 0]
-        stopped = [(n, s, lv, st) for n, s, _v, lv, st in rows if s != done and isinstance(lv, float) and lv - lv == 0]
+        stopped = [(n, s, float(lv), st) for n, s, lv, st in others if lv - lv == 0]
         return complete, stopped
 
     def history(self, name: str, objective: int = 0, *, max_points: int = MAX_HISTORY_POINTS) -> dict[str, Any]:
@@ -1097,7 +1180,7 @@ class ReadAPI:
             raise ValueError(f"watch may name at most {MAX_WATCH} trials, got {len(watch)}")
         after_report, after_trial = _parse_cursor(since)
         t, r = TrialRow.__table__, ReportRow.__table__
-        last = self._last_value(row.metrics[0])
+        last = self._last_value(row)
         cols = (t.c.id, t.c.number, t.c.state, t.c.value, last.label("last_value"), t.c.last_step, t.c.attempt,
                 t.c.worker, t.c.node, t.c.started_at, t.c.heartbeat_at, t.c.error)
         with self.engine.connect() as conn:

@@ -59,9 +59,10 @@ class FrozenDict(dict):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for k, v in dict.items(self):
-            if type(v) is dict:
-                dict.__setitem__(self, k, FrozenDict(v))
+        if dict in map(type, dict.values(self)):  # the common flat dict costs one C-level pass
+            for k, v in dict.items(self):
+                if type(v) is dict:
+                    dict.__setitem__(self, k, FrozenDict(v))
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("records are frozen: copy with dict(...) to change one")

@@ -57,6 +57,7 @@ def test_six_processes_creating_one_new_database_at_once(storage_url):
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err.strip().splitlines()[-1:] for _, err in results]
     from storage import open_storage
+    from storage._rdb import HEAD_REVISION
 
     with open_storage(storage_url) as st:
-        assert len(st.list_studies()) == 6 and st.schema_revision() == "0003"
+        assert len(st.list_studies()) == 6 and st.schema_revision() == HEAD_REVISION

@@ -24,9 +24,11 @@ def _study(st, name="s1", directions=("minimize",)):
 def test_schema_is_alembic_managed_with_own_version_table(st):
     from sqlalchemy import inspect
 
-    assert st.schema_revision() == "0003"
+    from storage._rdb import HEAD_REVISION
+
+    assert st.schema_revision() == HEAD_REVISION
     tables = set(inspect(st.engine).get_table_names())
-    assert {"studies", "trials", "reports", "checkpoints", "algorithm_state", "exploits",
+    assert {"studies", "trials", "reports", "checkpoints", "algorithm_state", "exploits", "trial_params",
             "search_alembic_version"} <= tables
     assert "alembic_version" not in tables
 
@@ -234,3 +236,40 @@ def test_a_huge_error_is_stored_as_its_head_and_tail(st):
     assert st.get_trials(s.id)[0].error == done.error
     short = st.finish_trial(st.create_trial(s.id, {"x": 2}).id, 0, state=TrialState.FAILED, error="boom")
     assert short.error == "boom"
+
+
+def test_reports_keep_each_trials_last_value_of_the_first_metric(st, storage_url):
+    """``add_reports`` keeps ``last_value``: the first metric of the newest report that carried a
+    finite one (a report without it, or with NaN, keeps the earlier value; within one batch the
+    highest step wins), read by the dashboard's history for every trial not COMPLETE."""
+    from storage.read_api import open_read_api
+
+    s = st.create_study("lv", metrics=["loss", "acc"], directions=["minimize", "maximize"], spec={})
+    a, b, c = (st.create_trial(s.id, {"x": float(i)}) for i in range(3))
+    st.add_reports([(a.id, 0, 1, {"loss": 0.5, "acc": 0.1}), (b.id, 0, 1, {"acc": 0.3})])
+    st.add_reports([(a.id, 0, 2, {"acc": 0.2}), (a.id, 0, 3, {"loss": float("nan")}),
+                    (b.id, 0, 3, {"loss": 0.9}), (b.id, 0, 2, {"loss": 0.1})])
+    st.add_reports([(c.id, 0, 1, {"loss": 2.0, "other": 1.0, "acc": 0.0})])
+    with open_read_api(storage_url) as api:
+        h = api.history("lv")
+    assert dict(zip(h["stopped"]["numbers"], h["stopped"]["values"])) == {0: 0.5, 1: 0.9, 2: 2.0}
+    assert [t.last_step for t in st.get_trials(s.id)] == [3, 3, 1]
+
+
+def test_trial_params_follow_new_trials_and_exploits(st, storage_url):
+    """The table's parameter sort and filter read ``trial_params``, which every write of a trial's
+    params keeps: a new trial's, and a PBT exploit's new ones replacing the old."""
+    from storage.read_api import open_read_api
+
+    spec = {"space": {"lr": {"type": "float", "low": 0.0, "high": 1.0},
+                      "opt": {"type": "categorical", "choices": ["a", "b"]}}}
+    s = st.create_study("tp", metrics=["loss"], directions=["minimize"], spec=spec)
+    trials = [st.create_trial(s.id, {"lr": lr, "opt": opt}) for lr, opt in [(0.3, "a"), (0.1, "b"), (0.2, "a")]]
+    st.exploit_trial(trials[0].id, 0, params={"lr": 0.05, "opt": "b"}, step=4, parent_number=1,
+                     checkpoint=(4, "/ck/1", "sha"))
+    with open_read_api(storage_url) as api:
+        assert [r["number"] for r in api.trials_page("tp", sort="params.lr")["rows"]] == [0, 1, 2]
+        assert [r["number"] for r in api.trials_page("tp", sort="params.lr", descending=True)["rows"]] == [2, 1, 0]
+        assert [r["number"] for r in api.trials_page("tp", filter="params.opt = b")["rows"]] == [0, 1]
+        assert [r["number"] for r in api.trials_page("tp", filter="params.lr < 0.15, params.opt != a")["rows"]] == [0, 1]
+        assert [r["number"] for r in api.trials_page("tp", sort="params.opt", filter="params.opt ~ a")["rows"]] == [2]
