@@ -74,6 +74,13 @@ _RECORD_COLUMNS = ("id", "study_id", "number", "state", "params", "values", "met
                    "worker", "node", "last_step", "created_at", "started_at", "finished_at", "heartbeat_at")
 
 
+def _in_states(t, states: Sequence[str]):
+    """``t.state`` in ``states``: an equality for one state, which SQLite serves in trial number
+    order from the (study_id, state, number) index; its planner does not for ``IN (?)``."""
+    states = list(states)
+    return t.c.state == states[0] if len(states) == 1 else t.c.state.in_(states)
+
+
 def _iso(d: datetime | None) -> str | None:
     return None if d is None else d.replace(tzinfo=None).isoformat() + "Z"
 
@@ -352,20 +359,19 @@ class ReadAPI:
     def schema_revision(self) -> tuple[str | None, str]:
         """(the database's schema revision, None without a version table; the revision this
         version of the program reads)."""
-        from alembic.runtime.migration import MigrationContext
         from sqlalchemy.exc import SQLAlchemyError
 
-        from storage._rdb import VERSION_TABLE, StorageError, _head_revision
+        from storage._rdb import HEAD_REVISION, StorageError, _current_revision
 
         try:
             with self.engine.connect() as conn:
-                current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+                current = _current_revision(conn)
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None)
             reason = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else type(exc).__name__
             raise StorageError(f"cannot read storage {self.url_safe}: {reason.replace(self._password(), '***')}; "
                                "check --storage or SEARCH_STORAGE") from None
-        return current, _head_revision()
+        return current, HEAD_REVISION
 
     def _check_schema(self) -> None:
         from storage._rdb import VERSION_TABLE, StorageError
@@ -552,7 +558,7 @@ class ReadAPI:
         q = select(*(t.c[c] for c in _RECORD_COLUMNS)).where(t.c.study_id == row.id)
         q = q.order_by(t.c.number.desc() if newest else t.c.number)
         if states:
-            q = q.where(t.c.state.in_(list(states)))
+            q = q.where(_in_states(t, states))
         if limit is not None:
             q = q.limit(limit)
         with self.engine.connect() as conn:
@@ -708,29 +714,22 @@ class ReadAPI:
         return expr.as_float() if typ == "float" else expr.as_string()
 
     def _where(self, study_id: int, clauses: Iterable[tuple[str, str, str, Any]]):
-        """The WHERE of a filtered trial table. A parameter's clause is a semi-join on
-        ``trial_params`` (a number compared on its index, text compared as text), so no trial's
-        params document is parsed; a metric's clause extracts it from the JSON."""
-        from sqlalchemy import and_, not_, select
+        # A parameter's or metric's clause extracts it from the row's JSON: one pass over the
+        # study's trials, which measured faster than semi-joins on trial_params on both databases
+        # (100,000 trials: SQLite 67 against 125 to 224 ms of CPU; PostgreSQL about even).
+        from sqlalchemy import and_, not_
 
-        from storage._schema import TrialParamRow, TrialRow
+        from storage._schema import TrialRow
 
-        t, p = TrialRow.__table__, TrialParamRow.__table__
+        t = TrialRow.__table__
         conds = [t.c.study_id == study_id]
         for kind, field, op, value in clauses:
-            if kind == "param":
-                col = p.c.value_text if isinstance(value, str) else p.c.value_num
-                if op == "~":
-                    escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                    test = col.like(f"%{escaped}%", escape="\\")
-                else:
-                    test = {"=": col == value, "!=": col == value, "<": col < value, "<=": col <= value,
-                            ">": col > value, ">=": col >= value}[op]
-                having = select(p.c.trial_id).where(p.c.study_id == study_id, p.c.name == field, test)
-                # != holds for trials without the parameter too, as for a column's NULL
-                conds.append(t.c.id.not_in(having) if op == "!=" else t.c.id.in_(having))
-                continue
-            col = t.c[field] if kind == "column" else self._json_field(t.c.metrics, field, "float")
+            if kind == "column":
+                col = t.c[field]
+            elif kind == "param":
+                col = self._json_field(t.c.params, field, "str" if isinstance(value, str) else "float")
+            else:
+                col = self._json_field(t.c.metrics, field, "float")
             if op == "~":
                 escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 conds.append(col.like(f"%{escaped}%", escape="\\"))
@@ -741,9 +740,10 @@ class ReadAPI:
         return and_(*conds)
 
     def _param_page(self, conn, study_id: int, name: str, offset: int, limit: int, descending: bool) -> list[int]:
-        """Trial ids of one page of a study's whole table sorted by the number parameter ``name``,
-        ties by trial number, trials without it last: a walk of the (study_id, name, value_num,
-        number) index (or its descending twin), not a sort of every trial."""
+        """Trial numbers of one page of a study's whole table sorted by the number parameter
+        ``name``, ties by trial number, trials without it last: a walk of the (study_id, name,
+        value_num, number) index (or its descending twin), which alone answers it (PostgreSQL: an
+        index-only scan), not a sort of every trial."""
         from sqlalchemy import func, select
 
         from storage._schema import TrialParamRow, TrialRow
@@ -751,18 +751,18 @@ class ReadAPI:
         t, p = TrialRow.__table__, TrialParamRow.__table__
         has = (p.c.study_id == study_id, p.c.name == name, p.c.value_num.is_not(None))
         n_has = conn.scalar(select(func.count()).select_from(p).where(*has))
-        ids = []
+        numbers = []
         if offset < n_has:
             key = p.c.value_num.desc() if descending else p.c.value_num
-            ids = [i for (i,) in conn.execute(select(p.c.trial_id).where(*has).order_by(key, p.c.number)
-                                              .limit(limit).offset(offset))]
-        if len(ids) < limit:
+            numbers = [n for (n,) in conn.execute(select(p.c.number).where(*has).order_by(key, p.c.number)
+                                                  .limit(limit).offset(offset))]
+        if len(numbers) < limit:
             lacking = ~select(p.c.trial_id).where(p.c.trial_id == t.c.id, p.c.name == name,
                                                   p.c.value_num.is_not(None)).exists()
-            ids += [i for (i,) in conn.execute(select(t.c.id).where(t.c.study_id == study_id, lacking)
-                                               .order_by(t.c.number).limit(limit - len(ids))
-                                               .offset(max(0, offset - n_has)))]
-        return ids
+            numbers += [n for (n,) in conn.execute(select(t.c.number).where(t.c.study_id == study_id, lacking)
+                                                   .order_by(t.c.number).limit(limit - len(numbers))
+                                                   .offset(max(0, offset - n_has)))]
+        return numbers
 
     def trials_page(self, name: str, *, offset: int = 0, limit: int = 50, sort: str = "number",
                     descending: bool = False, states: Sequence[str] = (), filter: str = "") -> dict[str, Any]:
@@ -789,7 +789,7 @@ class ReadAPI:
         clauses = parse_filter(filter, space)
         where = self._where(row.id, clauses)
         if states:
-            where = where & t.c.state.in_(list(states))
+            where = where & _in_states(t, states)
         kinds = {p["name"]: p["type"] for p in space}
         source = t
         if sort in _SORT_COLUMNS:
@@ -805,22 +805,33 @@ class ReadAPI:
         else:
             raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(_SORT_COLUMNS)}, values.I, "
                              f"params.NAME (NAME in {', '.join(kinds) or 'the space'}) or metrics.NAME")
-        order = [key.desc() if descending else key.asc(), t.c.number]
+        order = [key.desc() if descending else key.asc()]
+        if sort != "number":  # ties by number; repeating number itself makes SQLite sort instead of walking an index
+            order.append(t.c.number)
         if sort not in _NOT_NULL:  # missing values last; a NOT NULL column keeps its index order
             order.insert(0, key.is_(None))
         cols = [t.c.id, t.c.number, t.c.state, t.c.params, t.c["values"], t.c.error, t.c.attempt, t.c.worker,
                 t.c.node, t.c.last_step, t.c.started_at, t.c.finished_at, t.c.heartbeat_at]
         with self.engine.connect() as conn:
-            total = conn.scalar(select(func.count()).select_from(t).where(where))
-            # The page's ids first, then their rows: the sort then carries (key, id), not every
-            # row's params, values and error text, which is what made deep pages of large studies slow.
+            # The page's numbers first, then their rows: the sort then carries (key, number), not
+            # every row's params, values and error text, which is what made deep pages slow.
             if source is not t and key.name == "value_num" and not clauses and not states:
-                ids = self._param_page(conn, row.id, sort[7:], offset, limit, descending)
+                total = conn.scalar(select(func.count()).select_from(t).where(where))
+                numbers = self._param_page(conn, row.id, sort[7:], offset, limit, descending)
+            elif clauses:
+                # A filter reads every trial of the study (JSON fields): one pass answers both the
+                # page and the count (in each row); an empty page needs the count on its own.
+                found = conn.execute(select(t.c.number, func.count().over()).select_from(source).where(where)
+                                     .order_by(*order).limit(limit).offset(offset)).all()
+                numbers = [n for n, _ in found]
+                total = found[0][1] if found else conn.scalar(select(func.count()).select_from(t).where(where))
             else:
-                ids = [i for (i,) in conn.execute(select(t.c.id).select_from(source).where(where).order_by(*order)
-                                                  .limit(limit).offset(offset))]
-            by_id = {r.id: r for r in conn.execute(select(*cols).where(t.c.id.in_(ids)))} if ids else {}
-            rows = [by_id[i] for i in ids if i in by_id]
+                total = conn.scalar(select(func.count()).select_from(t).where(where))
+                numbers = [n for (n,) in conn.execute(select(t.c.number).select_from(source).where(where)
+                                                      .order_by(*order).limit(limit).offset(offset))]
+            by_number = ({r.number: r for r in conn.execute(
+                select(*cols).where(t.c.study_id == row.id, t.c.number.in_(numbers)))} if numbers else {})
+            rows = [by_number[n] for n in numbers if n in by_number]
         now = _now()
         out = []
         for r in rows:
@@ -1187,9 +1198,11 @@ class ReadAPI:
             cursor = (conn.scalar(select(func.max(r.c.id))) or 0, conn.scalar(select(func.max(t.c.id))) or 0)
             running = list(conn.execute(select(*cols).where(t.c.study_id == row.id, t.c.state == TrialState.RUNNING)
                                         .order_by(t.c.number).limit(MAX_RUNNING)))
-            waiting = [n for (n,) in conn.execute(
-                select(t.c.number).where(t.c.study_id == row.id, t.c.state.in_([TrialState.WAITING, TrialState.PAUSED]))
-                .order_by(t.c.number).limit(MAX_RUNNING))]
+            # one (study_id, state, number) index range per state, merged: an IN over both would
+            # walk every trial of the study in number order on SQLite
+            waiting = sorted(n for state in (TrialState.WAITING, TrialState.PAUSED) for (n,) in conn.execute(
+                select(t.c.number).where(t.c.study_id == row.id, t.c.state == state)
+                .order_by(t.c.number).limit(MAX_RUNNING)))[:MAX_RUNNING]
             changed = []
             if since is not None:
                 cond = [t.c.id > after_trial]
