@@ -64,11 +64,12 @@ class TrialRow(Base):
 
 class TrialParamRow(Base):
     """One parameter of one trial: a copy of ``trials.params``, which stays the record, written by
-    ``storage`` wherever it writes those (a new trial, a PBT exploit). The trial table sorts and
-    filters by a parameter through it: ``value_num`` (a number, not a boolean) is indexed in trial
-    number order within each study and name; ``value_text`` (a string as it is, any other value as
-    JSON) serves equality and 'contains' and is not indexed, as a value may be longer than an
-    index entry allows."""
+    ``storage`` wherever it writes those (a new trial, a PBT exploit). The trial table sorts by a
+    parameter through it: ``value_num`` (a number, not a boolean) is indexed in trial number order
+    within each study and name, so a page of 100,000 trials sorted by ``lr`` is an index walk,
+    not a JSON extract and sort of every trial; ``value_text`` (a string as it is, any other value
+    as JSON) orders a categorical one. Filters keep extracting from ``trials.params``: one pass
+    over a study's rows measured faster than joining this table."""
 
     __tablename__ = "trial_params"
     # Both orders of the value with ties by trial number, as the table shows them: one index

@@ -8,7 +8,7 @@
   a value of that metric.
 * ``trial_params``: each trial's parameters, one row each, copied from ``trials.params`` (which
   stays the record) with the number indexed by (study, name, value, trial number) in both orders
-  of the value, so the trial table sorts and filters by a parameter without a JSON extract of
+  of the value, so the trial table sorts by a parameter without a JSON extract and a sort of
   every trial. The upgrade copies
   every trial's parameters.
 * The (study_id, state) index of trials gains ``number``: a state's trials (the running ones, the
