@@ -806,10 +806,10 @@ class ReadAPI:
             raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(_SORT_COLUMNS)}, values.I, "
                              f"params.NAME (NAME in {', '.join(kinds) or 'the space'}) or metrics.NAME")
         order = [key.desc() if descending else key.asc()]
+        if sort not in _NOT_NULL:  # missing values last; a NOT NULL column keeps its index order
+            order = [order[0].nulls_last()]  # (not "key IS NULL" first: that evaluated a JSON key twice per row)
         if sort != "number":  # ties by number; repeating number itself makes SQLite sort instead of walking an index
             order.append(t.c.number)
-        if sort not in _NOT_NULL:  # missing values last; a NOT NULL column keeps its index order
-            order.insert(0, key.is_(None))
         cols = [t.c.id, t.c.number, t.c.state, t.c.params, t.c["values"], t.c.error, t.c.attempt, t.c.worker,
                 t.c.node, t.c.last_step, t.c.started_at, t.c.finished_at, t.c.heartbeat_at]
         with self.engine.connect() as conn:

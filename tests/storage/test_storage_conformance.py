@@ -257,8 +257,9 @@ def test_reports_keep_each_trials_last_value_of_the_first_metric(st, storage_url
 
 
 def test_trial_params_follow_new_trials_and_exploits(st, storage_url):
-    """The table's parameter sort and filter read ``trial_params``, which every write of a trial's
-    params keeps: a new trial's, and a PBT exploit's new ones replacing the old."""
+    """The table's sort by a parameter reads ``trial_params``, which every write of a trial's
+    params keeps: a new trial's, and a PBT exploit's new ones replacing the old. Missing values
+    sort last in both orders, on both databases (their NULLs order differently)."""
     from storage.read_api import open_read_api
 
     spec = {"space": {"lr": {"type": "float", "low": 0.0, "high": 1.0},
@@ -267,9 +268,19 @@ def test_trial_params_follow_new_trials_and_exploits(st, storage_url):
     trials = [st.create_trial(s.id, {"lr": lr, "opt": opt}) for lr, opt in [(0.3, "a"), (0.1, "b"), (0.2, "a")]]
     st.exploit_trial(trials[0].id, 0, params={"lr": 0.05, "opt": "b"}, step=4, parent_number=1,
                      checkpoint=(4, "/ck/1", "sha"))
+    st.create_trial(s.id, {"opt": "a"})  # no lr: last in either order, as a missing metric is
+    st.finish_trial(trials[1].id, 0, state=TrialState.COMPLETE, values=[1.0], metrics={"acc": 0.5})
+    st.finish_trial(trials[2].id, 0, state=TrialState.COMPLETE, values=[2.0], metrics={"acc": 0.7})
     with open_read_api(storage_url) as api:
-        assert [r["number"] for r in api.trials_page("tp", sort="params.lr")["rows"]] == [0, 1, 2]
-        assert [r["number"] for r in api.trials_page("tp", sort="params.lr", descending=True)["rows"]] == [2, 1, 0]
+        assert [r["number"] for r in api.trials_page("tp", sort="params.lr")["rows"]] == [0, 1, 2, 3]
+        assert [r["number"] for r in api.trials_page("tp", sort="params.lr", descending=True)["rows"]] == [2, 1, 0, 3]
+        assert [r["number"] for r in api.trials_page("tp", sort="params.lr", offset=2, limit=1)["rows"]] == [2]
+        assert [r["number"] for r in api.trials_page("tp", sort="params.lr", offset=3)["rows"]] == [3]
+        assert [r["number"] for r in api.trials_page("tp", sort="metrics.acc")["rows"]] == [1, 2, 0, 3]
+        assert [r["number"] for r in api.trials_page("tp", sort="metrics.acc", descending=True)["rows"]] == [2, 1, 0, 3]
+        assert [r["number"] for r in api.trials_page("tp", sort="value", descending=True)["rows"]] == [2, 1, 0, 3]
         assert [r["number"] for r in api.trials_page("tp", filter="params.opt = b")["rows"]] == [0, 1]
         assert [r["number"] for r in api.trials_page("tp", filter="params.lr < 0.15, params.opt != a")["rows"]] == [0, 1]
-        assert [r["number"] for r in api.trials_page("tp", sort="params.opt", filter="params.opt ~ a")["rows"]] == [2]
+        page = api.trials_page("tp", sort="params.opt", filter="params.opt ~ a", descending=True)
+        assert ([r["number"] for r in page["rows"]], page["total"]) == ([2, 3], 2)
+        assert api.trials_page("tp", filter="params.opt ~ a", offset=5)["total"] == 2  # an empty page still counts
