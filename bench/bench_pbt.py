@@ -1,8 +1,16 @@
-"""Population Based Training against the best fixed learning rate at the same total compute, with
-Ray Tune's PopulationBasedTraining on the same task and budget as an anchor.
+"""Population Based Training against the best fixed learning rate at the same total compute, and
+against Ray Tune's PopulationBasedTraining and PB2 on the same task, seeds, population, interval
+and budget.
 
     nice python bench/bench_pbt.py [--tasks lm,cnn] [--seeds 0,1,2] [--ray-seeds 0] [--quick] [--skip-ray]
-                                   [--interval K] [--quantile Q] [--skip pb2,cosine,paired] [--keep DIR]
+                                   [--interval K] [--quantile Q] [--skip pb2,cosine,paired,ray-pb2]
+                                   [--keep DIR] [--cache FILE] [--report] [--plot PNG]
+
+Every run (task, seed, method) is appended to the JSONL cache (``--cache``, default
+``bench/results/pbt_runs.jsonl``) as soon as it ends, and a run already there with the same task
+settings is not repeated: a crash or a stop loses at most the run in progress. ``--report``
+trains nothing and prints the tables (and ``--plot``) from the cache for ``--tasks``, over every
+cached seed (or ``--seeds`` if given).
 
 Per task and seed:
 
@@ -20,12 +28,18 @@ Per task and seed:
 - fixed+cosine: the same draws with the trainer's cosine decay, a hand-made schedule for reference;
 - ray-pbt: ``tune.Tuner`` with ``PopulationBasedTraining`` (same P, T, interval, quantile,
   resample probability, factors), started from our PBT's initial learning rates, its function
-  trainable running our trainer with checkpoints through ``tune.report(..., checkpoint=...)``.
+  trainable running our trainer with checkpoints through ``tune.report(..., checkpoint=...)``;
+- ray-pb2: Ray Tune's ``PB2`` (its GP-UCB explore over a time-varying kernel, scikit-learn) with
+  the same P, T, interval and quantile and the same initial learning rates. Ray's PB2 scales its
+  bounds linearly, so it searches ``log10(lr)`` in [log10 low, log10 high] (the log scale the
+  prior and our PB2 use); a thin wrapper turns that back into ``lr`` for the trainer.
 
 Figures: each method's final validation loss (best member / best trial at the end of training)
 and the compute it spent (optimiser steps or epochs actually trained, re-training after an
 exploit included). The learning-rate schedule our PBT found for its best member is printed from
-``search.lineage.schedules``. Prints a table and a final JSON line.
+``search.lineage.schedules``. Prints a table per seed, then per method the mean final loss with a
+bootstrap 95% interval over seeds, the paired differences ours - Ray (mean, bootstrap interval,
+wins per seed) and a final JSON line.
 
 Not bit-reproducible: the simulated backend starts all members at once on threads that share
 torch's global RNG, so members' initial weights depend on thread timing (the fixed-lr runs, one
@@ -128,20 +142,25 @@ def trained(st, trials) -> int:
     return total
 
 
-def run_pbt(task: Task, seed: int, workdir: str, explore: str = "perturb") -> Outcome:
+def run_pbt(task: Task, seed: int, workdir: str, explore: str = "perturb", quantile: float | None = None) -> Outcome:
+    """Our PBT (or PB2); ``quantile`` overrides the task's truncation quantile (a variant, named
+    e.g. ``pbt q=0.125``)."""
     import search
     from search.lineage import schedules
     from storage import open_storage
 
     method = "pbt" if explore == "perturb" else explore
-    name = f"{task.name}-{method}-s{seed}"
+    if quantile is not None:
+        method += f" q={quantile:g}"
+    quantile = task.quantile if quantile is None else quantile
+    name = f"{task.name}-{method.replace(' q=', '-q')}-s{seed}"
     url = f"sqlite:///{os.path.join(workdir, 'ours.db')}"
     spec = {
         "name": name, "objective": {"metric": "val_loss", "direction": "minimize"},
         "trial": {"entrypoint": task.entrypoint, "params": _params(task, "constant")},
         "space": _space(task),
         "algorithm": {"name": "pbt", "seed": seed, "population": task.population, "interval": task.interval,
-                      "quantile": task.quantile, "resample_probability": 0.25, "perturbation_factors": [0.8, 1.2],
+                      "quantile": quantile, "resample_probability": 0.25, "perturbation_factors": [0.8, 1.2],
                       "explore": explore, "horizon": task.steps},
         "budget": {"trials": task.population, "parallel": task.population},
         "backend": {"name": "simulated"}, "artifacts": os.path.join(workdir, "artifacts"),
@@ -203,46 +222,97 @@ def run_fixed(task: Task, seed: int, workdir: str, schedule: str, lrs: list[floa
                    {"best_lr": best.params["lr"], "lrs": sorted(t.params["lr"] for t in done)})
 
 
-def run_ray_pbt(task: Task, seed: int, initial_lrs: list[float], workdir: str) -> Outcome:
+def tune_trainable_log_lr(config: dict[str, Any]) -> None:
+    """``tune_trainable`` with the learning rate given as ``log10_lr`` (what Ray's PB2 searches)."""
+    cfg = dict(config)
+    cfg["lr"] = 10.0 ** float(cfg.pop("log10_lr"))
+    tune_trainable(cfg)
+
+
+def compute_counter():
+    """A Tune callback that sums every report's ``trained`` (the resource trained since the
+    member's previous report or restored checkpoint) and keeps each member's last step: compute
+    counted in the driver as results arrive, whatever the trials' result files keep."""
+    from ray import tune
+
+    class ComputeCounter(tune.Callback):
+        def __init__(self) -> None:
+            self.trained, self.reports, self.last_step = 0, 0, {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            self.trained += int(result.get("trained", 0))
+            self.reports += 1
+            self.last_step[trial.trial_id] = int(result.get("step", 0))
+
+    return ComputeCounter()
+
+
+def run_ray(task: Task, seed: int, initial_lrs: list[float], workdir: str, scheduler: str = "pbt") -> Outcome:
+    """Ray Tune's PBT (``scheduler="pbt"``) or PB2 (``"pb2"``) over the population of our PBT's
+    initial learning rates, all members at once."""
+    import math
+
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from search.controller import trial_seed
 
-    pbt = PopulationBasedTraining(
-        time_attr="step", perturbation_interval=task.interval, quantile_fraction=task.quantile,
-        resample_probability=0.25, perturbation_factors=(1.2, 0.8),
-        hyperparam_mutations={"lr": tune.loguniform(task.lr_low, task.lr_high)},
-    )
-    members = [{"lr": lr, "_member": i, "_seed": trial_seed(seed, i)} for i, lr in enumerate(initial_lrs)]
-    from ray.tune.search.basic_variant import BasicVariantGenerator
+    seeds = [trial_seed(seed, i) for i in range(len(initial_lrs))]
+    common = {"_member": tune.choice(list(range(len(initial_lrs)))), "_seed": tune.choice(seeds),
+              "_entrypoint": task.entrypoint, "_data_seed": seed, "_fixed": {**_params(task, "constant")}}
+    if scheduler == "pbt":
+        sched = PopulationBasedTraining(
+            time_attr="step", perturbation_interval=task.interval, quantile_fraction=task.quantile,
+            resample_probability=0.25, perturbation_factors=(1.2, 0.8),
+            hyperparam_mutations={"lr": tune.loguniform(task.lr_low, task.lr_high)},
+        )
+        members = [{"lr": lr, "_member": i, "_seed": seeds[i]} for i, lr in enumerate(initial_lrs)]
+        # The prior is only drawn by PBT's resampling; the population starts from our PBT's draws.
+        param_space = {"lr": tune.loguniform(task.lr_low, task.lr_high), **common}
+        fn = tune_trainable
+    elif scheduler == "pb2":
+        from ray.tune.schedulers.pb2 import PB2
 
-    # The prior is only drawn by PBT's resampling; the population starts from our PBT's draws.
-    param_space = {"lr": tune.loguniform(task.lr_low, task.lr_high),
-                   "_member": tune.choice(list(range(len(members)))),
-                   "_seed": tune.choice([m["_seed"] for m in members]),
-                   "_entrypoint": task.entrypoint, "_data_seed": seed,
-                   "_fixed": {**_params(task, "constant")}}
+        lo, hi = math.log10(task.lr_low), math.log10(task.lr_high)
+        sched = PB2(time_attr="step", perturbation_interval=task.interval, quantile_fraction=task.quantile,
+                    hyperparam_bounds={"log10_lr": [lo, hi]})
+        members = [{"log10_lr": math.log10(lr), "_member": i, "_seed": seeds[i]} for i, lr in enumerate(initial_lrs)]
+        param_space = {"log10_lr": tune.uniform(lo, hi), **common}
+        fn = tune_trainable_log_lr
+    else:
+        raise ValueError(f"unknown Ray Tune scheduler {scheduler!r}")
     # All members at once (fractional CPUs), so PBT never pauses one to make room for another.
-    trainable = tune.with_resources(tune_trainable, {"cpu": 2.0 / len(members)})
+    trainable = tune.with_resources(fn, {"cpu": 2.0 / len(members)})
+    counter = compute_counter()
     tuner = tune.Tuner(
         trainable, param_space=param_space,
-        tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=pbt, num_samples=len(members),
-                                    search_alg=BasicVariantGenerator(points_to_evaluate=members)),
-        run_config=tune.RunConfig(storage_path=os.path.join(workdir, "tune"), name=f"{task.name}-pbt-s{seed}",
-                                  verbose=0),
+        # reuse_actors: what Ray recommends for PBT (an exploit restarts the function in the same
+        # worker instead of a new process); it changes wall time, not what is trained.
+        tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=sched, num_samples=len(members),
+                                    search_alg=BasicVariantGenerator(points_to_evaluate=members),
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=os.path.join(workdir, "tune"),
+                                  name=f"{task.name}-{scheduler}-s{seed}-{os.getpid()}-{time.time_ns()}", verbose=0,
+                                  callbacks=[counter]),
     )
     t0 = time.perf_counter()
     results = tuner.fit()
     wall = time.perf_counter() - t0
-    finals, compute = [], 0
+    finals = []
     for r in results:
         if r.error is not None:
             raise RuntimeError(f"ray tune trial failed: {r.error}")
-        df = r.metrics_dataframe
-        compute += int(df["trained"].sum())
         finals.append(float(r.metrics["val_loss"]))
-    return Outcome("ray-pbt", min(finals), compute, wall, {"members_final": sorted(finals)})
+    short = {t: s for t, s in counter.last_step.items() if s < task.steps}
+    if short or len(counter.last_step) != len(members):
+        raise RuntimeError(f"ray-{scheduler}: members ended before step {task.steps}: {short}")
+    return Outcome(f"ray-{scheduler}", min(finals), counter.trained, wall,
+                   {"members_final": sorted(finals), "reports": counter.reports})
+
+
+def run_ray_pbt(task: Task, seed: int, initial_lrs: list[float], workdir: str) -> Outcome:
+    return run_ray(task, seed, initial_lrs, workdir, "pbt")
 
 
 def _schedule_text(schedule: list[dict[str, Any]], total: int, unit: str) -> str:
@@ -255,100 +325,282 @@ def _schedule_text(schedule: list[dict[str, Any]], total: int, unit: str) -> str
     return "; ".join(parts)
 
 
+METHODS = ("pbt", "pb2", "fixed", "fixed+cosine", "fixed (pbt's lrs)", "ray-pbt", "ray-pb2")
+SKIPPABLE = {"pb2": "pb2", "cosine": "fixed+cosine", "paired": "fixed (pbt's lrs)", "ray-pbt": "ray-pbt",
+             "ray-pb2": "ray-pb2"}
+# Paired differences reported, ours - theirs (and against the fixed baseline).
+PAIRS = (("pbt", "ray-pbt"), ("pbt", "ray-pb2"), ("pb2", "ray-pbt"), ("pb2", "ray-pb2"), ("pbt", "fixed"),
+         ("pb2", "fixed"), ("ray-pbt", "fixed"), ("ray-pb2", "fixed"))
+DEFAULT_CACHE = os.path.join(HERE, "results", "pbt_runs.jsonl")
+
+
+def variant(method: str) -> tuple[str, float] | None:
+    """``"pbt q=0.125"`` -> ("perturb", 0.125); None for a method that is not a quantile variant."""
+    base, _, q = method.partition(" q=")
+    if base in ("pbt", "pb2") and q:
+        return ("perturb" if base == "pbt" else "pb2", float(q))
+    return None
+
+
+def ordered(methods) -> list[str]:
+    ms = set(methods)
+    return [m for m in METHODS if m in ms] + sorted(m for m in ms if m not in METHODS)
+
+
+def task_key(task: Task, quick: bool) -> dict[str, Any]:
+    """What makes two runs comparable: a cached run is reused only under the same settings."""
+    return {"task": task.name, "quick": quick, "population": task.population, "steps": task.steps,
+            "interval": task.interval, "quantile": task.quantile, "lr": [task.lr_low, task.lr_high],
+            "fixed": task.fixed}
+
+
+def load_cache(path: str) -> list[dict[str, Any]]:
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    with contextlib.suppress(json.JSONDecodeError):  # a line cut by a crash
+                        rows.append(json.loads(line))
+    return rows
+
+
+def cached_runs(rows: list[dict[str, Any]], key: dict[str, Any]) -> dict[int, dict[str, Outcome]]:
+    """seed -> method -> Outcome of the cache's runs under ``key`` (the latest run wins)."""
+    out: dict[int, dict[str, Outcome]] = {}
+    for r in rows:
+        if r.get("key") == key and "final" in r:
+            out.setdefault(int(r["seed"]), {})[r["method"]] = Outcome(
+                r["method"], float(r["final"]), int(r["compute"]), float(r["wall_s"]), r.get("detail", {}))
+    return out
+
+
+def append_cache(path: str, key: dict[str, Any], seed: int, o: Outcome, load: float) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    line = {"key": key, "seed": seed, "method": o.method, "final": o.final, "compute": o.compute,
+            "wall_s": round(o.wall_s, 1), "load_avg_1m": round(load, 2), "cpus": os.cpu_count(),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "detail": o.detail}
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def bootstrap_ci(values: list[float], n_boot: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean over seeds."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return (float("nan"), float("nan"))
+    idx = np.random.default_rng(seed).integers(0, len(v), size=(n_boot, len(v)))
+    means = v[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarize(task: Task, rows: dict[int, dict[str, Outcome]]) -> dict[str, Any]:
+    print(f"\n== {task.name}: population {task.population} x {task.steps} {task.unit}, interval "
+          f"{task.interval}, quantile {task.quantile}, lr prior log-uniform [{task.lr_low:g}, {task.lr_high:g}]")
+    print(f"{'seed':>4} {'method':<18} {'final val_loss':>14} {'compute':>8} {'wall s':>7}  note")
+    out: dict[str, Any] = {"population": task.population, "steps": task.steps, "unit": task.unit,
+                           "interval": task.interval, "quantile": task.quantile, "seeds": {}}
+    for seed in sorted(rows):
+        runs = rows[seed]
+        for method in ordered(runs):
+            o = runs[method]
+            note = ""
+            if method in ("pbt", "pb2") or variant(method):
+                note = f"best member {o.detail['best_member']}, {o.detail['exploits']} exploits"
+            elif method.startswith("fixed"):
+                note = f"best lr {o.detail['best_lr']:.3g}"
+            print(f"{seed:>4} {method:<18} {o.final:>14.4f} {o.compute:>8} {o.wall_s:>7.1f}  {note}")
+        for m in ("pbt", "pb2"):
+            if m in runs and runs[m].detail.get("schedule"):
+                print(f"     {m} best member's lr schedule: "
+                      f"{_schedule_text(runs[m].detail['schedule'], task.steps, task.unit)}")
+        out["seeds"][str(seed)] = {m: {"final_val_loss": o.final, "compute": o.compute, "wall_s": round(o.wall_s, 1)}
+                                   for m, o in runs.items()}
+    methods = ordered({m for r in rows.values() for m in r})
+    out["mean"] = {}
+    print(f"\n{'method':<18} {'seeds':>5} {'mean final':>10} {'95% interval':>19} {'compute':>8}")
+    for m in methods:
+        vals = [rows[s][m].final for s in sorted(rows) if m in rows[s]]
+        lo, hi = bootstrap_ci(vals)
+        comp = statistics.mean(rows[s][m].compute for s in rows if m in rows[s])
+        out["mean"][m] = {"final_val_loss": statistics.mean(vals), "ci95": [lo, hi], "n": len(vals), "compute": comp}
+        print(f"{m:<18} {len(vals):>5} {statistics.mean(vals):>10.4f} [{lo:>8.4f}, {hi:>8.4f}] {comp:>8.0f}")
+    out["paired"] = {}
+    print(f"\n{'paired difference':<22} {'seeds':>5} {'mean':>9} {'95% interval':>21} {'wins':>7} {'ties':>4}")
+    extra = [(v, b) for v in methods if variant(v) for b in ("ray-pbt", "ray-pb2", v.partition(" ")[0])]
+    for a, b in (*PAIRS, *extra):
+        common = [s for s in sorted(rows) if a in rows[s] and b in rows[s]]
+        if not common:
+            continue
+        diffs = [rows[s][a].final - rows[s][b].final for s in common]
+        lo, hi = bootstrap_ci(diffs)
+        wins, ties = sum(d < 0 for d in diffs), sum(d == 0 for d in diffs)
+        out["paired"][f"{a} - {b}"] = {"mean": statistics.mean(diffs), "ci95": [lo, hi], "n": len(diffs),
+                                       "wins": wins, "ties": ties, "diffs": dict(zip(map(str, common), diffs))}
+        print(f"{a + ' - ' + b:<22} {len(diffs):>5} {statistics.mean(diffs):>+9.4f} [{lo:>+9.4f}, {hi:>+9.4f}] "
+              f"{wins:>3}/{len(diffs):<3} {ties:>4}")
+    return out
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["tasks"])
+    fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.8 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        t = result["tasks"][name]
+        ax = row[0]
+        methods = ordered(t["mean"])
+        for i, m in enumerate(methods):
+            per = [t["seeds"][s][m]["final_val_loss"] for s in t["seeds"] if m in t["seeds"][s]]
+            ax.scatter([i + 0.18] * len(per), per, s=10, color="0.6", zorder=1)
+            mu, (lo, hi) = t["mean"][m]["final_val_loss"], t["mean"][m]["ci95"]
+            ax.errorbar([i], [mu], yerr=[[mu - lo], [hi - mu]], fmt="o", capsize=4, zorder=2,
+                        color="C3" if m.startswith("ray") else "C0")
+        ax.set_xticks(range(len(methods)), [m.replace(" (pbt's lrs)", "\n(pbt's lrs)") for m in methods],
+                      rotation=30, fontsize=8)
+        ax.set_ylabel("final val_loss of the best member")
+        ax.set_title(f"{name}: mean and bootstrap 95% interval over seeds (grey: seeds)", fontsize=9)
+        ax = row[1]
+        pairs = [p for p in t["paired"] if not p.startswith("ray")]
+        for i, p in enumerate(pairs):
+            d = t["paired"][p]
+            ax.scatter([i + 0.18] * len(d["diffs"]), list(d["diffs"].values()), s=10, color="0.6", zorder=1)
+            lo, hi = d["ci95"]
+            ax.errorbar([i], [d["mean"]], yerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o", capsize=4, zorder=2,
+                        color="C2" if hi < 0 else ("C3" if lo > 0 else "C0"))
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(pairs)), [f"{p}\n({t['paired'][p]['wins']}/{t['paired'][p]['n']} wins)"
+                                          for p in pairs], rotation=30, fontsize=8)
+        ax.set_ylabel("paired difference in final val_loss")
+        ax.set_title(f"{name}: ours - theirs per seed (below 0: ours lower)", fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="lm,cnn", help="comma-separated: lm, cnn")
-    ap.add_argument("--seeds", default="0,1,2", help="comma-separated study seeds")
-    ap.add_argument("--ray-seeds", default=None, help="seeds that also run Ray Tune's PBT (default: all)")
+    ap.add_argument("--seeds", default=None, help="comma-separated study seeds (default 0,1,2; with --report, "
+                    "every cached seed)")
+    ap.add_argument("--ray-seeds", default=None, help="seeds that also run Ray Tune's PBT and PB2 (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline end to end")
-    ap.add_argument("--skip-ray", action="store_true", help="leave out Ray Tune's PBT")
+    ap.add_argument("--skip-ray", action="store_true", help="leave out Ray Tune's PBT and PB2")
     ap.add_argument("--interval", type=int, default=None, help="steps between exploit checks (default: the task's)")
     ap.add_argument("--quantile", type=float, default=None, help="truncation quantile (default: 0.25)")
     ap.add_argument("--skip", default="", help="comma-separated methods to leave out: pb2, cosine (fixed+cosine), "
-                    "paired (fixed (pbt's lrs))")
+                    "paired (fixed (pbt's lrs)), ray-pbt, ray-pb2")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep the study database and checkpoints in DIR (default: a temporary folder)")
+    ap.add_argument("--cache", default=DEFAULT_CACHE, help="JSONL file of finished runs, appended to and reused "
+                    "(default: bench/results/pbt_runs.jsonl); 'none' to neither read nor write one")
+    ap.add_argument("--variants", default="", help="comma-separated extra methods with another truncation "
+                    "quantile, e.g. 'pbt q=0.125,pb2 q=0.125' (a less greedy exploit: fewer members copy others)")
+    ap.add_argument("--report", action="store_true", help="train nothing: print the tables from the cache")
+    ap.add_argument("--plot", default=None, metavar="PNG", help="save the per-method and paired-difference plot")
     args = ap.parse_args(argv)
     all_tasks, names = prepare(args, tasks)
     for opt, value in (("interval", args.interval), ("quantile", args.quantile)):
         if value is not None:
             all_tasks = {n: dataclasses.replace(t, **{opt: value}) for n, t in all_tasks.items()}
-    seeds = [0] if args.quick and args.seeds == "0,1,2" else [int(s) for s in args.seeds.split(",") if s]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - set(SKIPPABLE)
+    if unknown:
+        ap.error(f"--skip: unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(SKIPPABLE)}")
+    cache = None if args.cache == "none" else args.cache
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        if not variant(v):
+            ap.error(f"--variants: expected 'pbt q=Q' or 'pb2 q=Q', got {v!r}")
+    if args.report and cache is None:
+        ap.error("--report reads the cache: give --cache FILE")
+    if args.seeds is not None:
+        seeds = [int(s) for s in args.seeds.split(",") if s]
+    else:
+        seeds = None if args.report else ([0] if args.quick else [0, 1, 2])
+    result: dict[str, Any] = {"bench": "pbt", "quick": args.quick, "cpus": os.cpu_count(), "tasks": {}}
+    if args.report:
+        rows_all = load_cache(cache)
+        for name in names:
+            task = all_tasks[name]
+            rows = cached_runs(rows_all, task_key(task, args.quick))
+            if seeds is not None:
+                rows = {s: r for s, r in rows.items() if s in seeds}
+            if not rows:
+                print(f"\n== {name}: no cached runs under these settings in {cache}")
+                continue
+            loads = [r["load_avg_1m"] for r in rows_all if r.get("key") == task_key(task, args.quick)
+                     and "load_avg_1m" in r and int(r["seed"]) in rows]
+            result["tasks"][name] = summarize(task, rows)
+            result["tasks"][name]["load_avg_1m"] = [min(loads), max(loads)] if loads else None
+            if loads:
+                print(f"load average (1 min) at the end of the runs: {min(loads):.1f}-{max(loads):.1f} "
+                      f"on {os.cpu_count()} CPUs")
+        result["seeds"] = sorted({int(s) for t in result["tasks"].values() for s in t["seeds"]})
+        if args.plot and result["tasks"]:
+            plot(result, args.plot)
+        print(json.dumps(result))
+        return result
     ray_seeds = set(seeds if args.ray_seeds is None else (int(s) for s in args.ray_seeds.split(",") if s))
     ray_seeds &= set(seeds)  # no Ray cluster for seeds that are not run
-    if args.skip_ray:
+    if args.skip_ray or {"ray-pbt", "ray-pb2"} <= skip:
         ray_seeds = set()
-    if ray_seeds:
-        start_ray()
-    result: dict[str, Any] = {"bench": "pbt", "quick": args.quick, "seeds": seeds, "cpus": os.cpu_count(),
-                              "tasks": {}}
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = skip - {"pb2", "cosine", "paired"}
-    if unknown:
-        ap.error(f"--skip: unknown method(s) {', '.join(sorted(unknown))}; choose from pb2, cosine, paired")
+    result["seeds"] = seeds
+    ray_started = False
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
     with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="bench-pbt-")) as wd:
         for name in names:
             task = all_tasks[name]
+            key = task_key(task, args.quick)
+            done = cached_runs(load_cache(cache), key) if cache else {}
             rows: dict[int, dict[str, Outcome]] = {}
             for seed in seeds:
-                pbt = run_pbt(task, seed, wd)
-                runs = {"pbt": pbt}
-                if "pb2" not in skip:
-                    runs["pb2"] = run_pbt(task, seed, wd, explore="pb2")
-                runs["fixed"] = run_fixed(task, seed, wd, "constant")
-                if "cosine" not in skip:
-                    runs["fixed+cosine"] = run_fixed(task, seed, wd, "cosine")
-                if "paired" not in skip:
-                    runs["fixed (pbt's lrs)"] = run_fixed(task, seed, wd, "constant", lrs=pbt.detail["initial_lrs"])
+                runs = dict(done.get(seed, {}))
+                wanted = ["pbt", "pb2", "fixed", "fixed+cosine", "fixed (pbt's lrs)"]
                 if seed in ray_seeds:
-                    runs["ray-pbt"] = run_ray_pbt(task, seed, pbt.detail["initial_lrs"], wd)
-                rows[seed] = runs
-                print(f"[{name} seed {seed} done]", flush=True)
-            print(f"\n== {name}: population {task.population} x {task.steps} {task.unit}, interval "
-                  f"{task.interval}, quantile {task.quantile}, lr prior log-uniform [{task.lr_low:g}, {task.lr_high:g}]")
-            print(f"{'seed':>4} {'method':<18} {'final val_loss':>14} {'compute':>8} {'wall s':>7}  note")
-            out: dict[str, Any] = {"population": task.population, "steps": task.steps, "unit": task.unit,
-                                   "interval": task.interval, "quantile": task.quantile, "seeds": {}}
-            for seed, runs in rows.items():
-                for method, o in runs.items():
-                    note = ""
-                    if method in ("pbt", "pb2"):
-                        note = f"best member {o.detail['best_member']}, {o.detail['exploits']} exploits"
-                    elif method.startswith("fixed"):
-                        note = f"best lr {o.detail['best_lr']:.3g}"
-                    print(f"{seed:>4} {method:<18} {o.final:>14.4f} {o.compute:>8} {o.wall_s:>7.1f}  {note}")
-                for m in ("pbt", "pb2"):
-                    if m not in runs:
+                    wanted += ["ray-pbt", "ray-pb2"]
+                wanted = [m for m in wanted if m not in {SKIPPABLE[s] for s in skip}] + variants
+                for m in wanted:
+                    if m in runs:
                         continue
-                    print(f"     {m} best member's lr schedule: "
-                          f"{_schedule_text(runs[m].detail['schedule'], task.steps, task.unit)}")
-                out["seeds"][str(seed)] = {m: {"final_val_loss": o.final, "compute": o.compute,
-                                               "wall_s": round(o.wall_s, 1), **o.detail} for m, o in runs.items()}
-                out["seeds"][str(seed)]["pbt_beats_fixed"] = runs["pbt"].final < runs["fixed"].final
-                if "pb2" in runs:
-                    out["seeds"][str(seed)]["pb2_beats_fixed"] = runs["pb2"].final < runs["fixed"].final
-            methods = list(next(iter(rows.values())))
-            out["mean"] = {}
-            for m in methods:
-                vals = [rows[s][m].final for s in rows if m in rows[s]]
-                out["mean"][m] = {"final_val_loss": statistics.mean(vals), "n": len(vals),
-                                  "compute": statistics.mean(rows[s][m].compute for s in rows if m in rows[s])}
-                print(f"mean {m:<18} {out['mean'][m]['final_val_loss']:>14.4f} {out['mean'][m]['compute']:>8.0f}"
-                      f"          over {len(vals)} seeds")
-            for m in ("pbt", "pb2"):
-                if m not in methods:
-                    continue
-                wins = sum(1 for s in rows if rows[s][m].final < rows[s]["fixed"].final)
-                print(f"{m} lower than the best fixed lr in {wins}/{len(rows)} seeds", end="")
-                out[f"{m}_wins"] = f"{wins}/{len(rows)}"
-                if "fixed (pbt's lrs)" in methods:
-                    paired = sum(1 for s in rows if rows[s][m].final < rows[s]["fixed (pbt's lrs)"].final)
-                    print(f", than the best of its own initial lrs trained fixed in {paired}/{len(rows)}", end="")
-                    out[f"{m}_wins_paired"] = f"{paired}/{len(rows)}"
-                print()
-            result["tasks"][name] = out
+                    if m in ("ray-pbt", "ray-pb2") and not ray_started:
+                        start_ray()
+                        ray_started = True
+                    if m == "pbt":
+                        o = run_pbt(task, seed, wd)
+                    elif m == "pb2":
+                        o = run_pbt(task, seed, wd, explore="pb2")
+                    elif variant(m):
+                        o = run_pbt(task, seed, wd, *variant(m))
+                    elif m == "fixed":
+                        o = run_fixed(task, seed, wd, "constant")
+                    elif m == "fixed+cosine":
+                        o = run_fixed(task, seed, wd, "cosine")
+                    elif m == "fixed (pbt's lrs)":
+                        o = run_fixed(task, seed, wd, "constant", lrs=runs["pbt"].detail["initial_lrs"])
+                    else:
+                        o = run_ray(task, seed, runs["pbt"].detail["initial_lrs"], wd, m.removeprefix("ray-"))
+                    runs[m] = o
+                    if cache:
+                        append_cache(cache, key, seed, o, os.getloadavg()[0])
+                    print(f"[{name} seed {seed} {m}: {o.final:.4f}, {o.compute} {task.unit}, {o.wall_s:.0f} s]",
+                          flush=True)
+                rows[seed] = {m: o for m, o in runs.items() if m in wanted}
+                print(f"[{name} seed {seed} done]", flush=True)
+            result["tasks"][name] = summarize(task, rows)
+    if args.plot and result["tasks"]:
+        plot(result, args.plot)
     print(json.dumps(result))
     return result
 
