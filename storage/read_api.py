@@ -1011,9 +1011,10 @@ class ReadAPI:
             q_own = select(t.c.number, own).where(t.c.study_id == row.id, t.c.state == done, own.is_not(None))
             scored = (self._plain(conn, q_own.order_by(t.c.number)) if objective == 0
                       else conn.execute(q_own.order_by(t.c.number)).all())  # a JSON list: decoded by SQLAlchemy
-            others = self._plain(conn, select(t.c.number, t.c.state, last, t.c.last_step)
-                                 .where(t.c.study_id == row.id, t.c.state != done, last.is_not(None))
-                                 .order_by(t.c.number))
+            # Sorted here, not by the database: rows come nearly in number order, which Python's
+            # sort takes in one pass, where PostgreSQL sorted 96,000 rows on disk (work_mem).
+            others = sorted(self._plain(conn, select(t.c.number, t.c.state, last, t.c.last_step)
+                                        .where(t.c.study_id == row.id, t.c.state != done, last.is_not(None))))
         # ``v - v == 0`` holds for a finite number only (inf - inf and nan - nan are nan).
         if objective == 0:
             complete = [(n, float(v)) for n, v in scored if v - v == 0]
