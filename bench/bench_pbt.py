@@ -237,12 +237,15 @@ def compute_counter():
 
     class ComputeCounter(tune.Callback):
         def __init__(self) -> None:
-            self.trained, self.reports, self.last_step = 0, 0, {}
+            self.trained, self.reports, self.last_step, self.failed = 0, 0, {}, set()
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             self.trained += int(result.get("trained", 0))
             self.reports += 1
             self.last_step[trial.trial_id] = int(result.get("step", 0))
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self.failed.add(trial.trial_id)
 
     return ComputeCounter()
 
@@ -299,16 +302,20 @@ def run_ray(task: Task, seed: int, initial_lrs: list[float], workdir: str, sched
     t0 = time.perf_counter()
     results = tuner.fit()
     wall = time.perf_counter() - t0
-    finals = []
+    # A member whose training fails (the trainer stops on a nan loss, e.g. at an explored lr
+    # near the top of the prior) is lost to the population, as it is for a Tune user: it counts
+    # the compute it spent and has no final loss. Every other member must reach the end.
+    finals, failed = [], []
     for r in results:
         if r.error is not None:
-            raise RuntimeError(f"ray tune trial failed: {r.error}")
+            failed.append(str(r.error).strip().splitlines()[-1][:300])
+            continue
         finals.append(float(r.metrics["val_loss"]))
-    short = {t: s for t, s in counter.last_step.items() if s < task.steps}
-    if short or len(counter.last_step) != len(members):
-        raise RuntimeError(f"ray-{scheduler}: members ended before step {task.steps}: {short}")
+    short = {t: s for t, s in counter.last_step.items() if s < task.steps and t not in counter.failed}
+    if short or len(counter.last_step) != len(members) or not finals:
+        raise RuntimeError(f"ray-{scheduler}: members ended before step {task.steps}: {short}; failed: {failed}")
     return Outcome(f"ray-{scheduler}", min(finals), counter.trained, wall,
-                   {"members_final": sorted(finals), "reports": counter.reports})
+                   {"members_final": sorted(finals), "reports": counter.reports, "failed_members": failed})
 
 
 def run_ray_pbt(task: Task, seed: int, initial_lrs: list[float], workdir: str) -> Outcome:
@@ -454,7 +461,7 @@ def plot(result: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     names = list(result["tasks"])
-    fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.8 * len(names)), squeeze=False)
+    fig, axes = plt.subplots(len(names), 2, figsize=(13, 4.6 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
         t = result["tasks"][name]
         ax = row[0]
@@ -470,18 +477,18 @@ def plot(result: dict[str, Any], path: str) -> None:
         ax.set_ylabel("final val_loss of the best member")
         ax.set_title(f"{name}: mean and bootstrap 95% interval over seeds (grey: seeds)", fontsize=9)
         ax = row[1]
-        pairs = [p for p in t["paired"] if not p.startswith("ray")]
+        pairs = [p for p in t["paired"] if not p.startswith("ray")][::-1]
         for i, p in enumerate(pairs):
             d = t["paired"][p]
-            ax.scatter([i + 0.18] * len(d["diffs"]), list(d["diffs"].values()), s=10, color="0.6", zorder=1)
+            ax.scatter(list(d["diffs"].values()), [i - 0.18] * len(d["diffs"]), s=10, color="0.6", zorder=1)
             lo, hi = d["ci95"]
-            ax.errorbar([i], [d["mean"]], yerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o", capsize=4, zorder=2,
+            ax.errorbar([d["mean"]], [i], xerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o", capsize=4, zorder=2,
                         color="C2" if hi < 0 else ("C3" if lo > 0 else "C0"))
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(range(len(pairs)), [f"{p}\n({t['paired'][p]['wins']}/{t['paired'][p]['n']} wins)"
-                                          for p in pairs], rotation=30, fontsize=8)
-        ax.set_ylabel("paired difference in final val_loss")
-        ax.set_title(f"{name}: ours - theirs per seed (below 0: ours lower)", fontsize=9)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(range(len(pairs)), [f"{p}  ({t['paired'][p]['wins']}/{t['paired'][p]['n']} wins)"
+                                          for p in pairs], fontsize=8)
+        ax.set_xlabel("paired difference in final val_loss (below 0: the first lower)")
+        ax.set_title(f"{name}: paired differences per seed, mean and 95% interval", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
