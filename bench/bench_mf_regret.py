@@ -1,6 +1,41 @@
 """Anytime regret of multi-fidelity methods, ours and peers', on a table of real learning curves.
 
-Placeholder: the full docstring is written below once the runners exist.
+    python bench/bench_mf_regret.py build-table        # once: trains the grid (about 15 min, one core)
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 10 python bench/bench_mf_regret.py run \
+        [--methods all|NAME,PREFIX*] [--seeds 0-19] [--runs FILE] [--plot PNG] [--all-seeds]
+
+The table (``bench/results/mf_regret_cnn_table.json.gz``): the built-in CNN on digits
+(``builtin:classifier``, ``model: cnn``) over a grid of 216 configurations, lr in {1e-4, 3e-4,
+1e-3, 3e-3, 1e-2, 1e-1} x optimizer {adam, sgd} x channels {4, 8, 16} x layers {1, 2, 3} x
+batch_size {64, 128}, each trained once for 27 epochs (constant learning rate, so a curve does
+not depend on the budget it was trained for; trial seed and data seed 0), val_loss recorded every
+epoch. ``build-table`` checkpoints each configuration to a JSON-lines file and resumes from it.
+
+Every method then "trains" configuration c to epoch e by reading val_loss[c][e]. Compute is epochs,
+charged as each method really spends them:
+- one epoch per report for methods that train a trial epoch by epoch and stop it (ours: ASHA,
+  Hyperband, bo+ASHA, random; Ray Tune's and Syne Tune's ASHA, Syne Tune's BOHB, Optuna's
+  HyperbandPruner); a stopped trial is never resumed;
+- for methods that pause and resume (ours: ASHA's promotion form, freeze-thaw; the one-epoch
+  baseline), a resumed trial pays only for the epochs it adds (the objective checkpoints its epoch
+  and resumes from it, as the real trainer does);
+- DEHB and SMAC3 evaluate a configuration at a fidelity from scratch: each evaluation costs its
+  whole fidelity (1, 3, 9 or 27 epochs), even for a configuration seen at a lower one.
+Every method stops at 50 full trainings (1,350 epochs).
+
+Regret at compute B (in full trainings): the best val_loss at 27 epochs among the results a method
+obtained within B, minus the table's best final val_loss. A seed where the method has trained no
+configuration to 27 epochs yet counts as the worst configuration's regret (no model to hand over)
+and is counted in the printout. ``regret_incumbent`` in the runs file is the other convention of
+tabular benchmarks (before the first full training, the final val_loss of the best configuration
+at the highest fidelity reached, a model the method has not trained to the end).
+
+All methods search the same encoding of the grid: an integer index per numeric list (lr_i 0-5,
+channels_i 0-2, batch_i 0-1), layers 1-3, optimizer a category. Ours run through the Python API
+(``search.create_study`` + ``Study.optimize``) on the simulated backend, parallel 1; the peers
+through their own ask/tell or tuner APIs, one trial at a time. Prints the regret table (mean and
+bootstrap 95% interval over seeds), the paired difference to our default (``scheduler: asha`` with
+no algorithm: bo proposes), a JSON line, and a plot.
 """
 from __future__ import annotations
 
@@ -181,10 +216,16 @@ class Ledger:
     an epoch of a trial that trains on (or resumes from its checkpoint), the whole fidelity for a
     method that retrains from scratch at each fidelity (DEHB, SMAC)."""
 
+    trace: str | None = None  # set by --trace: every event is also appended there (a slow run's partial curve)
+
     def __init__(self, table: Table, cap: int = CAP) -> None:
         self.table, self.cap = table, cap
         self.events: list[tuple[int, int, float, int]] = []
         self.spent = 0
+        self.exhausted: str | None = None  # why a method ended before the cap (it had nothing to propose)
+        if Ledger.trace:
+            with open(Ledger.trace, "w"):
+                pass
 
     @property
     def full(self) -> bool:
@@ -198,16 +239,23 @@ class Ledger:
         loss = float(self.table.curves[row, epoch - 1])
         self.spent += cost
         self.events.append((row, epoch, loss, cost))
+        if Ledger.trace:
+            with open(Ledger.trace, "a") as f:
+                f.write(json.dumps([row, epoch, loss, cost]) + "\n")
         return loss
 
 
-def regret_curve(events: list[tuple[int, int, float, int]], table: Table, budgets: list[float]) -> list[float | None]:
-    """Anytime regret at each budget (in full trainings). The incumbent at compute B is, of the
-    results obtained within B, the configuration with the lowest val_loss at full fidelity (27
-    epochs); before any configuration reaches full fidelity, the one with the lowest val_loss at
-    the highest fidelity reached so far. Regret = the incumbent's final val_loss in the table minus
-    the table's best final val_loss (0: the method holds the best configuration trained to the end).
-    None before the first result."""
+def regret_curve(events: list[tuple[int, int, float, int]], table: Table, budgets: list[float],
+                 incumbent: bool = False) -> list[float | None]:
+    """Anytime regret at each budget (in full trainings): the best val_loss at full fidelity (27
+    epochs) among the results obtained within the budget, minus the table's best final val_loss (0:
+    the method has trained the best configuration to the end). None where no configuration has
+    reached full fidelity yet.
+
+    With ``incumbent``, the convention of several tabular benchmarks instead: before the first
+    full-fidelity result, the incumbent is the configuration with the lowest val_loss at the
+    highest fidelity reached so far, and the regret is its final val_loss from the table (credit
+    for a model the method has not trained to the end)."""
     out: list[float | None] = []
     spent, k = 0, 0
     best_full: float | None = None
@@ -224,7 +272,7 @@ def regret_curve(events: list[tuple[int, int, float, int]], table: Table, budget
                 top = (epoch, loss, row)
         if best_full is not None:
             out.append(best_full - table.best_final)
-        elif top[2] >= 0:
+        elif incumbent and top[2] >= 0:
             out.append(float(table.finals[top[2]]) - table.best_final)
         else:
             out.append(None)
@@ -295,16 +343,55 @@ def run_ours(table: Table, seed: int, algorithm: str | None, scheduler: dict[str
 ASHA_OPTS = {"min_resource": 1, "reduction_factor": 3, "max_resource": FULL}
 
 
+def _register_quantile_asha() -> None:
+    """An experiment, not the product: ASHA (stopping form) with the rung rule of Syne Tune's and
+    Ray Tune's ASHA. Ours keeps the best max(1, floor(n/eta)) of the n trials at a rung, ties to the
+    earlier trial; this one lets a trial go on when at most n/eta of the n trials there are strictly
+    better (ties share the better rank), so e.g. 2 of 3 go on where ours keeps 1. Registered under
+    the name ``asha-quantile`` in this process only."""
+    from search import schedulers
+
+    if "asha-quantile" in schedulers.SCHEDULERS:
+        return
+
+    class QuantileRungs(schedulers._Rungs):
+        def promotable(self, number: int, k: int, strict: bool = False) -> bool:
+            rung = self.recorded[k]
+            return sum(v < rung[number] for v in rung.values()) <= len(rung) / self.eta
+
+    class QuantileASHA(schedulers.ASHA):
+        name = "asha-quantile"
+
+        def __init__(self, metric: str, mode: str, seed: int = 0, **options: Any) -> None:
+            super().__init__(metric, mode, seed, **options)
+            if self.promotion:
+                raise ValueError("asha-quantile is the stopping form only")
+            self.rungs = QuantileRungs(self.rungs.r_min, self.rungs.eta, self.rungs.r_max)
+
+    schedulers.SCHEDULERS["asha-quantile"] = QuantileASHA
+
+
+def run_quantile(table: Table, seed: int, algorithm: str | None) -> Ledger:
+    _register_quantile_asha()
+    return run_ours(table, seed, algorithm, {"name": "asha-quantile", **ASHA_OPTS})
+
+
 def ours_methods() -> dict[str, Any]:
     return {
         # what `scheduler: {name: asha}` gives with no algorithm: bo proposes, ASHA (stopping) stops
         "ours: bo+asha (default)": lambda t, s: run_ours(t, s, None, {"name": "asha", **ASHA_OPTS}),
+        # the same with ASHA's promotion form (pause, resume later): a candidate default
+        "ours: bo+asha promotion": lambda t, s: run_ours(t, s, None, {"name": "asha", "type": "promotion",
+                                                                       **ASHA_OPTS}),
         "ours: asha": lambda t, s: run_ours(t, s, "random", {"name": "asha", **ASHA_OPTS}),
         "ours: asha promotion": lambda t, s: run_ours(t, s, "random", {"name": "asha", "type": "promotion",
                                                                        **ASHA_OPTS}),
         "ours: hyperband": lambda t, s: run_ours(t, s, "random", {"name": "hyperband", **ASHA_OPTS}),
-        "ours: bo+freeze-thaw": lambda t, s: run_ours(t, s, None, {"name": "freeze-thaw", **ASHA_OPTS}),
+        "ours: freeze-thaw": lambda t, s: run_ours(t, s, "random", {"name": "freeze-thaw", **ASHA_OPTS}),
         "ours: random": lambda t, s: run_ours(t, s, "random", None, trials=max(BUDGETS)),
+        # experiments (not the product): our controller with Syne Tune's / Ray Tune's rung rule
+        "exp: bo+asha quantile-rule": lambda t, s: run_quantile(t, s, None),
+        "exp: asha quantile-rule": lambda t, s: run_quantile(t, s, "random"),
     }
 
 
@@ -364,6 +451,7 @@ def run_smac(table: Table, seed: int, facade: str) -> Ledger:
     budget trains from scratch (SMAC does not continue a configuration's training)."""
     from smac import HyperbandFacade, MultiFidelityFacade, Scenario
     from smac.runhistory.dataclasses import TrialValue
+    from smac.main.exceptions import ConfigurationSpaceExhaustedException
 
     ledger = Ledger(table)
     cls = MultiFidelityFacade if facade == "mf" else HyperbandFacade
@@ -380,6 +468,9 @@ def run_smac(table: Table, seed: int, facade: str) -> Ledger:
                 smac.tell(info, TrialValue(cost=loss))
         except BudgetSpent:
             pass
+        except ConfigurationSpaceExhaustedException:
+            # SMAC proposes no configuration twice; on a finite grid it can run out
+            ledger.exhausted = f"ConfigurationSpaceExhaustedException after {ledger.spent} epochs"
     return ledger
 
 
@@ -469,6 +560,11 @@ def run_ray_asha(table: Table, seed: int) -> Ledger:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    from search.backends.ray_backend import init_local_ray
+
+    # "local": a fresh instance of our own, never one another process on this machine started
+    init_local_ray("local", num_cpus=2, include_dashboard=False,
+                   runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([HERE, REPO])}})
     ledger = Ledger(table)
     rows = {_key(table.point(i)): i for i in range(table.n)}
 
@@ -506,7 +602,7 @@ def peer_methods() -> dict[str, Any]:
         "Syne Tune BOHB": lambda t, s: run_syne(t, s, "bohb"),
         "Optuna TPE+Hyperband": run_optuna,
         "Ray Tune ASHA": run_ray_asha,
-        "one epoch, then top-k": run_one_epoch_topk,
+        "1 epoch each, then top-k": run_one_epoch_topk,
     }
 
 
@@ -523,6 +619,9 @@ def run_cell(table: Table, method: str, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     ledger = all_methods()[method](table, seed)
     wall = time.perf_counter() - t0
+    if ledger.spent < ledger.cap and not ledger.exhausted:
+        # e.g. an interrupted study (the controller ends a run it is signalled to stop)
+        raise RuntimeError(f"{method} seed {seed} ended after {ledger.spent} of {ledger.cap} epochs")
     full = sum(1 for e in ledger.events if e[1] >= FULL)
     spent, first_full = 0, None
     for e in ledger.events:
@@ -532,7 +631,9 @@ def run_cell(table: Table, method: str, seed: int) -> dict[str, Any]:
             break
     return {"first_full_at": first_full, "method": method, "seed": seed, "spent": ledger.spent, "results": len(ledger.events),
             "full_trainings_completed": full, "wall_s": round(wall, 2),
-            "regret": regret_curve(ledger.events, table, PLOT_BUDGETS)}
+            "exhausted": ledger.exhausted,
+            "regret": regret_curve(ledger.events, table, PLOT_BUDGETS),
+            "regret_incumbent": regret_curve(ledger.events, table, PLOT_BUDGETS, incumbent=True)}
 
 
 def load_runs(path: str) -> dict[tuple[str, int], dict[str, Any]]:
@@ -542,7 +643,8 @@ def load_runs(path: str) -> dict[tuple[str, int], dict[str, Any]]:
             for line in f:
                 if line.strip():
                     r = json.loads(line)
-                    runs[(r["method"], r["seed"])] = r
+                    if r["spent"] >= CAP or r.get("exhausted"):  # complete runs only
+                        runs[(r["method"], r["seed"])] = r
     return runs
 
 
@@ -557,17 +659,21 @@ def bootstrap(values, reps: int = 2000, seed: int = 0) -> tuple[float, float, fl
 
 
 def summarize(table: Table, runs: dict[tuple[str, int], dict[str, Any]], methods: list[str],
-              plot: str | None) -> dict[str, Any]:
+              plot: str | None, markdown: bool = False) -> dict[str, Any]:
     import numpy as np
 
     at = {b: PLOT_BUDGETS.index(float(b)) for b in BUDGETS}
     seeds_of = {m: sorted(s for (mm, s) in runs if mm == m) for m in methods}
     methods = [m for m in methods if seeds_of[m]]
 
-    def reg(m: str, b: int, seeds: list[int]) -> list[float]:
-        # None (no result yet) counts as the regret of knowing nothing: the worst final in the table.
-        worst = float(table.finals.max()) - table.best_final
-        return [runs[(m, s)]["regret"][at[b]] if runs[(m, s)]["regret"][at[b]] is not None else worst for s in seeds]
+    worst = float(table.finals.max()) - table.best_final
+
+    def reg(m: str, b: int, seeds: list[int], key: str = "regret") -> list[float]:
+        # None (nothing trained to 27 epochs yet) counts as the worst configuration's regret.
+        return [runs[(m, s)][key][at[b]] if runs[(m, s)][key][at[b]] is not None else worst for s in seeds]
+
+    def none(m: str, b: int) -> int:
+        return sum(runs[(m, s)]["regret"][at[b]] is None for s in seeds_of[m])
 
     out: dict[str, Any] = {"bench": "mf_regret", "task": "cnn-digits table", "configs": table.n,
                            "best_final_val_loss": table.best_final, "budgets_full_trainings": list(BUDGETS),
@@ -579,11 +685,13 @@ def summarize(table: Table, runs: dict[tuple[str, int], dict[str, Any]], methods
         cells, row = [], {}
         for b in BUDGETS:
             mean, lo, hi = bootstrap(reg(m, b, seeds_of[m]))
-            row[str(b)] = {"mean": mean, "lo": lo, "hi": hi}
-            cells.append(f"{mean:.4f} [{lo:.4f},{hi:.4f}]")
+            row[str(b)] = {"mean": mean, "lo": lo, "hi": hi, "seeds_without_full_training": none(m, b),
+                           "mean_incumbent_convention": float(np.mean(reg(m, b, seeds_of[m], "regret_incumbent")))}
+            cells.append(f"{mean:.4f} [{lo:.4f},{hi:.4f}]" + (f"*{none(m, b)}" if none(m, b) else ""))
         out["methods"][m] = {"seeds": len(seeds_of[m]), "regret": row,
                              "wall_s_per_run": float(np.mean([runs[(m, s)]["wall_s"] for s in seeds_of[m]]))}
         print(f"{m:<26} {len(seeds_of[m]):>5} " + " ".join(f"{c:>22}" for c in cells))
+    print(f"*k: k seeds had no configuration trained to 27 epochs yet (counted as the worst, {worst:.4f})")
     if DEFAULT in methods:
         print(f"\nDifference to {DEFAULT} (method - ours; > 0: ours lower), paired over common seeds, mean [95% interval]")
         print(f"{'method':<26} {'seeds':>5} " + " ".join(f"{b:>24}" for b in BUDGETS))
@@ -609,6 +717,22 @@ def summarize(table: Table, runs: dict[tuple[str, int], dict[str, Any]], methods
         out["goal_met"] = all(v == DEFAULT or out["methods"][v]["regret"][str(b)]["mean"]
                               >= out["methods"][DEFAULT]["regret"][str(b)]["mean"] for b, v in lowest.items())
         print("\nlowest mean regret: " + ", ".join(f"{b}: {m}" for b, m in lowest.items()))
+    if markdown:
+        print("\n| method | seeds | " + " | ".join(f"{b} full trainings" for b in BUDGETS) + " |")
+        print("| --- | --- | " + " | ".join("---" for _ in BUDGETS) + " |")
+        for m in methods:
+            cells = []
+            for b in BUDGETS:
+                c = out["methods"][m]["regret"][str(b)]
+                d = out["methods"][m].get("minus_default", {}).get(str(b))
+                cell = f"{c['mean']:.4f} [{c['lo']:.4f}, {c['hi']:.4f}]"
+                if c["seeds_without_full_training"]:
+                    cell += f" ({c['seeds_without_full_training']} seeds: none at 27 epochs)"
+                if d is not None:
+                    cell += f"<br>{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
+                cells.append(cell)
+            name = f"**{m}**" if m == DEFAULT else m
+            print(f"| {name} | {len(seeds_of[m])} | " + " | ".join(cells) + " |")
     if plot:
         plot_regret(table, runs, methods, seeds_of, plot)
         out["plot"] = os.path.relpath(plot, REPO)
@@ -623,7 +747,8 @@ def plot_regret(table: Table, runs, methods: list[str], seeds_of, path: str) -> 
     import numpy as np
 
     worst = float(table.finals.max()) - table.best_final
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 6))
+    ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])
     x = np.array(PLOT_BUDGETS)
     for m in methods:
         ys = np.array([[v if v is not None else worst for v in runs[(m, s)]["regret"]] for s in seeds_of[m]])
@@ -634,6 +759,7 @@ def plot_regret(table: Table, runs, methods: list[str], seeds_of, path: str) -> 
         ax.fill_between(x, [s[1] for s in stats], [s[2] for s in stats], color=line.get_color(), alpha=0.12)
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(0, 3)
     ax.set_xticks(list(BUDGETS) + [1, 2])
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("compute (full 27-epoch trainings)")
@@ -664,6 +790,7 @@ def run(args) -> dict[str, Any]:
     else:
         seeds = [int(s) for s in args.seeds.split(",") if s]
     runs = load_runs(args.runs)
+    Ledger.trace = args.trace
     if "ray" in " ".join(methods).lower():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -672,7 +799,7 @@ def run(args) -> dict[str, Any]:
           f"{len(table.failed)} diverged; methods: {methods}; seeds: {seeds}", flush=True)
     for m in methods:
         for seed in seeds:
-            if (m, seed) in runs and not args.rerun:
+            if args.report or ((m, seed) in runs and not args.rerun):
                 continue
             try:
                 r = run_cell(table, m, seed)
@@ -686,7 +813,8 @@ def run(args) -> dict[str, Any]:
             print(f"[{m} seed {seed}] {r['wall_s']:.1f}s, {r['results']} results, "
                   f"{r['full_trainings_completed']} at 27 epochs; regret {at}", flush=True)
     shown = [m for m in names if any(mm == m for mm, _ in runs)] if args.methods == "all" else methods
-    result = summarize(table, {k: v for k, v in runs.items() if k[1] in seeds or args.all_seeds}, shown, args.plot)
+    result = summarize(table, {k: v for k, v in runs.items() if k[1] in seeds or args.all_seeds}, shown, args.plot,
+                       markdown=args.markdown)
     print(json.dumps(result))
     return result
 
@@ -703,8 +831,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="'all' or comma-separated method names (case-insensitive; 'PREFIX*' for all that start so)")
     r.add_argument("--seeds", default="0-19", help="a range A-B or a comma-separated list")
     r.add_argument("--runs", default=RUNS_PATH, help="JSON lines of finished (method, seed) runs, reused")
+    r.add_argument("--markdown", action="store_true", help="also print the table as Markdown (the docs' table)")
+    r.add_argument("--report", action="store_true", help="run nothing: summarise what --runs holds")
     r.add_argument("--rerun", action="store_true", help="run again the (method, seed) pairs already in --runs")
     r.add_argument("--all-seeds", action="store_true", help="summarise every seed in --runs, not only --seeds")
+    r.add_argument("--trace", default=None, help="append each result of the run in progress to this file")
     r.add_argument("--plot", default=os.path.join(REPO, "docs", "images", "mf-regret.png"))
     args = ap.parse_args(argv)
     if args.cmd == "build-table":
