@@ -243,3 +243,36 @@ def test_an_artifacts_location_that_cannot_be_written_fails_before_the_study_exi
             call(_spec("unwritable", artifacts="/etc/passwd/ckpt", trial={"entrypoint": _objective}))
     with open_storage(sqlite_url) as st:
         assert st.list_studies() == []
+
+
+def test_trials_dataframe_is_the_same_from_the_read_api_and_from_records(sqlite_url, monkeypatch):
+    """The frame is built from the read API's plain rows; where that cannot open (an in-memory
+    database) it is built from the records: both give the same frame, trial for trial."""
+    import pandas as pd
+
+    import storage.read_api
+    from storage import StorageError
+
+    study = search.create_study(_spec("frame", space={"x": {"type": "float", "low": 0, "high": 1},
+                                                      "opt": {"type": "categorical", "choices": ["a", "b"]}}),
+                                storage=sqlite_url)
+    for i, (x, opt) in enumerate([(0.1, "a"), (0.5, "b"), (0.9, "a")]):
+        study.enqueue({"x": x, "opt": opt})
+        t = study.ask()
+        if i == 1:
+            t.report(1, loss=0.7)
+            study.tell(t, state="pruned")
+        else:
+            study.tell(t, {"loss": x, "extra": i} if i == 2 else x)
+    study.ask()  # one left RUNNING: no value, no finish time
+    from_rows = study.trials_dataframe()
+
+    def refuse(*_a, **_k):
+        raise StorageError("no read-only view")
+
+    monkeypatch.setattr(storage.read_api, "open_read_api", refuse)
+    from_records = study.trials_dataframe()
+    pd.testing.assert_frame_equal(from_rows, from_records)
+    assert list(from_rows["state"]) == ["COMPLETE", "PRUNED", "COMPLETE", "RUNNING"]
+    assert list(from_rows["params_opt"])[:3] == ["a", "b", "a"]
+    assert from_rows["metrics_extra"].iloc[2] == 2 and pd.isna(from_rows["metrics_extra"].iloc[0])
