@@ -5,6 +5,7 @@ and budget.
     nice python bench/bench_pbt.py [--tasks lm,cnn] [--seeds 0,1,2] [--ray-seeds 0] [--quick] [--skip-ray]
                                    [--interval K] [--quantile Q] [--skip pb2,cosine,paired,ray-pb2]
                                    [--keep DIR] [--cache FILE] [--report] [--plot PNG]
+                                   [--variants "pbt q=0.125,pb2 q=0.125"]
 
 Every run (task, seed, method) is appended to the JSONL cache (``--cache``, default
 ``bench/results/pbt_runs.jsonl``) as soon as it ends, and a run already there with the same task
