@@ -58,6 +58,8 @@ def _reported_statement(n_metrics: int):
         stmt = update(_T).where(_T.c.id == bindparam("b_id")).values(**values)
         _REPORTED[n_metrics] = stmt
     return stmt
+
+
 _LEAVE: dict[tuple[str, ...], Any] = {}
 
 
