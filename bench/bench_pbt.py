@@ -427,8 +427,8 @@ def summarize(task: Task, rows: dict[int, dict[str, Outcome]]) -> dict[str, Any]
             if m in runs and runs[m].detail.get("schedule"):
                 print(f"     {m} best member's lr schedule: "
                       f"{_schedule_text(runs[m].detail['schedule'], task.steps, task.unit)}")
-        out["seeds"][str(seed)] = {m: {"final_val_loss": o.final, "compute": o.compute, "wall_s": round(o.wall_s, 1)}
-                                   for m, o in runs.items()}
+        out["seeds"][str(seed)] = {m: {"final_val_loss": o.final, "compute": o.compute, "wall_s": round(o.wall_s, 1),
+                                       **o.detail} for m, o in runs.items()}
     methods = ordered({m for r in rows.values() for m in r})
     out["mean"] = {}
     print(f"\n{'method':<18} {'seeds':>5} {'mean final':>10} {'95% interval':>19} {'compute':>8}")
