@@ -510,8 +510,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "paired (fixed (pbt's lrs)), ray-pbt, ray-pb2")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep the study database and checkpoints in DIR (default: a temporary folder)")
-    ap.add_argument("--cache", default=DEFAULT_CACHE, help="JSONL file of finished runs, appended to and reused "
-                    "(default: bench/results/pbt_runs.jsonl); 'none' to neither read nor write one")
+    ap.add_argument("--cache", default=None, help="JSONL file of finished runs, appended to and reused "
+                    "(default: bench/results/pbt_runs.jsonl, none with --quick, so a smoke run always "
+                    "trains and never writes into the results); 'none' to neither read nor write one")
     ap.add_argument("--variants", default="", help="comma-separated extra methods with another truncation "
                     "quantile, e.g. 'pbt q=0.125,pb2 q=0.125' (a less greedy exploit: fewer members copy others)")
     ap.add_argument("--report", action="store_true", help="train nothing: print the tables from the cache")
@@ -525,7 +526,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = skip - set(SKIPPABLE)
     if unknown:
         ap.error(f"--skip: unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(SKIPPABLE)}")
-    cache = None if args.cache == "none" else args.cache
+    cache = None if args.cache == "none" else args.cache or (None if args.quick else DEFAULT_CACHE)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
         if not variant(v):
