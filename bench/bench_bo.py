@@ -727,7 +727,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bo-options", default="{}", help="JSON options for bo, e.g. '{\"acquisition\": \"ei\"}'")
     ap.add_argument("--tag", default="", help="a label kept with each run (e.g. a bo variant); the report "
                     "reads only runs with the same tag")
-    ap.add_argument("--cache", default=str(DEFAULT_CACHE), help="JSONL file the runs are appended to")
+    ap.add_argument("--cache", default=None, help="JSONL file the runs are appended to (default: "
+                    "bench/results/bo_runs.jsonl; with --quick a temporary file, so a smoke run always runs and "
+                    "never writes into the results)")
     ap.add_argument("--report", action="store_true", help="only build the tables from the cache")
     ap.add_argument("--order", choices=("seed", "problem"), default="seed",
                     help="run loop order: every problem at seed 0 first (default), or problem by problem")
@@ -764,7 +766,14 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods:
         if m not in METHODS:
             ap.error(f"unknown optimizer {m!r}; known: {', '.join(METHODS)}")
-    cache = Path(args.cache)
+    if args.cache:
+        cache = Path(args.cache)
+    elif args.quick:
+        import tempfile
+
+        cache = Path(tempfile.mkdtemp(prefix="bench-bo-quick-")) / "runs.jsonl"
+    else:
+        cache = DEFAULT_CACHE
 
     lat: dict[str, Any] = {}
     if args.latency or args.latency_only:
