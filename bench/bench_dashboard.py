@@ -510,10 +510,10 @@ class Cached:
 
 
 def our_marker(args: argparse.Namespace) -> dict[str, Any]:
-    from storage._rdb import _head_revision
+    from storage._rdb import HEAD_REVISION
 
     return {"generator": GENERATOR, "trials": args.trials, "reports": args.reports, "seed": args.seed,
-            "schema": _head_revision()}
+            "schema": HEAD_REVISION}
 
 
 def optuna_marker(args: argparse.Namespace) -> dict[str, Any]:

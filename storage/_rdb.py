@@ -191,10 +191,6 @@ def _alembic_config(connection):
 HEAD_REVISION = "0004"
 
 
-def _head_revision() -> str:
-    return HEAD_REVISION
-
-
 def _current_revision(conn) -> str | None:
     """The schema revision recorded in ``conn``'s database, None when it has no version table:
     what Alembic's ``MigrationContext.get_current_revision`` answers, read with one SELECT."""
